@@ -1,0 +1,106 @@
+"""Plant and controller parameters: penalties, control settings and the hardware catalogue.
+
+Filled from YAML by ``pipelines._config``; the field metadata ``range`` is the valid interval.
+Sign convention (stated once): power flows and water are positive quantities; grid import ≥ 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from forecast.scenario import ConfigError, rng
+
+__all__ = ["ControlSettings", "Gpu", "HardwareCatalogue", "Penalties"]
+
+
+@dataclass(frozen=True)
+class Penalties:
+    """Prices of the soft constraints (DESIGN.md §2b), euros."""
+
+    drop_eur_per_request: float = field(default=0.05, metadata=rng(0.0, 1e3))
+    slo_miss_eur_per_request: float = field(default=0.005, metadata=rng(0.0, 1e3))
+    water_eur_per_l: float = field(default=0.01, metadata=rng(0.0, 1e3))
+    gpu_start_eur: float = field(default=0.001, metadata=rng(0.0, 1e3))
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """How the MPC plans.
+
+    Args:
+        horizon_steps: H, steps of the receding horizon.
+        step_h: Δt, hours per step.
+        rho_max: utilisation cap of a pool (keeps the Erlang-C wait small).
+        load_quantile: the load quantile GPUs are provisioned for.
+        objective: ``lexicographic`` or ``weighted``.
+        order: lexicographic stage order.
+        epsilon: relative slack kept on earlier stages.
+        pue_switch_temp_c: above it cooling is mechanical, below outside air.
+        carbon_signal: ``average`` (fuel mix) or ``marginal`` where the data provide it.
+        carbon_price_eur_per_kg, water_price_eur_per_l, delay_price_eur_per_s: weighted-mode prices.
+    """
+
+    horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
+    step_h: float = field(default=1.0, metadata=rng(1.0, 1.0))
+    rho_max: float = field(default=0.8, metadata=rng(0.05, 1.0))
+    load_quantile: float = field(default=0.9, metadata=rng(0.1, 0.9))
+    objective: Literal["lexicographic", "weighted"] = "lexicographic"
+    order: tuple[Literal["cost", "carbon", "delay"], ...] = ("cost", "carbon", "delay")
+    epsilon: float = field(default=0.001, metadata=rng(0.0, 1.0))
+    pue_switch_temp_c: float = field(default=18.0, metadata=rng(-20.0, 45.0))
+    carbon_signal: Literal["average", "marginal"] = "average"
+    carbon_price_eur_per_kg: float = field(default=0.0, metadata=rng(0.0, 1e3))
+    water_price_eur_per_l: float = field(default=0.0, metadata=rng(0.0, 1e3))
+    delay_price_eur_per_s: float = field(default=0.0, metadata=rng(0.0, 1e3))
+
+    def __post_init__(self) -> None:
+        if sorted(self.order) != ["carbon", "cost", "delay"]:
+            raise ConfigError(
+                f"control.order: a permutation of cost, carbon, delay is needed (got {list(self.order)})"
+            )
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One accelerator type, per GPU, for the scenario's model (see configs/hardware.yaml).
+
+    Args:
+        name: catalogue key.
+        kind: ``datacentre`` or ``edge``.
+        idle_w: power when on and idle, W.
+        prefill_tok_per_s: prompt tokens processed per second at full use.
+        decode_tok_per_s: output tokens generated per second at full use (at the given batch).
+        prefill_j_per_token, decode_j_per_token: dynamic energy per token above idle, J.
+        source: where the numbers come from (tags M measured, C configured, D derived).
+    """
+
+    name: str
+    kind: Literal["datacentre", "edge"]
+    idle_w: float = field(metadata=rng(0.0, 5000.0))
+    busy_w: float = field(metadata=rng(0.0, 5000.0))
+    prefill_tok_per_s: float = field(metadata=rng(1.0, 1e6))
+    decode_tok_per_s: float = field(metadata=rng(0.1, 1e6))
+    prefill_j_per_token: float = field(metadata=rng(0.0, 100.0))
+    decode_j_per_token: float = field(metadata=rng(0.0, 100.0))
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.busy_w < self.idle_w:
+            raise ConfigError(f"hardware.{self.name}.busy_w: must be ≥ idle_w ({self.idle_w} W)")
+
+
+@dataclass(frozen=True)
+class HardwareCatalogue:
+    """Every GPU type a pool may use, by name."""
+
+    model: str
+    gpus: tuple[Gpu, ...]
+
+    def get(self, name: str) -> Gpu:
+        for gpu in self.gpus:
+            if gpu.name == name:
+                return gpu
+        raise ConfigError(
+            f"unknown GPU type {name!r}; the catalogue has {[g.name for g in self.gpus]}"
+        )

@@ -1,0 +1,198 @@
+"""LLM request load per (region, class) from real production traces, on the scenario's calendar.
+
+Files (read in place from ``data.load_dir``, never copied): ServeGen (Alibaba Model Studio,
+Apache-2.0) ``servegen_<tier>_clients.csv.gz`` — one row per client and 600-s window over 14 days,
+``rate_req_per_s`` the window's mean rate, t = 0 at local midnight of day 0; and the Azure LLM
+inference trace 2023 (CC-BY-4.0, Patel et al., "Splitwise", ISCA 2024) for token lengths per class.
+
+Calendar (DESIGN.md §3): day 0 is placed at ``data.load_day0_local`` (Monday 3 Dec 2018) 00:00 in
+*each region's* local time, so the recorded days keep their local-time daily shape everywhere. The
+source does not name its weekday: Monday is an assumption. Clients are assigned to (region, class)
+cells by a seeded draw (largest clients first, each to a cell drawn in proportion to the cell's
+remaining deficit against ``region share × class share``); the assignment is a table kept with the
+run. Outside the recorded days the load is a seeded day-of-week block bootstrap drawn from the
+training days only (days ``0 … load_train_days − 1``), flagged ``resampled`` per timestamp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast.scenario import Scenario
+from forecast.sources._archive import cached_frame
+
+__all__ = [
+    "AZURE_FILES",
+    "LoadData",
+    "SERVEGEN_FILES",
+    "assign_clients",
+    "check_load_dir",
+    "read_load",
+    "read_servegen_hourly",
+    "token_stats",
+]
+
+SERVEGEN_FILES = {"m-large": "servegen_m_large_clients.csv.gz", "m-mid": "servegen_m_mid_clients.csv.gz"}
+AZURE_FILES = {"conv": "azure_llm_inference_2023_conv.csv.gz", "code": "azure_llm_inference_2023_code.csv.gz"}
+WINDOW_S = 600
+_VERSION = 1
+
+
+def check_load_dir(path: Path, tier: str) -> Path:
+    """The load folder, or an error that says where the files go."""
+    needed = [SERVEGEN_FILES[tier], *AZURE_FILES.values()]
+    missing = [f for f in needed if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"LLM load data not found: {path.resolve()} lacks {missing}. Put the ServeGen and Azure "
+            "files there (the project reads ../shared/data/llm_load/ beside the repository; see its "
+            "README), or point data.load_dir / the GREENLLM_LOAD_DIR environment variable at them."
+        )
+    return path
+
+
+def read_servegen_hourly(path: Path, tier: str, days: int) -> pd.DataFrame:
+    """Hourly mean rate per client and local (day, hour): columns client, day, hour, rate_req_per_s."""
+    file = check_load_dir(path, tier) / SERVEGEN_FILES[tier]
+
+    def build() -> pd.DataFrame:
+        raw = pd.read_csv(file, usecols=["client", "t_seconds", "rate_req_per_s"])
+        if raw["rate_req_per_s"].lt(0).any() or raw["rate_req_per_s"].isna().any():
+            bad = raw[raw["rate_req_per_s"].lt(0) | raw["rate_req_per_s"].isna()].iloc[0]
+            raise ValueError(f"{file}: negative or missing rate (client {bad['client']}, t={bad['t_seconds']} s)")
+        raw = raw[raw["t_seconds"] < days * 86400]
+        counts = raw.groupby("client").size()
+        if (counts != days * 86400 // WINDOW_S).any():
+            raise ValueError(f"{file}: every client needs {days * 144} windows; some have {sorted(set(counts))}")
+        raw["day"] = raw["t_seconds"] // 86400
+        raw["hour"] = raw["t_seconds"] % 86400 // 3600
+        return raw.groupby(["client", "day", "hour"], as_index=False)["rate_req_per_s"].mean()
+
+    return cached_frame("servegen_hourly", [file], {"tier": tier, "days": days}, _VERSION, build)
+
+
+def token_stats(path: Path) -> pd.DataFrame:
+    """Prompt/output token statistics per Azure trace (index ``conv``, ``code``)."""
+    rows = {}
+    for name, fname in AZURE_FILES.items():
+        df = pd.read_csv(path / fname)
+        rows[name] = {
+            "requests": len(df),
+            "prompt_tokens_mean": df["ContextTokens"].mean(),
+            "output_tokens_mean": df["GeneratedTokens"].mean(),
+            "prompt_tokens_p50": df["ContextTokens"].median(),
+            "output_tokens_p50": df["GeneratedTokens"].median(),
+            "prompt_tokens_p90": df["ContextTokens"].quantile(0.9),
+            "output_tokens_p90": df["GeneratedTokens"].quantile(0.9),
+            "file": fname,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def assign_clients(client_rate: pd.Series, scenario: Scenario, seed: int) -> pd.DataFrame:
+    """Seeded draw of clients to (region, class) cells; columns client, region, class, mean_req_per_s."""
+    regions, classes = scenario.regions, scenario.classes
+    r_share = np.array([r.load_share for r in regions]) / sum(r.load_share for r in regions)
+    k_share = np.array([k.load_share for k in classes]) / sum(k.load_share for k in classes)
+    target = np.outer(r_share, k_share).ravel() * client_rate.sum()
+    assigned = np.zeros_like(target)
+    rng = np.random.default_rng(seed)
+    order = client_rate.sort_values(ascending=False, kind="stable")
+    rows = []
+    for client, rate in order.items():
+        deficit = np.clip(target - assigned, 0.0, None)
+        weights = deficit if deficit.sum() > 0 else target
+        cell = int(rng.choice(len(target), p=weights / weights.sum()))
+        assigned[cell] += rate
+        r, k = divmod(cell, len(classes))
+        rows.append((client, regions[r].name, classes[k].name, float(rate)))
+    return pd.DataFrame(rows, columns=["client", "region", "class", "mean_req_per_s"])
+
+
+@dataclass(frozen=True)
+class LoadData:
+    """Load on the scenario's calendar, and how it was made.
+
+    Attributes:
+        signals: long table (site = ``region/class``, ts UTC, signal ``load_req_per_s``, value, flag).
+        clients: per-client recorded hourly series (client, region, class, ts, load_req_per_s).
+        assignment: client → (region, class) draw.
+        tokens: token statistics per Azure trace.
+        donors: local date → training day used by the bootstrap.
+        file: the ServeGen file read.
+    """
+
+    signals: pd.DataFrame
+    clients: pd.DataFrame
+    assignment: pd.DataFrame
+    tokens: pd.DataFrame
+    donors: pd.Series
+    file: Path
+
+
+def _donor_days(dates: pd.DatetimeIndex, day0: pd.Timestamp, train_days: int, seed: int) -> pd.Series:
+    """A training day with the same weekday for every local date (seeded, one draw per date)."""
+    rng = np.random.default_rng(seed + 1)
+    by_weekday: dict[int, list[int]] = {}
+    for d in range(train_days):
+        by_weekday.setdefault((day0 + pd.Timedelta(days=d)).weekday(), []).append(d)
+    if len(by_weekday) < 7:
+        raise ValueError(f"load_train_days={train_days}: the bootstrap needs every weekday among the training days (≥ 7)")
+    return pd.Series([int(rng.choice(by_weekday[d.weekday()])) for d in dates], index=dates)
+
+
+def _region_stream(hourly: np.ndarray, tz: str, span: pd.DatetimeIndex, day0: str,
+                   donors: pd.Series, n_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values and recorded-mask of one region's stream over ``span`` (hourly ``(days, 24)`` input)."""
+    local = span.tz_convert(tz)
+    local_date = local.tz_localize(None).normalize()
+    day_idx = (local_date - pd.Timestamp(day0)).days.to_numpy()
+    recorded = (day_idx >= 0) & (day_idx < n_days)
+    src_day = np.where(recorded, day_idx, donors.reindex(local_date).to_numpy())
+    return hourly[src_day.astype(int), local.hour.to_numpy()], recorded
+
+
+def read_load(scenario: Scenario, span: pd.DatetimeIndex, train_days: int = 9) -> LoadData:
+    """Per (region, class) load over ``span`` (UTC hours): recorded days + bootstrapped days.
+
+    Args:
+        scenario: regions, classes and data settings.
+        span: hourly UTC timestamps to cover.
+        train_days: the bootstrap draws from days ``0 … train_days − 1`` only.
+    """
+    ds = scenario.data
+    path, tier = ds.resolved_load_dir(), ds.resolved_load_tier()
+    hourly = read_servegen_hourly(path, tier, ds.load_days_recorded)
+    client_rate = hourly.groupby("client")["rate_req_per_s"].mean()
+    assignment = assign_clients(client_rate, scenario, ds.load_seed)
+    cube = hourly.pivot_table(index="client", columns=["day", "hour"], values="rate_req_per_s")
+    cube = cube.to_numpy().reshape(len(cube), ds.load_days_recorded, 24)
+    client_pos = {c: i for i, c in enumerate(sorted(client_rate.index))}
+    day0 = pd.Timestamp(ds.load_day0_local)
+    all_dates = pd.date_range(span[0].tz_localize(None) - pd.Timedelta(days=1),
+                              span[-1].tz_localize(None) + pd.Timedelta(days=1), freq="D").normalize()
+    donors = _donor_days(all_dates, day0, train_days, ds.load_seed)
+    parts, client_parts = [], []
+    for region in scenario.regions:
+        rec_span = pd.date_range(day0.tz_localize(region.tz).tz_convert("UTC"),
+                                 periods=24 * ds.load_days_recorded, freq="1h")
+        for cls in scenario.class_names:
+            clients = assignment.loc[(assignment["region"] == region.name) & (assignment["class"] == cls), "client"]
+            idx = [client_pos[c] for c in clients]
+            values, recorded = _region_stream(cube[idx].sum(axis=0), region.tz, span,
+                                              ds.load_day0_local, donors, ds.load_days_recorded)
+            parts.append(pd.DataFrame({"site": f"{region.name}/{cls}", "ts": span, "signal": "load_req_per_s",
+                                       "value": values, "flag": np.where(recorded, "recorded", "resampled")}))
+            for c in clients:
+                vals, _ = _region_stream(cube[client_pos[c]], region.tz, rec_span,
+                                         ds.load_day0_local, donors, ds.load_days_recorded)
+                client_parts.append(pd.DataFrame({"client": c, "region": region.name, "class": cls,
+                                                  "ts": rec_span, "load_req_per_s": vals}))
+    signals = pd.concat(parts, ignore_index=True)
+    return LoadData(signals.reset_index(drop=True), pd.concat(client_parts, ignore_index=True),
+                    assignment, token_stats(path), donors, path / SERVEGEN_FILES[tier])
+
