@@ -1,0 +1,86 @@
+"""``greenllm data summary CONFIG``: what the scenario's data are, where they come from, and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from forecast.dataset import Dataset, build_dataset
+from pipelines._config import Config
+from pipelines._plots import plot_week
+
+__all__ = ["summary_table", "run_summary"]
+
+
+def summary_table(data: Dataset) -> pd.DataFrame:
+    """One row per (site or stream, signal): unit, span, mean/min/max, filled hours, flags, source."""
+    sig = data.signals
+    stats = sig.groupby(["site", "signal"], sort=False).agg(
+        start=("ts", "min"), end=("ts", "max"), mean=("value", "mean"), min=("value", "min"),
+        max=("value", "max"), hours=("value", "size"))
+    flags = sig.groupby(["site", "signal"], sort=False)["flag"].agg(
+        lambda f: ", ".join(f"{k} {v}" for k, v in f.value_counts().items()))
+    table = stats.join(flags).reset_index()
+    return table.merge(data.provenance, on=["site", "signal"], how="left")
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def _print_block(title: str, rows: pd.DataFrame) -> None:
+    cols = ["site", "signal", "unit", "span (UTC)", "mean", "min", "max", "filled h", "flags", "source file"]
+    lines = [[r.site, r.signal, r.unit, f"{r.start:%Y-%m-%d} … {r.end:%Y-%m-%d}", _fmt_num(r.mean),
+              _fmt_num(r.min), _fmt_num(r.max), str(int(r.filled_h)), r.flag, Path(str(r.source).split(":")[-1]).name]
+             for r in rows.itertuples()]
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
+    print(f"\n{title}")
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for line in lines:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)))
+
+
+def _print_notes(cfg: Config, data: Dataset, table: pd.DataFrame) -> None:
+    sc = cfg.scenario
+    print("\nSources, labels and assumptions")
+    for site in sc.site_names:
+        prov = data.provenance[data.provenance["site"] == site]
+        print(f"  {site}:")
+        for r in prov.itertuples():
+            print(f"    {r.signal:<18} {r.source}\n    {'':<18} {r.labels}; {r.notes}")
+    ld, ds = data.load, sc.data
+    rec = table[(table["signal"] == "load_req_per_s")]
+    print(f"\n  load: {ld.file} ({len(ld.assignment)} clients, tier {ds.resolved_load_tier()}); day 0 = "
+          f"{ds.load_day0_local} 00:00 local in every region (a Monday: an assumption, the source names no weekday);"
+          f" {ds.load_days_recorded} recorded days, the rest a seeded day-of-week bootstrap from training days 0–8"
+          f" (flag 'resampled'); streams: {len(rec)}")
+    shares = ld.assignment.groupby("class")["mean_req_per_s"].sum() / ld.assignment["mean_req_per_s"].sum()
+    rshares = ld.assignment.groupby("region")["mean_req_per_s"].sum() / ld.assignment["mean_req_per_s"].sum()
+    print("  drawn class shares: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    print("  drawn region shares: " + ", ".join(f"{k} {v:.1%}" for k, v in rshares.items()))
+    for cls in sc.classes:
+        t = ld.tokens.loc[cls.tokens]
+        print(f"  class {cls.name}: tokens from Azure 2023 {cls.tokens} trace ({int(t.requests):,} requests): "
+              f"prompt mean {t.prompt_tokens_mean:.0f} (p50 {t.prompt_tokens_p50:.0f}), output mean "
+              f"{t.output_tokens_mean:.0f} (p50 {t.output_tokens_p50:.0f}); SLO {cls.slo_ttft_s:g} s"
+              + (f", deferrable, deadline {cls.deadline_h} h" if cls.deferrable else ""))
+
+
+def run_summary(cfg: Config, plots_dir: Path, week_start: str) -> Dataset:
+    """Build the data, print the tables and notes, write one PNG per signal for one week."""
+    sc = cfg.scenario
+    print(f"greenllm data summary: scenario {sc.name!r} ({len(sc.sites)} sites, {len(sc.regions)} regions, "
+          f"{len(sc.classes)} classes) from {cfg.path}", flush=True)
+    data = build_dataset(sc, progress=True)
+    table = summary_table(data)
+    is_load = table["signal"] == "load_req_per_s"
+    _print_block("Per site (grid, weather, on-site renewables)", table[~is_load])
+    _print_block("Per user region and class (requests)", table[is_load])
+    _print_notes(cfg, data, table)
+    written = plot_week(data, sc, plots_dir, week_start)
+    print(f"\nPlots of the week from {week_start} (UTC): {len(written)} PNG files in {plots_dir}/")
+    for path in written:
+        print(f"  {path}")
+    return data
