@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from forecast.scenario import Scenario, Site
-from forecast.schema import SIGNALS, DataError, validate_long
+from forecast.schema import SIGNALS, DataError, validate_long, year_span
 from forecast.sources import entsoe, humidity, llm_load, smard, solar, weather
 from forecast.sources.user import read_user_long
 
@@ -42,11 +42,6 @@ class Dataset:
         if sel.empty:
             raise KeyError(f"no signal {signal!r}; have {sorted(self.signals['signal'].unique())}")
         return sel.pivot(index="ts", columns="site", values="value")
-
-
-def year_span(year: int) -> pd.DatetimeIndex:
-    """Hourly UTC interval starts of a calendar year."""
-    return pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="1h", inclusive="left", tz="UTC", name="ts")
 
 
 def _long(site: str, signal: str, series: pd.Series, span: pd.DatetimeIndex, flag: str) -> pd.DataFrame:

@@ -30,6 +30,7 @@ __all__ = [
     "SignalSpec",
     "ValidationReport",
     "validate_long",
+    "year_span",
 ]
 
 COLUMNS = ("site", "ts", "signal", "value", "flag")
@@ -72,6 +73,11 @@ class ValidationReport:
     @property
     def total_filled_h(self) -> int:
         return int(sum(self.filled_h.values()))
+
+
+def year_span(year: int) -> pd.DatetimeIndex:
+    """Hourly UTC interval starts of a calendar year (the span every packaged series covers)."""
+    return pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="1h", inclusive="left", tz="UTC", name="ts")
 
 
 def _fmt(ts: pd.Timestamp) -> str:
