@@ -1,0 +1,3 @@
+"""greenllm entry points: the `greenllm` CLI and its pipelines (config, data, plots, tracking)."""
+
+__all__ = ["cli"]

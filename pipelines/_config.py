@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from control.params import ControlSettings, HardwareCatalogue, Penalties
-from forecast.scenario import ConfigError, DataSettings, Scenario, Sizing
+from forecast.scenario import ConfigError, Scenario
 
 __all__ = ["Config", "ConfigError", "apply_overrides", "build_dataclass", "load_config"]
 
@@ -141,7 +141,7 @@ def build_dataclass(cls: type, data: Any, where: str) -> Any:
         value = _convert(hints[name], data[name], path)
         lo_hi = f.metadata.get("range")
         if lo_hi is not None and not (lo_hi[0] <= value <= lo_hi[1]):
-            raise ConfigError(f"{path}: {value!r} is out of range [{lo_hi[0]:g}, {lo_hi[1]:g}]")
+            raise ConfigError(f"{path}: {data[name]!r} is out of range [{lo_hi[0]:g}, {lo_hi[1]:g}]")
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -224,12 +224,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         hardware = build_dataclass(HardwareCatalogue, _read_yaml(hw_path), "hardware")
         for site in scenario.sites:
             for gpu in site.pools:
-                hardware.get(gpu)
+                try:
+                    hardware.get(gpu)
+                except ConfigError as exc:
+                    raise ConfigError(f"sites.{site.name}.pools: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return Config(scenario, penalties, control, hardware, str(path), raw)
 
-
-# Re-exported for callers that only need the types.
-DataSettings = DataSettings
-Sizing = Sizing
