@@ -1,0 +1,4 @@
+"""greenllm control: the plant, the allocation MPC, baselines, the closed loop and the hindsight optimum."""
+
+__all__ = ["controllers", "inputs", "mpc", "params", "plant", "realised", "shares", "simulate", "sizing",
+           "state"]

@@ -1,0 +1,178 @@
+"""The allocation LP over a horizon, built once from the plant's equations on CasADi symbols.
+
+Decision blocks (per step t of H): served req/s on allowed pairs ``x``, active GPUs ``n``, grid
+import ``g``, curtailment ``c``, battery charge/discharge ``bc``/``bd`` and end-of-step state of
+charge ``soc``, unserved req/s ``u`` per stream, end-of-step backlog ``q`` per deferrable stream,
+GPU starts ``st``, and litres over budget ``wo`` per (site, UTC day). Parameters are the
+coefficients that multiply decisions (PUE, WUE, EWIF, price, carbon, provisioning ratio, day mask,
+value of the backlog per step end, objective weights); additive data (load, renewables, initial state, deadlines)
+enter as constraint and variable bounds. Nothing here is rebuilt per solve.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import casadi as ca
+import numpy as np
+
+from control import plant as pl
+from control.plant import PlantParams
+
+__all__ = ["Blocks", "KEPT_ROWS", "LinearProgram", "OBJECTIVES"]
+
+OBJECTIVES = ("cost", "carbon", "delay", "water")
+KEPT_ROWS = (*OBJECTIVES, "unserved")  # stage rows: each objective, and requests left unserved
+
+
+class Blocks:
+    """Named ``(rows, width)`` blocks of one flat CasADi vector."""
+
+    def __init__(self, name: str, spec: dict[str, tuple[int, int]], kind: type = ca.SX) -> None:
+        self.spec, self.offset, off = spec, {}, 0
+        for key, (rows, width) in spec.items():
+            self.offset[key] = off
+            off += rows * width
+        self.size = off
+        self.sym = kind.sym(name, off)
+
+    def __call__(self, key: str, t: int = 0) -> Any:
+        width = self.spec[key][1]
+        start = self.offset[key] + t * width
+        return self.sym[start:start + width]
+
+    def slice(self, key: str) -> slice:
+        rows, width = self.spec[key]
+        return slice(self.offset[key], self.offset[key] + rows * width)
+
+    def unpack(self, vec: np.ndarray, key: str) -> np.ndarray:
+        return np.asarray(vec)[self.slice(key)].reshape(self.spec[key])
+
+    def pack(self, vec: np.ndarray, key: str, value: Any) -> None:
+        vec[self.slice(key)] = np.broadcast_to(value, self.spec[key]).ravel()
+
+
+@dataclass(frozen=True)
+class Dims:
+    H: int
+    m: int
+    P: int
+    S: int
+    RK: int
+    n_days: int
+    interactive: np.ndarray   # stream indices of interactive classes
+    deferred: np.ndarray      # stream indices of deferrable classes
+
+
+def dims(plant: PlantParams, horizon: int) -> Dims:
+    K = len(plant.class_names)
+    streams = np.arange(plant.n_streams)
+    defer = plant.deferrable[streams % K]
+    n_days = math.ceil(horizon * plant.step_h / 24.0) + 1
+    return Dims(horizon, plant.n_pairs, plant.n_pools, plant.n_sites, plant.n_streams, n_days,
+                streams[~defer], streams[defer])
+
+
+class LinearProgram:
+    """Variables, parameters, constraint rows and objective terms of the horizon LP."""
+
+    def __init__(self, plant: PlantParams, horizon: int) -> None:
+        self.plant, d = plant, dims(plant, horizon)
+        self.d = d
+        self.x = Blocks("x", {"x": (d.H, d.m), "n": (d.H, d.P), "g": (d.H, d.S), "c": (d.H, d.S),
+                              "bc": (d.H, d.S), "bd": (d.H, d.S), "soc": (d.H, d.S),
+                              "u": (d.H, d.RK), "q": (d.H, len(d.deferred)), "st": (d.H, d.P),
+                              "wo": (1, d.S * d.n_days)})
+        self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
+                              "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.H, d.RK),
+                              "daymask": (d.H, d.n_days), "term": (d.H, len(d.deferred)),
+                              "weights": (1, len(OBJECTIVES))})
+        self.rows: dict[str, tuple[int, int]] = {}
+        self.row_offset: dict[str, int] = {}
+        self.terms = self._terms()
+        self.g = ca.vertcat(*self._rows())
+        self.g_fn = ca.Function("rows", [self.x.sym, self.p.sym], [self.g])
+        self.objective = ca.dot(self.p("weights"), ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES]))
+
+    # ------------------------------------------------------------------ rows
+    def _add(self, key: str, per_step: list[Any]) -> list[Any]:
+        start = sum(r * w for r, w in self.rows.values())
+        width = int(per_step[0].numel())
+        self.rows[key] = (len(per_step), width)
+        self.row_offset[key] = start
+        return per_step
+
+    def row_slice(self, key: str) -> slice:
+        rows, width = self.rows[key]
+        return slice(self.row_offset[key], self.row_offset[key] + rows * width)
+
+    def it_kw(self, t: int) -> Any:
+        """Site IT power at step t, kW (the plant's equation on symbols)."""
+        return pl.site_total(self.plant, pl.pool_it_kw(self.plant, self.x("x", t), self.x("n", t)))
+
+    def _rows(self) -> list[Any]:
+        plant, d, x, p = self.plant, self.d, self.x, self.p
+        out: list[Any] = []
+        demand, backlog, cap, bal, batt, starts = [], [], [], [], [], []
+        for t in range(d.H):
+            served = pl.stream_served_req_per_s(plant, x("x", t)) + x("u", t)
+            if len(d.interactive):
+                demand.append(served[d.interactive.tolist()])
+            if len(d.deferred):
+                q_prev = x("q", t - 1) if t else 0
+                backlog.append(x("q", t) - q_prev + plant.step_s * served[d.deferred.tolist()])
+            ratio = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("ratio", t))  # per pair
+            cap.append(pl.pool_work_gpu(plant, ratio * x("x", t)) - plant.rho_max * x("n", t))
+            fac = pl.facility_kw(p("pue", t), self.it_kw(t))
+            bal.append(pl.power_balance_residual_kw(fac, x("g", t), 0, x("c", t), x("bc", t), x("bd", t)))
+            soc_prev = x("soc", t - 1) if t else 0
+            batt.append(x("soc", t) - pl.soc_next_kwh(plant, soc_prev, x("bc", t), x("bd", t)))
+            starts.append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
+        for key, rows in (("demand", demand), ("backlog", backlog), ("capacity", cap),
+                          ("balance", bal), ("battery", batt), ("starts", starts)):
+            if rows and int(rows[0].numel()):
+                out += self._add(key, rows)
+        out += self._add("water", [self._water_rows()])
+        unserved = sum(ca.sum1(x("u", t)) for t in range(d.H)) * plant.step_s
+        out += self._add("objectives", [ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], unserved)])
+        return out
+
+    def water_step_l(self, t: int) -> Any:
+        p = self.p
+        return pl.water_l(self.plant, p("wue", t), self.it_kw(t), p("ewif", t), self.x("g", t))
+
+    def _water_rows(self) -> Any:
+        """``wo[s, day] − Σ_t mask[t, day] · water[s, t]`` (≥ used-so-far on day 0 − budget)."""
+        d = self.d
+        over = ca.reshape(self.x("wo"), d.S, d.n_days)
+        total = 0
+        for t in range(d.H):
+            total = total + ca.mtimes(self.water_step_l(t), self.p("daymask", t).T)
+        return ca.vec(over - total)
+
+    # ------------------------------------------------------------------ objectives
+    def _terms(self) -> dict[str, Any]:
+        plant, d, x, p = self.plant, self.d, self.x, self.p
+        pen = plant.penalties
+        energy = sum(pl.energy_cost_eur(plant, p("price", t), x("g", t)) for t in range(d.H))
+        drops = sum(ca.sum1(x("u", t)) for t in range(d.H)) * plant.step_s * pen.drop_eur_per_request
+        starts = sum(ca.sum1(x("st", t)) for t in range(d.H)) * pen.gpu_start_eur
+        water_pen = ca.sum1(x("wo")) * pen.water_eur_per_l
+        terminal = sum(ca.dot(p("term", t), x("q", t)) for t in range(d.H)) if len(d.deferred) else ca.SX(0)
+        return {
+            "energy_cost_eur": energy,
+            "penalties_eur": drops + starts + water_pen,
+            "terminal_eur": terminal,
+            "carbon_kg": sum(pl.carbon_kg(plant, p("ci", t), x("g", t)) for t in range(d.H)),
+            "water_l": sum(ca.sum1(self.water_step_l(t)) for t in range(d.H)),
+            "delay_req_s": sum(pl.delay_req_s(plant, x("x", t)) for t in range(d.H)),
+        }
+
+    def stage_expr(self, name: str) -> Any:
+        """The expression minimised by a stage (``cost`` = energy + penalties + terminal value)."""
+        terms = self.terms
+        if name == "cost":
+            return terms["energy_cost_eur"] + terms["penalties_eur"] + terms["terminal_eur"]
+        return terms[{"carbon": "carbon_kg", "delay": "delay_req_s", "water": "water_l"}[name]]

@@ -1,0 +1,204 @@
+"""Controllers with one interface, ``act(t, state, forecast) -> Allocation`` (DESIGN.md §5).
+
+* ``MPCController`` — any ``AllocationMPC`` (receding horizon; the myopic one-step optimiser is an
+  MPC with H = 1, the temperature-unaware MPC one with a constant PUE per site). On a solver
+  failure it applies its previous plan shifted by one step, then a named heuristic; every fallback
+  is counted in ``events``.
+* ``ShrinkingHorizonMPC`` — plans to the episode end (one LP per remaining length, built once each).
+* Heuristics: ``GreedyController`` (nearest site, cheapest price, lowest carbon) and
+  ``CapacityProportional``. They serve all work now (no deferral, no battery) and size GPUs for
+  their routed load at the provisioning quantile and rho_max, like the MPC.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import numpy as np
+
+from control import plant as pl
+from control.inputs import ControlForecast
+from control.mpc import AllocationMPC, MPCResult, Plan
+from control.plant import PlantParams
+from control.shares import capacity_shares
+from control.state import Allocation, PlantState
+
+__all__ = [
+    "CapacityProportional",
+    "Controller",
+    "GreedyController",
+    "MPCController",
+    "ShrinkingHorizonMPC",
+    "annual_mean_pue",
+    "myopic",
+    "temperature_unaware",
+]
+
+
+class Controller(Protocol):
+    """Anything that decides one step."""
+
+    name: str
+
+    def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation: ...
+
+
+def _idle_battery(plant: PlantParams) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(plant.n_sites), np.zeros(plant.n_sites)
+
+
+def _stream_work(plant: PlantParams, state: PlantState, load_req_per_s: np.ndarray) -> np.ndarray:
+    """Work of each stream this step, req/s ``(R, K)``: arrivals (+ backlog for deferrable)."""
+    backlog = np.where(plant.deferrable[None, :], state.backlog_req, 0.0) / plant.step_s
+    return load_req_per_s + backlog
+
+
+class CapacityProportional:
+    """Every stream split over its allowed pools in proportion to their installed capacity."""
+
+    def __init__(self, plant: PlantParams, name: str = "capacity-proportional") -> None:
+        self.plant, self.name = plant, name
+
+    def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
+        plant = self.plant
+        share = capacity_shares(plant, plant.gpus_max)
+        work = _stream_work(plant, state, forecast.load_provision_req_per_s[0])
+        need = np.einsum("rpk,rk,pk->p", share, work, plant.gpu_s_per_req) / plant.rho_max
+        return Allocation(share, np.minimum(need, plant.gpus_max), *_idle_battery(plant), self.name)
+
+
+class GreedyController:
+    """Each stream fills its allowed pools in order of a key, up to capacity at rho_max.
+
+    Args:
+        plant: coefficients.
+        key: ``nearest`` (RTT), ``price`` (site price now) or ``carbon`` (site grid intensity now).
+    """
+
+    def __init__(self, plant: PlantParams, key: Literal["nearest", "price", "carbon"]) -> None:
+        self.plant, self.key = plant, key
+        self.name = {"nearest": "nearest-site", "price": "cheapest-price", "carbon": "lowest-carbon"}[key]
+
+    def _pool_rank(self, forecast: ControlForecast) -> np.ndarray:
+        """``(R, P)`` sort key (lower is preferred)."""
+        plant = self.plant
+        if self.key == "nearest":
+            return plant.rtt_s[:, plant.pool_site]
+        site = forecast.price_eur_per_mwh[0] if self.key == "price" else forecast.carbon_g_per_kwh[0]
+        rtt = plant.rtt_s[:, plant.pool_site]
+        return site[plant.pool_site][None, :] + 1e-6 * rtt  # RTT breaks ties
+
+    def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
+        plant = self.plant
+        R, K = len(plant.region_names), len(plant.class_names)
+        work = _stream_work(plant, state, forecast.load_provision_req_per_s[0])   # req/s
+        free = plant.rho_max * plant.gpus_max.astype(float)                        # GPU-s per s
+        share = np.zeros((R, plant.n_pools, K))
+        rank = self._pool_rank(forecast)
+        for flat in np.argsort(-work, axis=None):
+            r, k = divmod(int(flat), K)
+            left = work[r, k]
+            for p in np.argsort(rank[r], kind="stable"):
+                if left <= 0:
+                    break
+                if not plant.allowed[r, p, k]:
+                    continue
+                take = min(left, max(free[p], 0.0) / plant.gpu_s_per_req[p, k])
+                share[r, p, k] += take / work[r, k]
+                free[p] = max(free[p] - take * plant.gpu_s_per_req[p, k], 0.0)
+                left -= take
+        need = (plant.rho_max * plant.gpus_max - free) / plant.rho_max
+        return Allocation(share, np.clip(need, 0.0, plant.gpus_max), *_idle_battery(plant), self.name)
+
+
+class MPCController:
+    """Receding-horizon MPC with fallbacks.
+
+    Args:
+        mpc: the built MPC.
+        fallback: the heuristic used when no plan is available.
+        name: label of its decisions.
+        episode_steps: the episode length when known: a horizon reaching past it charges the
+            backlog left at the episode end as dropped (the end rule).
+    """
+
+    def __init__(self, mpc: AllocationMPC, fallback: Controller, name: str = "mpc",
+                 episode_steps: int | None = None) -> None:
+        self.mpc, self.fallback, self.name = mpc, fallback, name
+        self.episode_steps = episode_steps
+        self._t = 0
+        self.events: list[tuple[int, str]] = []
+        self.results: list[MPCResult] = []
+        self._plan: Plan | None = None
+        self._age = 0
+
+    def _solve(self, state: PlantState, forecast: ControlForecast) -> MPCResult:
+        end = None if self.episode_steps is None else self.episode_steps - 1 - self._t
+        return self.mpc.solve(state, forecast, end_step=end if end is not None and 0 <= end < self.mpc.horizon
+                              else None)
+
+    def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
+        self._t = t
+        result = self._solve(state, forecast)
+        self.results.append(result)
+        if result.success and result.plan is not None:
+            self._plan, self._age = result.plan, 0
+            if result.status != "optimal":
+                self.events.append((t, result.status))
+            return result.plan.allocation(0, self.name)
+        if self._plan is not None and self._age + 1 < self._plan.horizon:
+            self._age += 1
+            self.events.append((t, f"{result.status}; previous plan shifted by {self._age}"))
+            return self._plan.allocation(self._age, f"{self.name}:previous-plan")
+        self.events.append((t, f"{result.status}; fallback {self.fallback.name}"))
+        alloc = self.fallback.act(t, state, forecast)
+        return Allocation(alloc.share, alloc.gpus, alloc.charge_kw, alloc.discharge_kw,
+                          f"{self.name}:fallback-{self.fallback.name}")
+
+
+class ShrinkingHorizonMPC(MPCController):
+    """MPC whose horizon always ends at the episode end (backlog left there counts as dropped).
+
+    One ``AllocationMPC`` per remaining length, each built once when first needed.
+    """
+
+    def __init__(self, plant: PlantParams, episode_steps: int, fallback: Controller,
+                 name: str = "mpc-shrinking", **mpc_kwargs: object) -> None:
+        self.episode_steps, self._kwargs, self._built = episode_steps, mpc_kwargs, {}
+        super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps)
+
+    def _mpc(self, plant: PlantParams, steps: int) -> AllocationMPC:
+        if steps not in self._built:
+            self._built[steps] = AllocationMPC(plant, steps, **self._kwargs)  # type: ignore[arg-type]
+        return self._built[steps]
+
+    def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
+        if not 0 <= t < self.episode_steps:
+            raise ValueError(f"ShrinkingHorizonMPC: step {t} outside the episode 0..{self.episode_steps - 1}")
+        self.mpc = self._mpc(self.mpc.plant, self.episode_steps - t)
+        return super().act(t, state, forecast)
+
+
+def annual_mean_pue(plant: PlantParams, temp_c: np.ndarray) -> np.ndarray:
+    """Each site's mean PUE over a year of hourly temperatures ``(T, S)`` (°C)."""
+    return np.asarray(pl.pue(plant, np.asarray(temp_c, dtype=float))).mean(axis=0)
+
+
+def myopic(plant: PlantParams, fallback: Controller, episode_steps: int | None = None,
+           **mpc_kwargs: object) -> MPCController:
+    """The one-step optimiser (H = 1) with the MPC's objective and rules.
+
+    It cannot see later prices, so a deferred request is valued at half the drop penalty: it
+    serves every arrival it can in its hour and defers only what capacity (or a deadline) forces.
+    """
+    mpc_kwargs.setdefault("backlog_value_eur_per_req", 0.5 * plant.penalties.drop_eur_per_request)
+    mpc = AllocationMPC(plant, 1, **mpc_kwargs)  # type: ignore[arg-type]
+    return MPCController(mpc, fallback, "myopic", episode_steps)
+
+
+def temperature_unaware(plant: PlantParams, horizon_steps: int, mean_pue: np.ndarray,
+                        fallback: Controller, episode_steps: int | None = None,
+                        **mpc_kwargs: object) -> MPCController:
+    """The MPC planning with each site's annual mean PUE instead of PUE(temperature)."""
+    mpc = AllocationMPC(plant, horizon_steps, fixed_pue=mean_pue, **mpc_kwargs)  # type: ignore[arg-type]
+    return MPCController(mpc, fallback, "mpc-temperature-unaware", episode_steps)

@@ -1,0 +1,350 @@
+"""Model-predictive allocation: the horizon LP built once, re-parameterised and solved every step.
+
+``AllocationMPC(plant, horizon)`` builds the LP of ``control._lp`` once (variables only for the
+allowed region–pool pairs) and a HiGHS solver through CasADi's conic interface. ``solve(state,
+forecast)`` only fills parameters and bounds, warm-starts and solves: lexicographically (each stage
+an LP; later stages keep earlier objectives within ``(1 + ε)`` of their optimum) or with one
+weighted objective. Prices, carbon, temperature and renewables are read at the median forecast;
+GPUs are provisioned for ``load_provision_req_per_s`` (the configured load quantile). A solver
+failure never raises: the result's status says what happened and ``success`` is False.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import casadi as ca
+import numpy as np
+
+from control import plant as pl
+from control._lp import OBJECTIVES, LinearProgram
+from control.inputs import ControlForecast
+from control.params import ControlSettings
+from control.plant import PlantParams
+from control.shares import plan_shares
+from control.state import Allocation, PlantState
+
+__all__ = ["AllocationMPC", "MPCResult", "ObjectiveTerms", "Plan"]
+
+ABS_SLACK = 1e-6   # absolute slack on a kept stage objective (solver tolerance)
+TERMINAL_TIE_BREAK = 1.01
+UNSERVED_SLACK_REQ = 1e-7  # requests a later stage may leave unserved beyond stage 1's
+
+
+@dataclass(frozen=True)
+class ObjectiveTerms:
+    """Objective terms of a plan over its horizon (EUR, kg CO2, litres, request·seconds)."""
+
+    energy_cost_eur: float
+    penalties_eur: float
+    terminal_eur: float
+    carbon_kg: float
+    water_l: float
+    delay_req_s: float
+
+    @property
+    def cost_eur(self) -> float:
+        """The stage-1 objective: energy cost + penalties + terminal value of the backlog."""
+        return self.energy_cost_eur + self.penalties_eur + self.terminal_eur
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A plan over the horizon; per-step arrays have the step first. Backlog and SoC at step end."""
+
+    served_req_per_s: np.ndarray   # (H, m) on allowed pairs
+    share: np.ndarray              # (H, R, P, K)
+    gpus: np.ndarray               # (H, P)
+    grid_kw: np.ndarray            # (H, S)
+    curtailed_kw: np.ndarray       # (H, S)
+    charge_kw: np.ndarray          # (H, S)
+    discharge_kw: np.ndarray       # (H, S)
+    soc_kwh: np.ndarray            # (H, S)
+    dropped_req_per_s: np.ndarray  # (H, R·K)
+    backlog_req: np.ndarray        # (H, number of deferrable streams)
+
+    @property
+    def horizon(self) -> int:
+        return self.gpus.shape[0]
+
+    def allocation(self, step: int = 0, source: str = "mpc") -> Allocation:
+        """The decision of one step of the plan."""
+        return Allocation(self.share[step], self.gpus[step], self.charge_kw[step],
+                          self.discharge_kw[step], source)
+
+
+@dataclass(frozen=True, eq=False)
+class MPCResult:
+    """What one solve returns.
+
+    Attributes:
+        plan: the plan (None when no stage succeeded).
+        terms: objective terms of the plan.
+        status: ``optimal``, ``partial: …`` (a later stage failed; the earlier stage's plan is
+            kept) or ``failed: …`` / ``error: …``.
+        success: whether ``plan`` is usable.
+        stage_status: HiGHS return status per stage.
+        stage_values: the optimum of each solved stage (in stage order; ``cost`` in EUR).
+        iterations: simplex + IPM iterations over all stages.
+        solve_time_s: wall time of all stages, s.
+    """
+
+    plan: Plan | None
+    terms: ObjectiveTerms | None
+    status: str
+    success: bool
+    stage_status: tuple[str, ...]
+    iterations: int
+    solve_time_s: float
+    stage_values: tuple[float, ...] = ()
+
+
+class AllocationMPC:
+    """The horizon LP and its HiGHS solver, built once.
+
+    Args:
+        plant: the plant's coefficients.
+        horizon_steps: H.
+        objective: ``lexicographic`` or ``weighted``.
+        order: lexicographic stage order (a permutation of cost, carbon, delay).
+        epsilon: relative slack kept on earlier stages.
+        prices: weighted-mode prices ``(EUR/kg CO2, EUR/L, EUR/(request·s))``.
+        fixed_pue: a constant PUE per site ``(S,)`` instead of PUE(temperature) (the
+            temperature-unaware baseline).
+        time_limit_s: HiGHS time limit per stage, s.
+        backlog_value_eur_per_req: value of a request left in the backlog at the horizon's end;
+            None: ``terminal_value`` (an estimate of serving it later).
+    """
+
+    def __init__(self, plant: PlantParams, horizon_steps: int, *,
+                 objective: Literal["lexicographic", "weighted"] = "lexicographic",
+                 order: tuple[str, ...] = ("cost", "carbon", "delay"), epsilon: float = 0.001,
+                 prices: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 fixed_pue: np.ndarray | None = None, time_limit_s: float = 60.0,
+                 backlog_value_eur_per_req: float | None = None) -> None:
+        if horizon_steps < 1:
+            raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
+        if not order or any(o not in OBJECTIVES for o in order):
+            raise ValueError(f"order: {order}: stages must be among {OBJECTIVES}")
+        self.plant, self.horizon, self.objective = plant, horizon_steps, objective
+        self.order, self.epsilon, self.prices = tuple(order), epsilon, prices
+        self.backlog_value = backlog_value_eur_per_req
+        self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
+        self.lp = LinearProgram(plant, horizon_steps)
+        lp = self.lp
+        problem = {"x": lp.x.sym, "p": lp.p.sym, "f": lp.objective, "g": lp.g}
+        opts = {"error_on_fail": False,
+                "highs": {"output_flag": False, "time_limit": float(time_limit_s)}}
+        self.solver = ca.qpsol("allocation_lp", "highs", problem, opts)
+        self._terms = ca.Function("terms", [lp.x.sym, lp.p.sym], [ca.vertcat(*lp.terms.values())])
+        self._lbx, self._ubx = self._static_bounds()
+        self._x0 = np.zeros(lp.x.size)
+
+    @classmethod
+    def from_settings(cls, plant: PlantParams, control: ControlSettings, horizon_steps: int | None = None,
+                      **kwargs: object) -> AllocationMPC:
+        """An MPC with the config's horizon, objective, order, ε and weighted-mode prices."""
+        prices = (control.carbon_price_eur_per_kg, control.water_price_eur_per_l,
+                  control.delay_price_eur_per_s)
+        return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
+                   order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ bounds and parameters
+    def _static_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lp, plant = self.lp, self.plant
+        lbx, ubx = np.zeros(lp.x.size), np.full(lp.x.size, np.inf)
+        lp.x.pack(ubx, "n", plant.gpus_max)
+        lp.x.pack(ubx, "g", plant.grid_limit_kw)
+        for key in ("bc", "bd"):
+            lp.x.pack(ubx, key, plant.battery_kw)
+        lp.x.pack(ubx, "soc", plant.battery_kwh)
+        return lbx, ubx
+
+    def terminal_value(self, fc: ControlForecast, pue_value: np.ndarray) -> np.ndarray:
+        """EUR per request left in the backlog at the horizon end (an estimate of serving it later).
+
+        The mean over the horizon of the cheapest allowed pool's marginal energy cost (dynamic +
+        provisioned idle power at rho_max, at the step's price and PUE), × 1.01 so that ties serve
+        now.
+        """
+        plant, d = self.plant, self.lp.d
+        per_req_kwh = (plant.it_kw_per_req_per_s
+                       + plant.idle_kw_per_gpu[:, None] * plant.gpu_s_per_req / plant.rho_max) / 3600.0
+        eur_per_kwh = fc.price_eur_per_mwh * pue_value / 1000.0                      # (H, S)
+        pool_cost = eur_per_kwh[:, plant.pool_site][:, :, None] * per_req_kwh[None]  # (H, P, K)
+        cost = np.where(plant.allowed[None], pool_cost[:, None], np.inf).min(axis=2)  # (H, R, K)
+        cost = np.where(np.isfinite(cost), cost, plant.penalties.drop_eur_per_request)
+        flat = cost.reshape(cost.shape[0], -1)[:, d.deferred]
+        return np.maximum(flat.mean(axis=0), 0.0) * TERMINAL_TIE_BREAK
+
+    def _parameters(self, state: PlantState, fc: ControlForecast, end_step: int | None) -> np.ndarray:
+        lp, plant, d = self.lp, self.plant, self.lp.d
+        p = np.zeros(lp.p.size)
+        pue_value = np.broadcast_to(self.fixed_pue, fc.temp_c.shape) if self.fixed_pue is not None \
+            else pl.pue(plant, fc.temp_c)
+        lp.p.pack(p, "pue", pue_value)
+        lp.p.pack(p, "wue", pl.wue_l_per_kwh(fc.wetbulb_c))
+        for key, arr in (("ewif", fc.ewif_l_per_kwh), ("price", fc.price_eur_per_mwh),
+                         ("ci", fc.carbon_g_per_kwh)):
+            lp.p.pack(p, key, arr)
+        med = fc.load_req_per_s.reshape(d.H, -1)
+        prov = fc.load_provision_req_per_s.reshape(d.H, -1)
+        lp.p.pack(p, "ratio", np.where(med > 1e-12, prov / np.where(med > 1e-12, med, 1.0), 1.0))
+        day = np.asarray(fc.day_index) - int(fc.day_index[0])
+        lp.p.pack(p, "daymask", np.eye(d.n_days)[np.minimum(day, d.n_days - 1)])
+        term = np.zeros((d.H, len(d.deferred)))
+        term[-1] = self.terminal_value(fc, pue_value) if self.backlog_value is None else self.backlog_value
+        if end_step is not None:
+            term[end_step] = plant.penalties.drop_eur_per_request
+        lp.p.pack(p, "term", term)
+        return p
+
+    def _fifo_bound_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
+        """Most backlog allowed at each step end: arrivals of the last ``deadline`` steps."""
+        plant, d = self.plant, self.lp.d
+        K = len(plant.class_names)
+        hist = state.arrivals_history_req.reshape(state.arrivals_history_req.shape[0], -1)[::-1]
+        arr = np.concatenate([hist, fc.load_req_per_s.reshape(d.H, -1) * plant.step_s])
+        L = hist.shape[0]
+        out = np.zeros((d.H, len(d.deferred)))
+        for j, stream in enumerate(d.deferred):
+            dl = int(plant.deadline_steps[stream % K])
+            for t in range(d.H):
+                out[t, j] = arr[max(L + t - dl + 1, 0):L + t + 1, stream].sum()
+        return out
+
+    def _row_bounds(self, state: PlantState, fc: ControlForecast) -> tuple[np.ndarray, np.ndarray]:
+        lp, plant, d = self.lp, self.plant, self.lp.d
+        lbg, ubg = np.zeros(lp.g.numel()), np.zeros(lp.g.numel())
+        load = fc.load_req_per_s.reshape(d.H, -1)
+
+        def put(key: str, lo: object, hi: object) -> None:
+            sl = lp.row_slice(key)
+            shape = lp.rows[key]
+            lbg[sl] = np.broadcast_to(lo, shape).ravel()
+            ubg[sl] = np.broadcast_to(hi, shape).ravel()
+
+        if "demand" in lp.rows:
+            put("demand", load[:, d.interactive], load[:, d.interactive])
+        if "backlog" in lp.rows:
+            rhs = load[:, d.deferred] * plant.step_s
+            rhs[0] += state.backlog_req.reshape(-1)[d.deferred]
+            put("backlog", rhs, rhs)
+        put("capacity", -np.inf, 0.0)
+        ren = -fc.renewable_kw(plant)
+        put("balance", ren, ren)
+        soc = np.zeros((d.H, d.S))
+        soc[0] = state.soc_kwh
+        put("battery", soc, soc)
+        start = np.zeros((d.H, d.P))
+        start[0] = -state.gpus_active
+        put("starts", start, np.inf)
+        used = state.water_used_today_l if int(fc.day_index[0]) == state.water_day else 0.0
+        water_lo = -np.repeat(plant.water_budget_l_per_day[None, :], d.n_days, axis=0)
+        water_lo[0] += used
+        put("water", water_lo.ravel(), np.inf)   # row order: site fastest, then day
+        put("objectives", -np.inf, np.inf)
+        return lbg, ubg
+
+    # ------------------------------------------------------------------ solving
+    def _stage_weights(self, stage: str) -> np.ndarray:
+        if stage == "weighted":
+            carbon, water, delay = self.prices
+            return np.array([1.0, carbon, delay, water])
+        return np.array([1.0 if o == stage else 0.0 for o in OBJECTIVES])
+
+    def _call(self, p: np.ndarray, lbg: np.ndarray, ubg: np.ndarray,
+              ubx: np.ndarray) -> tuple[np.ndarray | None, str, int]:
+        """One HiGHS solve; the solution (None on failure), its status and iterations."""
+        try:
+            sol = self.solver(x0=self._x0, p=p, lbx=self._lbx, ubx=ubx, lbg=lbg, ubg=ubg)
+        except RuntimeError as exc:  # CasADi raises on internal errors even with error_on_fail off
+            return None, f"error: {str(exc).splitlines()[0][:200]}", 0
+        stats = self.solver.stats()
+        iters = int(stats.get("simplex_iteration_count", 0)) + int(stats.get("ipm_iteration_count", 0))
+        status = str(stats.get("return_status", "unknown"))
+        x = np.array(sol["x"], dtype=float).ravel()
+        if status != "Optimal" or not stats.get("success", False):
+            return None, status, iters
+        if not np.isfinite(x).all():
+            return None, "numerical trouble: non-finite solution", iters
+        return x, status, iters
+
+    def solve(self, state: PlantState, forecast: ControlForecast, *,
+              end_step: int | None = None) -> MPCResult:
+        """Plan the next ``horizon`` steps.
+
+        Args:
+            state: the plant state now.
+            forecast: at least ``horizon`` steps; only the first ``horizon`` are read.
+            end_step: the step of the horizon that ends the episode (None: beyond the horizon);
+                backlog left at its end counts as dropped (the episode's end rule). Backlog left
+                at the horizon's end is valued at ``terminal_value``.
+
+        Raises:
+            ValueError: the state or forecast is malformed (names the array, site/stream, step).
+        """
+        lp, plant = self.lp, self.plant
+        state.validate(plant)
+        fc = forecast.validate(plant, self.horizon).window(0, self.horizon)
+        if end_step is not None and not 0 <= end_step < self.horizon:
+            raise ValueError(f"end_step: {end_step} outside the horizon 0..{self.horizon - 1}")
+        p = self._parameters(state, fc, end_step)
+        lbg, ubg = self._row_bounds(state, fc)
+        ubx = self._ubx.copy()
+        if len(lp.d.deferred):
+            lp.x.pack(ubx, "q", self._fifo_bound_req(state, fc))
+        stages = self.order if self.objective == "lexicographic" else ("weighted",)
+        obj_rows = lp.row_slice("objectives")
+        best, statuses, values, iters, status = None, [], [], 0, "optimal"
+        start = time.perf_counter()
+        for stage in stages:
+            lp.p.pack(p, "weights", self._stage_weights(stage))
+            x, st, it = self._call(p, lbg, ubg, ubx)
+            statuses.append(st)
+            iters += it
+            if x is None:
+                status = f"{'partial' if best is not None else 'failed'}: stage {stage}: {st}"
+                break
+            best = x
+            values.append(float(self._terms_stage(x, p, "cost" if stage == "weighted" else stage)))
+            if stage != "weighted":
+                self._keep(ubg, obj_rows.start + OBJECTIVES.index(stage), values[-1], self.epsilon)
+            if stage == "cost":  # later stages may not buy carbon or delay with dropped requests
+                unserved = float(np.array(lp.g_fn(x, p))[obj_rows.stop - 1, 0])
+                ubg[obj_rows.stop - 1] = unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ
+        elapsed = time.perf_counter() - start
+        if best is None:
+            return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed)
+        self._x0 = best
+        return MPCResult(self._plan(best, state, fc), self._objective_terms(best, p), status, True,
+                         tuple(statuses), iters, elapsed, tuple(values))
+
+    @staticmethod
+    def _keep(ubg: np.ndarray, row: int, value: float, epsilon: float) -> None:
+        """Keep a stage row within ``(1 + ε)`` of its optimum (plus the solver's tolerance)."""
+        ubg[row] = value + epsilon * abs(value) + ABS_SLACK * max(1.0, abs(value))
+
+    def _objective_terms(self, x: np.ndarray, p: np.ndarray) -> ObjectiveTerms:
+        values = np.array(self._terms(x, p), dtype=float).ravel()
+        return ObjectiveTerms(*(float(v) for v in values))
+
+    def _terms_stage(self, x: np.ndarray, p: np.ndarray, stage: str) -> float:
+        t = self._objective_terms(x, p)
+        return {"cost": t.cost_eur, "carbon": t.carbon_kg, "delay": t.delay_req_s,
+                "water": t.water_l}[stage]
+
+    def _plan(self, x: np.ndarray, state: PlantState, fc: ControlForecast) -> Plan:
+        lp, plant, d = self.lp, self.plant, self.lp.d
+        get = {key: lp.x.unpack(x, key) for key in lp.x.spec}
+        backlog_start = np.zeros((d.H, d.RK))
+        backlog_start[0] = state.backlog_req.reshape(-1)
+        backlog_start[1:, d.deferred] = get["q"][:-1]
+        work = fc.load_req_per_s.reshape(d.H, -1) * plant.step_s + backlog_start
+        work = work.reshape(fc.load_req_per_s.shape)
+        share = plan_shares(plant, get["x"], work, get["n"])
+        return Plan(get["x"], share, get["n"], get["g"], get["c"], get["bc"], get["bd"], get["soc"],
+                    get["u"], get["q"])
+

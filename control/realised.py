@@ -1,0 +1,133 @@
+"""The realised step (DESIGN.md §5): apply a decision's first step to what really happened.
+
+Applied from the decision: shares of each (region, class) stream over its allowed pools (the rest
+deferred or dropped), active GPUs rounded up, battery power clipped to what is feasible. Recomputed
+from realised data: arrivals, served = min(routed, pool capacity at rho_max) (interactive overflow
+dropped, deferrable overflow back to the backlog, backlog older than the deadline dropped), IT and
+facility power, grid import and curtailment, cost, carbon, water, and TTFT with the Erlang-C wait.
+
+Invariants (tested at 1e-9): arrivals = served + dropped + backlog change per stream; the power
+balance of every site.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from control import plant as pl
+from control._queueing import erlang_c_wait_s
+from control.inputs import ControlForecast
+from control.plant import PlantParams
+from control.state import Allocation, PlantState, StepRecord
+
+__all__ = ["step"]
+
+
+def _applied_gpus(plant: PlantParams, gpus: np.ndarray) -> np.ndarray:
+    n = np.clip(gpus, 0.0, plant.gpus_max)
+    return np.minimum(np.ceil(n - 1e-9), plant.gpus_max) if plant.round_gpus_up else n
+
+
+def _serve(plant: PlantParams, share: np.ndarray, work_req: np.ndarray,
+           gpus: np.ndarray) -> np.ndarray:
+    """Served req/s per (region, pool, class): routed work, scaled down to each pool's capacity."""
+    routed = share * work_req[:, None, :] / plant.step_s                    # (R, P, K)
+    need = np.einsum("rpk,pk->p", routed, plant.gpu_s_per_req)              # GPU-s per s
+    cap = plant.rho_max * gpus
+    scale = np.where(need > cap, cap / np.where(need > 0, need, 1.0), 1.0)
+    return routed * scale[None, :, None]
+
+
+def _backlog(plant: PlantParams, state: PlantState, arrivals_req: np.ndarray,
+             served_req: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dropped requests, next backlog and next arrival history per stream."""
+    left = state.backlog_req + arrivals_req - served_req.sum(axis=1)
+    left = np.maximum(left, 0.0)  # guards round-off only: served ≤ work by construction
+    defer = plant.deferrable[None, :]
+    # FIFO deadline rule: what waits is at most the arrivals of the last `deadline` steps.
+    steps = np.arange(state.arrivals_history_req.shape[0])[:, None, None]
+    recent = np.where(steps < plant.deadline_steps[None, None, :] - 1, state.arrivals_history_req, 0.0)
+    allowed = arrivals_req + recent.sum(axis=0)
+    backlog = np.where(defer, np.minimum(left, allowed), 0.0)
+    dropped = left - backlog
+    history = np.concatenate([arrivals_req[None], state.arrivals_history_req])[:-1] \
+        if state.arrivals_history_req.shape[0] else state.arrivals_history_req
+    return dropped, backlog, history
+
+
+def _battery(plant: PlantParams, soc: np.ndarray, decision: Allocation) -> tuple[np.ndarray, np.ndarray]:
+    dt = plant.step_h
+    charge = np.clip(decision.charge_kw, 0.0, plant.battery_kw)
+    charge = np.minimum(charge, np.maximum(plant.battery_kwh - soc, 0.0) / (plant.charge_eff * dt))
+    discharge = np.clip(decision.discharge_kw, 0.0, plant.battery_kw)
+    discharge = np.minimum(discharge, soc * plant.discharge_eff / dt)
+    return charge, discharge
+
+
+def _ttft(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> np.ndarray:
+    rate = served.sum(axis=(0, 2))
+    work = np.einsum("rpk,pk->p", served, plant.gpu_s_per_req)
+    service_s = np.where(rate > 0, work / np.where(rate > 0, rate, 1.0), 0.0)
+    wait = erlang_c_wait_s(gpus, work, service_s)
+    ttft = plant.rtt_s[:, plant.pool_site][:, :, None] + plant.prefill_s[None] + wait[None, :, None]
+    return np.where(served > 0, ttft, np.nan)
+
+
+def _water(plant: PlantParams, state: PlantState, day: int, water_step_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Litres used today after the step, and the increase of today's excess over the budget."""
+    used = state.water_used_today_l if day == state.water_day else np.zeros(plant.n_sites)
+    after = used + water_step_l
+    budget = plant.water_budget_l_per_day
+    return after, np.maximum(after - budget, 0.0) - np.maximum(used - budget, 0.0)
+
+
+def step(plant: PlantParams, state: PlantState, decision: Allocation,
+         realised: ControlForecast) -> tuple[PlantState, StepRecord]:
+    """Advance the plant one step with realised data (step 0 of ``realised``).
+
+    Args:
+        plant: coefficients.
+        state: the state at the start of the step.
+        decision: the controller's allocation for this step.
+        realised: what really happened; only step 0 is read.
+
+    Returns:
+        The next state and the step's record.
+    """
+    decision.validate(plant)
+    x = realised.window(0, 1)
+    S_s, pen = plant.step_s, plant.penalties
+    arrivals = x.load_req_per_s[0] * S_s
+    work = arrivals + np.where(plant.deferrable[None, :], state.backlog_req, 0.0)
+    gpus = _applied_gpus(plant, decision.gpus)
+    served = _serve(plant, decision.share, work, gpus)
+    dropped, backlog, history = _backlog(plant, state, arrivals, served * S_s)
+    x_pairs = served[plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]]
+    it = pl.site_total(plant, pl.pool_it_kw(plant, x_pairs, gpus))
+    fac = pl.facility_kw(pl.pue(plant, x.temp_c[0]), it)
+    ren = pl.renewable_kw(plant, x.solar_cf[0], x.wind_cf[0])
+    charge, discharge = _battery(plant, state.soc_kwh, decision)
+    net = fac - ren + charge - discharge
+    grid, curtailed = np.maximum(net, 0.0), np.maximum(-net, 0.0)
+    onsite = pl.water_l(plant, pl.wue_l_per_kwh(x.wetbulb_c[0]), it, 0.0, grid)
+    offsite = pl.water_l(plant, 0.0, it, x.ewif_l_per_kwh[0], grid)
+    day = int(x.day_index[0])
+    used_after, over = _water(plant, state, day, onsite + offsite)
+    starts = np.maximum(gpus - state.gpus_active, 0.0)
+    ttft = _ttft(plant, served, gpus)
+    miss = np.where(ttft > plant.slo_ttft_s[None, None, :], served * S_s, 0.0)
+    record = StepRecord(
+        arrivals, served * S_s, dropped, backlog - state.backlog_req, gpus, starts, it, fac, ren,
+        grid, curtailed, charge, discharge, onsite, offsite, over, ttft, miss,
+        np.maximum(grid - plant.grid_limit_kw, 0.0),
+        float(pl.energy_cost_eur(plant, x.price_eur_per_mwh[0], grid)),
+        pen.drop_eur_per_request * float(dropped.sum()),
+        pen.slo_miss_eur_per_request * float(miss.sum()),
+        pen.water_eur_per_l * float(over.sum()),
+        pen.gpu_start_eur * float(starts.sum()),
+        float(pl.carbon_kg(plant, x.carbon_g_per_kwh[0], grid)),
+        float(pl.delay_req_s(plant, x_pairs)),
+    )
+    nxt = PlantState(gpus, pl.soc_next_kwh(plant, state.soc_kwh, charge, discharge), backlog,
+                     history, used_after, day)
+    return nxt, record

@@ -1,0 +1,126 @@
+"""Plant sizes from the scenario, the hardware catalogue and the recorded load (DESIGN.md §2b).
+
+A pure function: GPU counts per pool so that total capacity at ``rho_max`` is ``capacity_margin``
+× the recorded peak load, split over sites by ``capacity_weight`` (and evenly over a site's pools);
+PV kWp, contracted wind kW, grid import limit and battery from ``Sizing`` and each site's peak IT /
+facility power (all GPUs busy; facility at the PUE of ``design_temp_c``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from control.params import ControlSettings, HardwareCatalogue, Penalties
+from control.plant import PlantParams, pue
+from forecast.scenario import ConfigError, Scenario
+
+__all__ = ["TokenStats", "great_circle_km", "rtt_s", "size_plant"]
+
+EARTH_RADIUS_KM = 6371.0
+ROUTE_FACTOR = 1.5
+FIBRE_KM_PER_MS = 200.0
+RTT_BASE_S = 0.005
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    """Mean tokens per request of one trace (``conv`` or ``code``)."""
+
+    prompt_tokens: float
+    output_tokens: float
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance, km (coordinates in degrees)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+
+def rtt_s(distance_km: float) -> float:
+    """Network round trip, s: 5 ms + 2 × distance × 1.5 (route factor) ÷ 200 km/ms."""
+    return RTT_BASE_S + 2 * distance_km * ROUTE_FACTOR / FIBRE_KM_PER_MS / 1000.0
+
+
+def _class_tokens(scenario: Scenario, tokens: dict[str, TokenStats]) -> tuple[np.ndarray, np.ndarray]:
+    missing = sorted({k.tokens for k in scenario.classes} - set(tokens))
+    if missing:
+        raise ConfigError(f"size_plant: token statistics missing for trace(s) {missing}")
+    prompt = np.array([tokens[k.tokens].prompt_tokens for k in scenario.classes])
+    output = np.array([tokens[k.tokens].output_tokens for k in scenario.classes])
+    return prompt, output
+
+
+def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: ControlSettings,
+               penalties: Penalties, peak_load_req_per_s: np.ndarray, tokens: dict[str, TokenStats],
+               design_temp_c: float = 35.0) -> PlantParams:
+    """Build the plant's coefficients.
+
+    Args:
+        scenario: sites, regions, classes and sizing rules.
+        hardware: the GPU catalogue.
+        control: rho_max, step length and PUE switch temperature.
+        penalties: soft-constraint prices.
+        peak_load_req_per_s: load per class at the hour of the recorded total peak, req/s, ``(K,)``.
+        tokens: mean prompt/output tokens per trace name.
+        design_temp_c: ambient temperature for the peak facility power (grid limit, battery), °C.
+    """
+    K = len(scenario.classes)
+    peak = np.asarray(peak_load_req_per_s, dtype=float)
+    if peak.shape != (K,) or not np.isfinite(peak).all() or (peak < 0).any():
+        raise ConfigError(f"size_plant: peak_load_req_per_s must be {K} finite values ≥ 0, got {peak}")
+    prompt, output = _class_tokens(scenario, tokens)
+    pool_site, pool_gpu = [], []
+    for s, site in enumerate(scenario.sites):
+        for gpu in site.pools:
+            pool_site.append(s)
+            pool_gpu.append(gpu)
+    gpus = [hardware.get(g) for g in pool_gpu]
+    gpu_s = np.array([prompt / g.prefill_tok_per_s + output / g.decode_tok_per_s for g in gpus])
+    energy_kw = np.array([(prompt * g.prefill_j_per_token + output * g.decode_j_per_token) / 1000.0
+                          for g in gpus])
+    weights = np.array([s.capacity_weight for s in scenario.sites])
+    weights = weights / weights.sum()
+    per_pool = np.array([weights[s] / len(scenario.sites[s].pools) for s in pool_site])
+    gpus_max = np.ceil(scenario.sizing.capacity_margin * per_pool * (gpu_s @ peak) / control.rho_max - 1e-9)
+    busy_kw = np.array([g.busy_w for g in gpus]) * gpus_max / 1000.0
+    S = len(scenario.sites)
+    site_it_kw = np.bincount(pool_site, weights=busy_kw, minlength=S)
+    return _assemble(scenario, control, penalties, np.array(pool_site), tuple(pool_gpu), gpus_max,
+                     np.array([g.idle_w for g in gpus]) / 1000.0, energy_kw, gpu_s,
+                     np.array([prompt / g.prefill_tok_per_s for g in gpus]), site_it_kw, design_temp_c)
+
+
+def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties, pool_site: np.ndarray,
+              pool_gpu: tuple[str, ...], gpus_max: np.ndarray, idle_kw: np.ndarray, energy_kw: np.ndarray,
+              gpu_s: np.ndarray, prefill_s: np.ndarray, site_it_kw: np.ndarray,
+              design_temp_c: float) -> PlantParams:
+    sz = scenario.sizing
+    rtt = np.array([[rtt_s(great_circle_km(r.lat_deg, r.lon_deg, s.lat_deg, s.lon_deg))
+                     for s in scenario.sites] for r in scenario.regions])
+    has_battery = np.array([s.battery for s in scenario.sites])
+    plant = PlantParams(
+        site_names=scenario.site_names, region_names=scenario.region_names,
+        class_names=scenario.class_names, pool_site=pool_site, pool_gpu=pool_gpu,
+        gpus_max=gpus_max, idle_kw_per_gpu=idle_kw, it_kw_per_req_per_s=energy_kw,
+        gpu_s_per_req=gpu_s, prefill_s=prefill_s, rtt_s=rtt,
+        slo_ttft_s=np.array([k.slo_ttft_s for k in scenario.classes]),
+        deferrable=np.array([k.deferrable for k in scenario.classes]),
+        deadline_steps=np.array([int(round(k.deadline_h / control.step_h)) for k in scenario.classes]),
+        pv_kwp=sz.pv_fraction_of_peak_it * site_it_kw,
+        wind_kw=sz.wind_fraction_of_peak_it * site_it_kw,
+        grid_limit_kw=np.zeros(len(site_it_kw)), battery_kwh=np.zeros(len(site_it_kw)),
+        battery_kw=np.zeros(len(site_it_kw)),
+        water_budget_l_per_day=np.array([s.water_budget_l_per_day for s in scenario.sites]),
+        penalties=penalties, charge_eff=math.sqrt(sz.battery_round_trip),
+        discharge_eff=math.sqrt(sz.battery_round_trip), rho_max=control.rho_max,
+        step_h=control.step_h, pue_switch_temp_c=control.pue_switch_temp_c,
+    )
+    peak_facility_kw = pue(plant, np.full(len(site_it_kw), design_temp_c)) * site_it_kw
+    battery_kw = np.where(has_battery, peak_facility_kw, 0.0)
+    return replace(plant, grid_limit_kw=sz.grid_limit_factor * peak_facility_kw,
+                   battery_kw=battery_kw, battery_kwh=battery_kw * sz.battery_hours)

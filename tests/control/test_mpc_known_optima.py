@@ -1,0 +1,124 @@
+"""Allocation problems solvable by hand, solved by the MPC's LP with HiGHS (the supported solver)."""
+
+from __future__ import annotations
+
+import casadi as ca
+import numpy as np
+import pytest
+
+from control import plant as pl
+from control.controllers import CapacityProportional, MPCController, myopic
+from control.mpc import AllocationMPC
+from control.simulate import run_episode
+from control.state import PlantState
+from tests.control.cases import flat_forecast, random_instance, tiny_plant
+
+SOLVER_RTOL = 1e-6
+
+
+def test_highs_is_available():
+    assert ca.has_conic("highs"), "this CasADi build lacks HiGHS; the MPC needs it"
+
+
+def _solve(plant, fc, horizon=None, **kw):
+    mpc = AllocationMPC(plant, horizon or fc.horizon, **kw)
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    result = mpc.solve(state, fc)
+    assert result.success, result.status
+    return result
+
+
+def _per_site(plant, result, t=0):
+    dense = plant.dense_pairs(result.plan.served_req_per_s[t])
+    return dense.sum(axis=(0, 2))
+
+
+def test_cheapest_site_fills_first_up_to_capacity():
+    plant = tiny_plant(gpus=10.0)
+    fc = flat_forecast(plant, 1, load=15.0, price=np.array([40.0, 60.0]))
+    result = _solve(plant, fc)
+    np.testing.assert_allclose(_per_site(plant, result), [10.0, 5.0], atol=1e-7)
+    pue = pl.pue(plant, 10.0)
+    expected_eur = pue * (10.0 * 40 + 5.0 * 60) / 1000.0
+    np.testing.assert_allclose(result.terms.energy_cost_eur, expected_eur, rtol=SOLVER_RTOL)
+    assert result.terms.penalties_eur == pytest.approx(0.0, abs=1e-6)
+
+
+def test_binding_water_budget_moves_load_to_the_drier_site():
+    prices = np.array([49.0, 50.0])
+    wet = tiny_plant(gpus=20.0, water_budget_l_per_day=np.array([0.0, 1e12]))
+    dry = tiny_plant(gpus=20.0)
+    fc = flat_forecast(wet, 1, load=10.0, price=prices)
+    np.testing.assert_allclose(_per_site(dry, _solve(dry, fc)), [10.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(wet, _solve(wet, fc)), [0.0, 10.0], atol=1e-7)
+
+
+def test_hot_site_loses_load_to_a_cool_one_at_equal_prices():
+    plant = tiny_plant(gpus=20.0)
+    fc = flat_forecast(plant, 1, load=30.0, temp_c=np.array([35.0, 5.0]))
+    np.testing.assert_allclose(_per_site(plant, _solve(plant, fc)), [10.0, 20.0], atol=1e-7)
+
+
+def test_slo_infeasible_pairs_have_no_variable_and_never_get_load():
+    # site 1 is cheap but 3 s away: RTT + prefill breaks the 2-s SLO
+    plant = tiny_plant(gpus=10.0, rtt_s=np.array([[0.01, 3.0]]))
+    assert plant.n_pairs == 1 and tuple(plant.pairs[0]) == (0, 0, 0)
+    mpc = AllocationMPC(plant, 2)
+    assert mpc.lp.d.m == 1
+    fc = flat_forecast(plant, 2, load=15.0, price=np.array([60.0, 1.0]))
+    result = _solve(plant, fc)
+    assert (result.plan.share[:, :, 1, :] == 0).all()
+    np.testing.assert_allclose(result.plan.dropped_req_per_s, 5.0, atol=1e-7)
+
+
+def test_demand_above_total_capacity_drops_exactly_the_excess():
+    plant = tiny_plant(n_regions=2, gpus=10.0)
+    fc = flat_forecast(plant, 2, load=12.5)
+    result = _solve(plant, fc)
+    np.testing.assert_allclose(result.plan.dropped_req_per_s.sum(axis=1), 5.0, atol=1e-7)
+    np.testing.assert_allclose(result.terms.penalties_eur, 2 * 5.0 * 3600 * 1.0, rtol=SOLVER_RTOL)
+
+
+def test_price_spike_deferred_by_the_horizon_mpc_paid_by_the_myopic_one():
+    plant = tiny_plant(n_sites=1, classes=("chat", "batch"), gpus=100.0)
+    steps, spike = 4, 2
+    price = np.full(steps + 4, 50.0)
+    price[spike] = 500.0
+    realised = flat_forecast(plant, steps + 4, load=np.array([[5.0, 10.0]]), price=price[:, None])
+    state = PlantState.initial(plant, water_day=int(realised.day_index[0]))
+    fallback = CapacityProportional(plant)
+    mpc = MPCController(AllocationMPC(plant, 4), fallback, episode_steps=steps)
+    myo = myopic(plant, fallback, episode_steps=steps)
+    ep_mpc = run_episode(plant, mpc, realised, steps, state)
+    ep_myo = run_episode(plant, myo, realised, steps, state)
+    batch_served = lambda ep: [r.served_req[0, 0, 1] for r in ep.records]  # noqa: E731
+    assert batch_served(ep_mpc)[spike] == pytest.approx(0.0, abs=1e-3)      # deferred past the spike
+    assert batch_served(ep_myo)[spike] == pytest.approx(10.0 * 3600, rel=1e-6)  # the myopic pays
+    assert ep_mpc.dropped_req == pytest.approx(0.0, abs=1e-2)  # of 144,000 requests
+    assert ep_myo.dropped_req == pytest.approx(0.0, abs=1e-2)
+    saved = 10.0 * (500.0 - 50.0) * pl.pue(plant, 10.0) / 1000.0
+    assert ep_myo.cost_eur - ep_mpc.cost_eur == pytest.approx(float(saved), rel=1e-3)  # ε of stage 2, 3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lexicographic_stage_two_keeps_stage_one_within_epsilon(seed):
+    plant, fc, state = random_instance(seed)
+    eps = 0.001
+    cost_only = AllocationMPC(plant, fc.horizon, order=("cost",)).solve(state, fc)
+    full = AllocationMPC(plant, fc.horizon, epsilon=eps).solve(state, fc)
+    assert cost_only.success and full.success and full.stage_status == ("Optimal",) * 3
+    best = cost_only.terms.cost_eur
+    assert full.terms.cost_eur <= best + eps * abs(best) + 2e-6 * max(1.0, abs(best))
+    assert full.terms.cost_eur >= best - 1e-6 * max(1.0, abs(best))
+    assert full.terms.carbon_kg <= cost_only.terms.carbon_kg + 1e-6 * cost_only.terms.carbon_kg
+    assert full.stage_values[0] == pytest.approx(best, rel=SOLVER_RTOL)
+
+
+def test_weighted_mode_prices_carbon():
+    plant = tiny_plant(gpus=20.0)
+    fc = flat_forecast(plant, 1, load=10.0, price=np.array([50.0, 51.0]),
+                       carbon_g_per_kwh=np.array([800.0, 50.0]))
+    cheap = _solve(plant, fc, objective="weighted")
+    green = _solve(plant, fc, objective="weighted", prices=(0.1, 0.0, 0.0))
+    np.testing.assert_allclose(_per_site(plant, cheap), [10.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(plant, green), [0.0, 10.0], atol=1e-7)
