@@ -74,7 +74,7 @@ def _site_frames(site: Site, scenario: Scenario, span: pd.DatetimeIndex) -> tupl
     wetbulb, rh = humidity.wetbulb_series(wx.frame, wx.lat_deg, wx.lon_deg)
     frames.append(_long(site.name, "wetbulb_c", wetbulb, span, "typical-year" if typical else "climatological"))
     prov.append({"signal": "wetbulb_c", "source": f"hisim-1.2.4:{wx.member} + {rh.source}",
-                 "labels": f"{wx_labels}; relative humidity climatological (month × hour)",
+                 "labels": f"{wx_labels}; humidity climatological (vapour pressure, month × hour)",
                  "notes": f"Stull 2011 wet-bulb; RH from the nearest typical-year file, {rh.distance_km:.0f} km"})
     pv = solar.pv_capacity_factor(wx, sizing.pv_tilt_deg, sizing.pv_azimuth_deg, sizing.pv_system_losses_pct)
     frames.append(_long(site.name, "solar_cf", pv, span, wx_flag))

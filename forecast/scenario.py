@@ -197,7 +197,7 @@ class DataSettings:
     load_day0_local: str = "2018-12-03"
     load_days_recorded: int = field(default=14, metadata=rng(1, 14))
     load_seed: int = field(default=20181203, metadata=rng(0, 2**31 - 1))
-    max_gap_h: int = field(default=6, metadata=rng(0, 168))
+    max_gap_h: int = field(default=12, metadata=rng(0, 168))
     user_data: str = ""
 
     def resolved_load_dir(self) -> Path:

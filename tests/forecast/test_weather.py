@@ -122,3 +122,25 @@ def test_pv_capacity_factor_annual_and_night(city):
 def test_pv_rejects_bad_tilt():
     with pytest.raises(ValueError, match=r"tilt_deg=120 is outside \[0, 90\]"):
         solar.pv_capacity_factor(weather.read_city("Paris"), 120, 180, 14)
+
+
+@pytest.mark.parametrize("city", list(CITIES))
+def test_wetbulb_stays_physical_on_hot_hours(city):
+    """A hot hour keeps the month-hour's moisture, not its RH: no wet bulb above Europe's records.
+
+    With a mean-RH climatology Paris at 39.8 °C got a 35 °C wet bulb; the highest wet bulbs
+    observed in Europe are about 28 °C.
+    """
+    wx = weather.read_city(city)
+    tw, clim = humidity.wetbulb_series(wx.frame, wx.lat_deg, wx.lon_deg)
+    assert tw.max() <= 28.0
+    hottest = wx.frame["temp_c"].idxmax()
+    # The hottest hour is drier (RH) than the climatological mean RH of its month-hour.
+    rh_mean = clim.rh_pct[hottest.month - 1, hottest.hour]
+    assert float(tw[hottest]) < float(humidity.wetbulb_c(wx.frame["temp_c"][hottest], rh_mean))
+
+
+def test_mountain_stations_are_skipped():
+    prague = humidity.rh_climatology(50.09, 14.42)
+    assert "Chemnitz" in prague.source
+    assert not any(m in prague.source for m in humidity.MOUNTAIN_STATIONS)
