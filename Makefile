@@ -15,7 +15,7 @@ setup: $(STAMP) $(DATA_STAMP)
 # One constrained pip call installs the project and every pinned dependency (CPU torch).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

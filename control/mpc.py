@@ -19,6 +19,7 @@ import casadi as ca
 import numpy as np
 
 from control import plant as pl
+from control._backends import make_backend
 from control._lp import OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
 from control.params import ControlSettings
@@ -88,7 +89,8 @@ class MPCResult:
         stage_status: HiGHS return status per stage.
         stage_values: the optimum of each solved stage (in stage order; ``cost`` in EUR).
         iterations: simplex + IPM iterations over all stages.
-        solve_time_s: wall time of all stages, s.
+        solve_time_s: wall time of all stages (setting parameters, solving, reading), s.
+        solver_time_s: time spent inside the solver over all stages, s.
     """
 
     plan: Plan | None
@@ -99,6 +101,7 @@ class MPCResult:
     iterations: int
     solve_time_s: float
     stage_values: tuple[float, ...] = ()
+    solver_time_s: float = 0.0
 
 
 class AllocationMPC:
@@ -114,6 +117,8 @@ class AllocationMPC:
         fixed_pue: a constant PUE per site ``(S,)`` instead of PUE(temperature) (the
             temperature-unaware baseline).
         time_limit_s: HiGHS time limit per stage, s.
+        solver: ``highs`` (highspy, warm-started; default) or ``qpsol`` (CasADi's conic
+            interface to HiGHS, cold starts); see ``control._backends``.
         backlog_value_eur_per_req: value of a request left in the backlog at the horizon's end;
             None: ``terminal_value`` (an estimate of serving it later).
     """
@@ -123,7 +128,7 @@ class AllocationMPC:
                  order: tuple[str, ...] = ("cost", "carbon", "delay"), epsilon: float = 0.001,
                  prices: tuple[float, float, float] = (0.0, 0.0, 0.0),
                  fixed_pue: np.ndarray | None = None, time_limit_s: float = 60.0,
-                 backlog_value_eur_per_req: float | None = None) -> None:
+                 backlog_value_eur_per_req: float | None = None, solver: str = "highs") -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -134,13 +139,10 @@ class AllocationMPC:
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
         self.lp = LinearProgram(plant, horizon_steps)
         lp = self.lp
-        problem = {"x": lp.x.sym, "p": lp.p.sym, "f": lp.objective, "g": lp.g}
-        opts = {"error_on_fail": False,
-                "highs": {"output_flag": False, "time_limit": float(time_limit_s)}}
-        self.solver = ca.qpsol("allocation_lp", "highs", problem, opts)
+        self.solver_name = solver
+        self.backend = make_backend(solver, lp, time_limit_s)
         self._terms = ca.Function("terms", [lp.x.sym, lp.p.sym], [ca.vertcat(*lp.terms.values())])
         self._lbx, self._ubx = self._static_bounds()
-        self._x0 = np.zeros(lp.x.size)
 
     @classmethod
     def from_settings(cls, plant: PlantParams, control: ControlSettings, horizon_steps: int | None = None,
@@ -255,23 +257,6 @@ class AllocationMPC:
             return np.array([1.0, carbon, delay, water])
         return np.array([1.0 if o == stage else 0.0 for o in OBJECTIVES])
 
-    def _call(self, p: np.ndarray, lbg: np.ndarray, ubg: np.ndarray,
-              ubx: np.ndarray) -> tuple[np.ndarray | None, str, int]:
-        """One HiGHS solve; the solution (None on failure), its status and iterations."""
-        try:
-            sol = self.solver(x0=self._x0, p=p, lbx=self._lbx, ubx=ubx, lbg=lbg, ubg=ubg)
-        except RuntimeError as exc:  # CasADi raises on internal errors even with error_on_fail off
-            return None, f"error: {str(exc).splitlines()[0][:200]}", 0
-        stats = self.solver.stats()
-        iters = int(stats.get("simplex_iteration_count", 0)) + int(stats.get("ipm_iteration_count", 0))
-        status = str(stats.get("return_status", "unknown"))
-        x = np.array(sol["x"], dtype=float).ravel()
-        if status != "Optimal" or not stats.get("success", False):
-            return None, status, iters
-        if not np.isfinite(x).all():
-            return None, "numerical trouble: non-finite solution", iters
-        return x, status, iters
-
     def solve(self, state: PlantState, forecast: ControlForecast, *,
               end_step: int | None = None) -> MPCResult:
         """Plan the next ``horizon`` steps.
@@ -300,32 +285,38 @@ class AllocationMPC:
         obj_rows = lp.row_slice("objectives")
         best, statuses, values, iters, status = None, [], [], 0, "optimal"
         start = time.perf_counter()
-        for stage in stages:
-            lp.p.pack(p, "weights", self._stage_weights(stage))
-            x, st, it = self._call(p, lbg, ubg, ubx)
+        backend = self.backend
+        backend.load(p, self._lbx, ubx, lbg, ubg)
+        for i, stage in enumerate(stages):
+            weights = self._stage_weights(stage)
+            lp.p.pack(p, "weights", weights)
+            x, st, it = backend.solve(weights, i)
             statuses.append(st)
             iters += it
             if x is None:
                 status = f"{'partial' if best is not None else 'failed'}: stage {stage}: {st}"
                 break
+            if i == 0:
+                backend.keep_basis()
             best = x
             values.append(float(self._terms_stage(x, p, "cost" if stage == "weighted" else stage)))
             if stage != "weighted":
-                self._keep(ubg, obj_rows.start + OBJECTIVES.index(stage), values[-1], self.epsilon)
+                row = obj_rows.start + OBJECTIVES.index(stage)
+                backend.set_row_upper(row, self._kept(values[-1], self.epsilon))
             if stage == "cost":  # later stages may not buy carbon or delay with dropped requests
-                unserved = float(np.array(lp.g_fn(x, p))[obj_rows.stop - 1, 0])
-                ubg[obj_rows.stop - 1] = unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ
+                unserved = float(backend.row_values(x)[obj_rows.stop - 1])
+                backend.set_row_upper(obj_rows.stop - 1, unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ)
         elapsed = time.perf_counter() - start
         if best is None:
-            return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed)
-        self._x0 = best
+            return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed,
+                             solver_time_s=backend.solver_time_s)
         return MPCResult(self._plan(best, state, fc), self._objective_terms(best, p), status, True,
-                         tuple(statuses), iters, elapsed, tuple(values))
+                         tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
 
     @staticmethod
-    def _keep(ubg: np.ndarray, row: int, value: float, epsilon: float) -> None:
-        """Keep a stage row within ``(1 + ε)`` of its optimum (plus the solver's tolerance)."""
-        ubg[row] = value + epsilon * abs(value) + ABS_SLACK * max(1.0, abs(value))
+    def _kept(value: float, epsilon: float) -> float:
+        """Upper bound that keeps a stage within ``(1 + ε)`` of its optimum (plus the solver's tolerance)."""
+        return value + epsilon * abs(value) + ABS_SLACK * max(1.0, abs(value))
 
     def _objective_terms(self, x: np.ndarray, p: np.ndarray) -> ObjectiveTerms:
         values = np.array(self._terms(x, p), dtype=float).ravel()

@@ -1,0 +1,236 @@
+"""Solver back ends for the allocation LP: HiGHS through highspy (warm-started) or CasADi's qpsol.
+
+Both take the LP of ``control._lp`` as CasADi built it and solve one stage at a time:
+``load(p, lbx, ubx, lbg, ubg)`` fixes the step's data, ``solve(weights)`` minimises
+``weights · objective rows`` and ``set_row_upper(row, value)`` keeps an earlier stage's optimum.
+
+* ``highs`` (default): CasADi evaluates the LP's matrix, offsets and bounds from the parameters
+  (one compiled Function, built once), and the model goes to HiGHS through highspy, which keeps
+  the simplex basis between calls. Stage 1 starts from the previous step's stage-1 basis shifted
+  by one step (the receding horizon moves every per-step block by one row); later stages change
+  only the cost vector and one row bound and re-optimise with the primal simplex from the previous
+  stage's optimal basis. CasADi's own HiGHS interface cannot pass a basis, so each of its stages
+  starts cold: ~5,000 simplex iterations per stage on the reference instance against a few
+  hundred warm (see ``bench/mpc.py``).
+* ``qpsol``: CasADi's conic interface (``ca.qpsol(..., "highs")``), cold starts; kept as the second
+  supported solver and as a cross-check (the known-optimum tests run on both).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import casadi as ca
+import highspy
+import numpy as np
+
+from control._lp import OBJECTIVES, LinearProgram
+
+__all__ = ["BACKENDS", "Backend", "HighsBackend", "QpsolBackend", "make_backend"]
+
+INF = highspy.kHighsInf
+
+
+class Backend(Protocol):
+    solver_time_s: float
+
+    def load(self, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray, lbg: np.ndarray,
+             ubg: np.ndarray) -> None: ...
+
+    def solve(self, weights: np.ndarray, stage_index: int) -> tuple[np.ndarray | None, str, int]: ...
+
+    def set_row_upper(self, row: int, value: float) -> None: ...
+
+    def row_values(self, x: np.ndarray) -> np.ndarray: ...
+
+    def keep_basis(self) -> None: ...
+
+
+class QpsolBackend:
+    """CasADi ``qpsol`` with HiGHS: every stage solved from scratch."""
+
+    def __init__(self, lp: LinearProgram, time_limit_s: float) -> None:
+        self.lp = lp
+        problem = {"x": lp.x.sym, "p": lp.p.sym, "f": lp.objective, "g": lp.g}
+        opts = {"error_on_fail": False, "highs": {"output_flag": False, "time_limit": float(time_limit_s)}}
+        self.solver = ca.qpsol("allocation_lp", "highs", problem, opts)
+        self._x0 = np.zeros(lp.x.size)
+        self.solver_time_s = 0.0
+
+    def load(self, p, lbx, ubx, lbg, ubg) -> None:  # noqa: ANN001 (see Backend)
+        self.p, self.lbx, self.ubx, self.lbg, self.ubg = p.copy(), lbx, ubx, lbg, ubg.copy()
+        self.solver_time_s = 0.0
+
+    def solve(self, weights: np.ndarray, stage_index: int) -> tuple[np.ndarray | None, str, int]:
+        self.lp.p.pack(self.p, "weights", weights)
+        try:
+            sol = self.solver(x0=self._x0, p=self.p, lbx=self.lbx, ubx=self.ubx, lbg=self.lbg, ubg=self.ubg)
+        except RuntimeError as exc:  # CasADi raises on internal errors even with error_on_fail off
+            return None, f"error: {str(exc).splitlines()[0][:200]}", 0
+        stats = self.solver.stats()
+        self.solver_time_s += float(stats.get("t_wall_solver", 0.0))
+        iters = int(stats.get("simplex_iteration_count", 0)) + int(stats.get("ipm_iteration_count", 0))
+        status = str(stats.get("return_status", "unknown"))
+        x = np.array(sol["x"], dtype=float).ravel()
+        if status != "Optimal" or not stats.get("success", False):
+            return None, status, iters
+        if not np.isfinite(x).all():
+            return None, "numerical trouble: non-finite solution", iters
+        self._x0 = x
+        return x, status, iters
+
+    def set_row_upper(self, row: int, value: float) -> None:
+        self.ubg[row] = value
+
+    def row_values(self, x: np.ndarray) -> np.ndarray:
+        return np.array(self.lp.g_fn(x, self.p), dtype=float).ravel()
+
+    def keep_basis(self) -> None:
+        """Nothing to keep: CasADi's interface has no basis."""
+
+
+class HighsBackend:
+    """highspy with the LP's matrix evaluated by CasADi, and simplex bases kept between solves.
+
+    The objective rows of ``control._lp`` (each stage's objective and the unserved requests) are
+    not passed as rows: each is dense, and only the stages after the first need some of them as
+    constraints, so a row is added when a stage first bounds it.
+    """
+
+    def __init__(self, lp: LinearProgram, time_limit_s: float) -> None:
+        self.lp = lp
+        x, p = lp.x.sym, lp.p.sym
+        jac = ca.jacobian(lp.g, x)
+        if ca.depends_on(jac, x):
+            raise ValueError("the allocation LP is not linear in its decisions")
+        sparsity = jac.sparsity()
+        # g(x, p) = A(p)·x + g(0, p): one Function gives A(p) (fixed sparsity) and g(0, p).
+        self._data_fn = ca.Function("lp_data", [p], [jac, ca.substitute(lp.g, x, ca.SX.zeros(x.numel()))])
+        colptr = np.asarray(sparsity.colind(), dtype=np.int64)
+        rowind = np.asarray(sparsity.row(), dtype=np.int64)
+        self.n_cols = sparsity.size2()
+        obj = lp.row_slice("objectives")
+        if obj.stop != sparsity.size1():
+            raise ValueError("the objective rows must be the LP's last rows")
+        self.n_core = obj.start                       # rows passed to HiGHS
+        self._n_extra = obj.stop - obj.start          # objective rows, added when bounded
+        col = np.repeat(np.arange(self.n_cols), np.diff(colptr))
+        core = rowind < self.n_core
+        self._core_nz = core
+        self._core_start = np.concatenate([[0], np.cumsum(np.bincount(col[core], minlength=self.n_cols))]).astype(np.int32)
+        self._core_index = rowind[core].astype(np.int32)
+        self._extra_pos = (rowind[~core] - self.n_core, col[~core])
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("time_limit", float(time_limit_s))
+        self._warm: highspy.HighsBasis | None = None   # stage-1 basis of the last solve, shifted
+        self._shift = self._shift_maps()
+        self.solver_time_s = 0.0
+
+    # ------------------------------------------------------------------ the step's model
+    def load(self, p, lbx, ubx, lbg, ubg) -> None:  # noqa: ANN001 (see Backend)
+        matrix, offset = self._data_fn(p)
+        values = np.array(matrix.nonzeros(), dtype=float)
+        self._offset = np.array(offset, dtype=float).ravel()
+        self._lbg, self._ubg = np.asarray(lbg, dtype=float), np.asarray(ubg, dtype=float).copy()
+        n = self.n_core
+        model = highspy.HighsLp()
+        model.num_col_, model.num_row_ = self.n_cols, n
+        model.col_cost_ = np.zeros(self.n_cols)
+        model.col_lower_ = np.asarray(lbx, dtype=float)
+        model.col_upper_ = np.where(np.isfinite(ubx), ubx, INF)
+        lo, hi = self._lbg[:n] - self._offset[:n], self._ubg[:n] - self._offset[:n]
+        model.row_lower_ = np.where(np.isfinite(lo), lo, -INF)
+        model.row_upper_ = np.where(np.isfinite(hi), hi, INF)
+        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        model.a_matrix_.start_ = self._core_start
+        model.a_matrix_.index_ = self._core_index
+        model.a_matrix_.value_ = values[self._core_nz]
+        self.highs.passModel(model)
+        self._extra = np.zeros((self._n_extra, self.n_cols))
+        self._extra[self._extra_pos] = values[~self._core_nz]
+        self._added: dict[int, int] = {}   # objective row → HiGHS row
+        self.solver_time_s = 0.0
+
+    def solve(self, weights: np.ndarray, stage_index: int) -> tuple[np.ndarray | None, str, int]:
+        h = self.highs
+        cost = weights @ self._extra[:len(weights)]
+        h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), cost)
+        if stage_index == 0:
+            warm = self._warm is not None and h.setBasis(self._warm) == highspy.HighsStatus.kOk
+            h.setOptionValue("presolve", "off" if warm else "on")
+            h.setOptionValue("simplex_strategy", 1)   # dual simplex
+        else:  # the previous stage's optimal basis stays primal feasible: primal simplex
+            h.setOptionValue("presolve", "off")
+            h.setOptionValue("simplex_strategy", 4)
+        start = time.perf_counter()
+        h.run()
+        self.solver_time_s += time.perf_counter() - start
+        info = h.getInfo()
+        iters = max(int(info.simplex_iteration_count), 0) + max(int(info.ipm_iteration_count), 0)
+        status = h.modelStatusToString(h.getModelStatus())
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None, status, iters
+        x = np.asarray(h.getSolution().col_value, dtype=float)
+        if not np.isfinite(x).all():
+            return None, "numerical trouble: non-finite solution", iters
+        return x, status, iters
+
+    def keep_basis(self) -> None:
+        """Keep the current (stage-1 optimal) basis, shifted by one step, for the next solve."""
+        basis = self.highs.getBasis()
+        if not basis.valid or len(basis.row_status) != self.n_core:
+            self._warm = None
+            return
+        cols, rows = self._shift
+        col_status, row_status = list(basis.col_status), list(basis.row_status)
+        shifted = highspy.HighsBasis()
+        shifted.col_status = [col_status[i] for i in cols]
+        shifted.row_status = [row_status[i] for i in rows]
+        shifted.valid = True
+        self._warm = shifted
+
+    def _shift_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Index maps that move every per-step block one step earlier (the last step repeats)."""
+        def per_step(spec: dict[str, tuple[int, int]], offsets: dict[str, int], size: int) -> np.ndarray:
+            out = np.arange(size)
+            for key, (steps, width) in spec.items():
+                base = offsets[key]
+                if steps < 2 or base >= size:
+                    continue
+                src = np.minimum(np.arange(steps) + 1, steps - 1)
+                out[base:base + steps * width] = (base + src[:, None] * width + np.arange(width)).ravel()
+            return out
+
+        lp = self.lp
+        return (per_step(lp.x.spec, lp.x.offset, lp.x.size),
+                per_step(lp.rows, lp.row_offset, self.n_core))
+
+    def set_row_upper(self, row: int, value: float) -> None:
+        self._ubg[row] = value
+        hi = value - self._offset[row]
+        if row < self.n_core:
+            lo = self._lbg[row] - self._offset[row]
+            self.highs.changeRowBounds(int(row), float(lo) if np.isfinite(lo) else -INF, float(hi))
+        elif row in self._added:
+            self.highs.changeRowBounds(self._added[row], -INF, float(hi))
+        else:
+            coef = self._extra[row - self.n_core]
+            idx = np.flatnonzero(coef).astype(np.int32)
+            self.highs.addRow(-INF, float(hi), len(idx), idx, coef[idx])
+            self._added[row] = self.highs.getNumRow() - 1
+
+    def row_values(self, x: np.ndarray) -> np.ndarray:
+        core = np.asarray(self.highs.getSolution().row_value, dtype=float)[:self.n_core]
+        return np.concatenate([core, self._extra @ x]) + self._offset
+
+
+BACKENDS = {"highs": HighsBackend, "qpsol": QpsolBackend}
+
+
+def make_backend(name: str, lp: LinearProgram, time_limit_s: float) -> Any:
+    """The named back end (``highs`` or ``qpsol``)."""
+    if name not in BACKENDS:
+        raise ValueError(f"solver: {name!r}; valid: {sorted(BACKENDS)}")
+    return BACKENDS[name](lp, time_limit_s)
