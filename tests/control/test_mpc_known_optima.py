@@ -1,4 +1,5 @@
-"""Allocation problems solvable by hand, solved by the MPC's LP with HiGHS (the supported solver)."""
+"""Allocation problems solvable by hand, solved by the MPC's LP with each supported solver:
+HiGHS through highspy (warm-started, the default) and CasADi's qpsol interface to HiGHS."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from control.state import PlantState
 from tests.control.cases import flat_forecast, random_instance, tiny_plant
 
 SOLVER_RTOL = 1e-6
+SOLVERS = ("highs", "qpsol")
+
+
+@pytest.fixture(params=SOLVERS, autouse=True)
+def solver(request, monkeypatch):
+    """Every test here runs once per solver: it becomes the default of every AllocationMPC built."""
+    monkeypatch.setitem(AllocationMPC.__init__.__kwdefaults__, "solver", request.param)
+    return request.param
 
 
 def test_highs_is_available():
@@ -59,12 +68,12 @@ def test_hot_site_loses_load_to_a_cool_one_at_equal_prices():
     np.testing.assert_allclose(_per_site(plant, _solve(plant, fc)), [10.0, 20.0], atol=1e-7)
 
 
-def test_slo_infeasible_pairs_have_no_variable_and_never_get_load():
+def test_slo_infeasible_pairs_have_no_variable_and_never_get_load(solver):
     # site 1 is cheap but 3 s away: RTT + prefill breaks the 2-s SLO
     plant = tiny_plant(gpus=10.0, rtt_s=np.array([[0.01, 3.0]]))
     assert plant.n_pairs == 1 and tuple(plant.pairs[0]) == (0, 0, 0)
     mpc = AllocationMPC(plant, 2)
-    assert mpc.lp.d.m == 1
+    assert mpc.lp.d.m == 1 and mpc.solver_name == solver
     fc = flat_forecast(plant, 2, load=15.0, price=np.array([60.0, 1.0]))
     result = _solve(plant, fc)
     assert (result.plan.share[:, :, 1, :] == 0).all()
@@ -122,3 +131,15 @@ def test_weighted_mode_prices_carbon():
     green = _solve(plant, fc, objective="weighted", prices=(0.1, 0.0, 0.0))
     np.testing.assert_allclose(_per_site(plant, cheap), [10.0, 0.0], atol=1e-7)
     np.testing.assert_allclose(_per_site(plant, green), [0.0, 10.0], atol=1e-7)
+
+
+def test_warm_started_solves_equal_cold_ones():
+    """The basis carried from step to step changes the path, never the optimum."""
+    plant, realised, state = random_instance(3, steps=10)
+    warm = AllocationMPC(plant, 4)
+    for t in range(6):
+        window = realised.window(t, 4)
+        got = warm.solve(state, window)
+        cold = AllocationMPC(plant, 4).solve(state, window)
+        assert got.success and cold.success
+        np.testing.assert_allclose(got.stage_values, cold.stage_values, rtol=1e-6, atol=1e-6)
