@@ -39,3 +39,28 @@ def test_a_window_outside_the_data_is_refused(smoke_cfg, smoke_data):
     plant = plant_for(smoke_cfg, smoke_data)
     with pytest.raises(ValueError, match="outside the data"):
         realised_inputs(smoke_data, plant, "2018-12-31T20:00Z", 24)
+
+
+def test_on_real_data_the_hindsight_optimum_bounds_the_controllers(smoke_cfg, smoke_data):
+    from control.controllers import CapacityProportional, GreedyController, MPCController, myopic
+    from control.mpc import AllocationMPC
+    from control.simulate import hindsight_optimum, run_episode
+    from control.state import PlantState
+
+    plant = plant_for(smoke_cfg, smoke_data)
+    steps, horizon = 12, 6
+    realised = realised_inputs(smoke_data, plant, "2018-12-14T00:00Z", steps + horizon)
+    state = PlantState.initial(plant, water_day=int(realised.day_index[0]))
+    best = hindsight_optimum(plant, realised, steps, state)
+    assert best.success, best.status
+    fb = CapacityProportional(plant)
+    controllers = [MPCController(AllocationMPC(plant, horizon), fb, episode_steps=steps),
+                   myopic(plant, fb, episode_steps=steps), fb, GreedyController(plant, "price")]
+    for ctrl in controllers:
+        episode = run_episode(plant, ctrl, realised, steps, state)
+        assert best.stage_values[0] <= episode.cost_eur * (1 + 1e-6), ctrl.name
+        for rec in episode.records:  # every request served, queued or dropped; power balances
+            np.testing.assert_allclose(rec.served_req.sum(axis=1) + rec.dropped_req + rec.backlog_change_req,
+                                       rec.arrivals_req, rtol=1e-9, atol=1e-6)
+            np.testing.assert_allclose(rec.grid_kw + rec.renewable_kw - rec.curtailed_kw + rec.discharge_kw
+                                       - rec.charge_kw, rec.facility_kw, rtol=1e-9, atol=1e-6)
