@@ -115,7 +115,7 @@ class LinearProgram:
     def _rows(self) -> list[Any]:
         plant, d, x, p = self.plant, self.d, self.x, self.p
         out: list[Any] = []
-        demand, backlog, cap, bal, batt, starts = [], [], [], [], [], []
+        demand, backlog, cap, bal, batt, starts, ramp = [], [], [], [], [], [], []
         for t in range(d.H):
             served = pl.stream_served_req_per_s(plant, x("x", t)) + x("u", t)
             if len(d.interactive):
@@ -130,8 +130,12 @@ class LinearProgram:
             soc_prev = x("soc", t - 1) if t else 0
             batt.append(x("soc", t) - pl.soc_next_kwh(plant, soc_prev, x("bc", t), x("bd", t)))
             starts.append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
-        for key, rows in (("demand", demand), ("backlog", backlog), ("capacity", cap),
-                          ("balance", bal), ("battery", batt), ("starts", starts)):
+            ramp.append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
+        blocks = [("demand", demand), ("backlog", backlog), ("capacity", cap), ("balance", bal),
+                  ("battery", batt), ("starts", starts)]
+        if plant.ramp_limited:  # ramp up is the bound st ≤ ramp; ramp down needs rows
+            blocks.append(("ramp", ramp))
+        for key, rows in blocks:
             if rows and int(rows[0].numel()):
                 out += self._add(key, rows)
         out += self._add("water", [self._water_rows()])

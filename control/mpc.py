@@ -158,6 +158,7 @@ class AllocationMPC:
         lp, plant = self.lp, self.plant
         lbx, ubx = np.zeros(lp.x.size), np.full(lp.x.size, np.inf)
         lp.x.pack(ubx, "n", plant.gpus_max)
+        lp.x.pack(ubx, "st", plant.gpu_ramp_per_step)   # st ≥ n_t − n_(t−1): the ramp-up limit
         lp.x.pack(ubx, "g", plant.grid_limit_kw)
         for key in ("bc", "bd"):
             lp.x.pack(ubx, key, plant.battery_kw)
@@ -243,6 +244,10 @@ class AllocationMPC:
         start = np.zeros((d.H, d.P))
         start[0] = -state.gpus_active
         put("starts", start, np.inf)
+        if "ramp" in lp.rows:
+            stop = np.broadcast_to(plant.gpu_ramp_per_step, (d.H, d.P)).copy()
+            stop[0] -= state.gpus_active
+            put("ramp", -np.inf, stop)
         used = state.water_used_today_l if int(fc.day_index[0]) == state.water_day else 0.0
         water_lo = -np.repeat(plant.water_budget_l_per_day[None, :], d.n_days, axis=0)
         water_lo[0] += used

@@ -39,6 +39,8 @@ class ControlSettings:
         pue_switch_temp_c: above it cooling is mechanical, below outside air.
         carbon_signal: ``average`` (fuel mix) or ``marginal`` where the data provide it.
         carbon_price_eur_per_kg, water_price_eur_per_l, delay_price_eur_per_s: weighted-mode prices.
+        gpu_ramp_fraction_per_step: share of a pool's installed GPUs that may start or stop in one
+            step (rounded up to whole GPUs, at least one; 1 = no limit).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -53,6 +55,7 @@ class ControlSettings:
     carbon_price_eur_per_kg: float = field(default=0.0, metadata=rng(0.0, 1e3))
     water_price_eur_per_l: float = field(default=0.0, metadata=rng(0.0, 1e3))
     delay_price_eur_per_s: float = field(default=0.0, metadata=rng(0.0, 1e3))
+    gpu_ramp_fraction_per_step: float = field(default=1.0, metadata=rng(0.01, 1.0))
 
     def __post_init__(self) -> None:
         if sorted(self.order) != ["carbon", "cost", "delay"]:

@@ -71,6 +71,8 @@ class PlantParams:
         penalties: prices of drops, SLO misses, water over budget, GPU starts.
         residency_ok: region may be served at site, ``(R, S)`` (data residency).
         round_gpus_up: the realised step applies ``ceil(n)`` GPUs (continuous when False).
+        gpu_ramp_per_step: most GPUs a pool may start or stop in one step, ``(P,)`` (None: no
+            limit, i.e. ``gpus_max``); whole GPUs when ``round_gpus_up``.
     """
 
     site_names: tuple[str, ...]
@@ -101,6 +103,7 @@ class PlantParams:
     pue_switch_temp_c: float = 18.0
     residency_ok: np.ndarray | None = None
     round_gpus_up: bool = True
+    gpu_ramp_per_step: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         S, P, R, K = self.n_sites, len(self.pool_gpu), len(self.region_names), len(self.class_names)
@@ -114,6 +117,9 @@ class PlantParams:
         if self.residency_ok is None:
             object.__setattr__(self, "residency_ok", np.ones((R, S), dtype=bool))
         shapes["residency_ok"] = (R, S)
+        if self.gpu_ramp_per_step is None:
+            object.__setattr__(self, "gpu_ramp_per_step", np.array(self.gpus_max, dtype=float))
+        shapes["gpu_ramp_per_step"] = (P,)
         for name, shape in shapes.items():
             arr = np.array(getattr(self, name))
             if arr.shape != shape:
@@ -134,6 +140,11 @@ class PlantParams:
             raise ValueError("PlantParams.charge_eff / discharge_eff: must be in (0, 1]")
 
     # ---------------------------------------------------------------- dimensions and pairs
+    @property
+    def ramp_limited(self) -> bool:
+        """Whether any pool's ramp is below its installed GPUs (the LP then has ramp-down rows)."""
+        return bool((self.gpu_ramp_per_step < self.gpus_max).any())
+
     @property
     def n_sites(self) -> int:
         return len(self.site_names)

@@ -23,9 +23,12 @@ from control.state import Allocation, PlantState, StepRecord
 __all__ = ["step"]
 
 
-def _applied_gpus(plant: PlantParams, gpus: np.ndarray) -> np.ndarray:
+def _applied_gpus(plant: PlantParams, gpus: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """GPUs that run: rounded up (when whole GPUs), within the installed count and the ramp limit."""
     n = np.clip(gpus, 0.0, plant.gpus_max)
-    return np.minimum(np.ceil(n - 1e-9), plant.gpus_max) if plant.round_gpus_up else n
+    n = np.minimum(np.ceil(n - 1e-9), plant.gpus_max) if plant.round_gpus_up else n
+    ramp = plant.gpu_ramp_per_step
+    return np.clip(n, np.maximum(active - ramp, 0.0), np.minimum(active + ramp, plant.gpus_max))
 
 
 def _serve(plant: PlantParams, share: np.ndarray, work_req: np.ndarray,
@@ -99,7 +102,7 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     S_s, pen = plant.step_s, plant.penalties
     arrivals = x.load_req_per_s[0] * S_s
     work = arrivals + np.where(plant.deferrable[None, :], state.backlog_req, 0.0)
-    gpus = _applied_gpus(plant, decision.gpus)
+    gpus = _applied_gpus(plant, decision.gpus, state.gpus_active)
     served = _serve(plant, decision.share, work, gpus)
     dropped, backlog, history = _backlog(plant, state, arrivals, served * S_s)
     x_pairs = served[plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]]

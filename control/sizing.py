@@ -122,5 +122,7 @@ def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties
     )
     peak_facility_kw = pue(plant, np.full(len(site_it_kw), design_temp_c)) * site_it_kw
     battery_kw = np.where(has_battery, peak_facility_kw, 0.0)
+    ramp = np.maximum(np.ceil(control.gpu_ramp_fraction_per_step * gpus_max - 1e-9), 1.0)
     return replace(plant, grid_limit_kw=sz.grid_limit_factor * peak_facility_kw,
-                   battery_kw=battery_kw, battery_kwh=battery_kw * sz.battery_hours)
+                   battery_kw=battery_kw, battery_kwh=battery_kw * sz.battery_hours,
+                   gpu_ramp_per_step=np.minimum(ramp, gpus_max))

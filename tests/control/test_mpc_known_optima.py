@@ -143,3 +143,21 @@ def test_warm_started_solves_equal_cold_ones():
         cold = AllocationMPC(plant, 4).solve(state, window)
         assert got.success and cold.success
         np.testing.assert_allclose(got.stage_values, cold.stage_values, rtol=1e-6, atol=1e-6)
+
+
+def test_gpu_ramp_limit_the_horizon_mpc_ramps_ahead_and_the_myopic_one_drops():
+    """Load steps from 0 to 8 GPUs' worth at step 3; at most 2 GPUs may start (or stop) per step."""
+    plant = tiny_plant(n_sites=1, gpus=10.0, gpu_ramp_per_step=np.array([2.0]))
+    steps = 6
+    load = np.where(np.arange(steps + 6) >= 3, 8.0, 0.0)[:, None, None]
+    realised = flat_forecast(plant, steps + 6, load=load)
+    state = PlantState.initial(plant, water_day=int(realised.day_index[0]))
+    fallback = CapacityProportional(plant)
+    ep_mpc = run_episode(plant, MPCController(AllocationMPC(plant, 6), fallback, episode_steps=steps),
+                         realised, steps, state)
+    ep_myo = run_episode(plant, myopic(plant, fallback, episode_steps=steps), realised, steps, state)
+    assert ep_mpc.dropped_req == pytest.approx(0.0, abs=1e-3)
+    assert ep_myo.dropped_req == pytest.approx((6 + 4 + 2) * 3600.0, rel=1e-6)
+    for ep in (ep_mpc, ep_myo):
+        gpus = np.array([0.0] + [r.gpus_applied[0] for r in ep.records])
+        assert np.abs(np.diff(gpus)).max() <= 2.0 + 1e-9
