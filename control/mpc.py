@@ -158,7 +158,8 @@ class AllocationMPC:
         lp, plant = self.lp, self.plant
         lbx, ubx = np.zeros(lp.x.size), np.full(lp.x.size, np.inf)
         lp.x.pack(ubx, "n", plant.gpus_max)
-        lp.x.pack(ubx, "st", plant.gpu_ramp_per_step)   # st ≥ n_t − n_(t−1): the ramp-up limit
+        if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit
+            lp.x.pack(ubx, "st", plant.gpu_ramp_per_step)
         lp.x.pack(ubx, "g", plant.grid_limit_kw)
         for key in ("bc", "bd"):
             lp.x.pack(ubx, key, plant.battery_kw)
