@@ -89,6 +89,12 @@ class QpsolBackend:
     def keep_basis(self) -> None:
         """Nothing to keep: CasADi's interface has no basis."""
 
+    def export_warm(self) -> object:
+        return self._x0.copy()
+
+    def import_warm(self, warm: object) -> None:
+        self._x0 = np.array(warm, dtype=float)
+
 
 class HighsBackend:
     """highspy with the LP's matrix evaluated by CasADi, and simplex bases kept between solves.
@@ -190,6 +196,23 @@ class HighsBackend:
         shifted.row_status = [row_status[i] for i in rows]
         shifted.valid = True
         self._warm = shifted
+
+    def export_warm(self) -> object:
+        """The shifted stage-1 basis as integer status lists (None when there is none)."""
+        if self._warm is None:
+            return None
+        return ([int(v.value) for v in self._warm.col_status], [int(v.value) for v in self._warm.row_status])
+
+    def import_warm(self, warm: object) -> None:
+        if warm is None:
+            self._warm = None
+            return
+        cols, rows = warm  # type: ignore[misc]
+        basis = highspy.HighsBasis()
+        basis.col_status = [highspy.HighsBasisStatus(v) for v in cols]
+        basis.row_status = [highspy.HighsBasisStatus(v) for v in rows]
+        basis.valid = True
+        self._warm = basis
 
     def _shift_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """Index maps that move every per-step block one step earlier (the last step repeats)."""

@@ -132,6 +132,17 @@ class MPCController:
         self._plan: Plan | None = None
         self._age = 0
 
+    def snapshot(self) -> dict[str, object]:
+        """What a resumed run needs to decide exactly as this one would (plan, fallback age, warm start)."""
+        return {"plan": self._plan, "age": self._age, "events": list(self.events), "t": self._t,
+                "warm": self.mpc.warm_start()}
+
+    def restore(self, snap: dict[str, object]) -> None:
+        """Continue from ``snapshot()``'s result."""
+        self._plan, self._age, self._t = snap["plan"], int(snap["age"]), int(snap["t"])  # type: ignore[assignment,arg-type]
+        self.events = list(snap["events"])  # type: ignore[call-overload]
+        self.mpc.set_warm_start(snap["warm"])
+
     def _solve(self, state: PlantState, forecast: ControlForecast) -> MPCResult:
         end = None if self.episode_steps is None else self.episode_steps - 1 - self._t
         return self.mpc.solve(state, forecast, end_step=end if end is not None and 0 <= end < self.mpc.horizon

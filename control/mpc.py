@@ -319,6 +319,14 @@ class AllocationMPC:
         return MPCResult(self._plan(best, state, fc), self._objective_terms(best, p), status, True,
                          tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
 
+    def warm_start(self) -> object:
+        """The solver's warm start for the next solve, as plain data (for checkpoints)."""
+        return self.backend.export_warm()
+
+    def set_warm_start(self, warm: object) -> None:
+        """Restore ``warm_start()``'s result."""
+        self.backend.import_warm(warm)
+
     @staticmethod
     def _kept(value: float, epsilon: float) -> float:
         """Upper bound that keeps a stage within ``(1 + ε)`` of its optimum (plus the solver's tolerance)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,9 +15,55 @@ from control.plant import PlantParams
 from control.realised import step
 from control.state import PlantState, StepRecord
 
-__all__ = ["EpisodeResult", "hindsight_optimum", "perfect_forecaster", "run_episode"]
+__all__ = ["EpisodeResult", "InvariantError", "StepTiming", "check_invariants", "hindsight_optimum",
+           "perfect_forecaster", "run_episode"]
 
 Forecaster = Callable[[int], ControlForecast]
+INVARIANT_RTOL = 1e-9
+
+
+class InvariantError(AssertionError):
+    """A realised step broke conservation, the power balance or a capacity limit."""
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Wall time of one closed-loop step, s: the forecast, the decision, the plant step."""
+
+    forecast_s: float
+    decide_s: float
+    plant_s: float
+
+
+def check_invariants(plant: PlantParams, record: StepRecord, t: int, rtol: float = INVARIANT_RTOL) -> None:
+    """Requests in = served + dropped + backlog change; power balances per site; pools within ρ_max·GPUs.
+
+    Raises:
+        InvariantError: naming the step, the invariant, where and by how much.
+    """
+    def close(lhs: np.ndarray, rhs: np.ndarray, what: str, names: tuple[str, ...]) -> None:
+        scale = np.maximum(np.maximum(np.abs(lhs), np.abs(rhs)), 1.0)
+        bad = np.abs(lhs - rhs) > rtol * scale
+        if bad.any():
+            i = np.argwhere(bad)[0]
+            flat = int(np.ravel_multi_index(tuple(i), bad.shape)) if bad.ndim > 1 else int(i[0])
+            raise InvariantError(f"step {t}: {what} broken at {names[flat % len(names)]}: "
+                                 f"{lhs[tuple(i)]:.12g} != {rhs[tuple(i)]:.12g}")
+
+    streams = tuple(f"{r}/{k}" for r in plant.region_names for k in plant.class_names)
+    close((record.served_req.sum(axis=1) + record.dropped_req + record.backlog_change_req).ravel(),
+          record.arrivals_req.ravel(), "request conservation (served + dropped + backlog change = arrivals)",
+          streams)
+    close(record.grid_kw + record.renewable_kw - record.curtailed_kw + record.discharge_kw - record.charge_kw,
+          record.facility_kw, "power balance (grid + renewables − curtailed ± battery = facility)",
+          plant.site_names)
+    work = np.einsum("rpk,pk->p", record.served_req, plant.gpu_s_per_req) / plant.step_s
+    cap = plant.rho_max * record.gpus_applied
+    over = work > cap * (1 + rtol) + rtol
+    if over.any():
+        p = int(np.flatnonzero(over)[0])
+        raise InvariantError(f"step {t}: pool {plant.pool_names[p]} serves {work[p]:.6g} GPU-s/s "
+                             f"above rho_max × GPUs = {cap[p]:.6g}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +83,7 @@ class EpisodeResult:
     final_state: PlantState
     leftover_backlog_req: float
     drop_eur_per_request: float
+    timings: tuple[StepTiming, ...] = ()
 
     @property
     def cost_eur(self) -> float:
@@ -55,29 +103,53 @@ def perfect_forecaster(realised: ControlForecast, horizon: int) -> Forecaster:
     return forecast
 
 
+Observer = Callable[[int, StepRecord, str, StepTiming, PlantState], None]
+
+
 def run_episode(plant: PlantParams, controller: Controller, realised: ControlForecast, steps: int,
-                state: PlantState, forecaster: Forecaster | None = None) -> EpisodeResult:
-    """Run ``steps`` steps; the episode's end rule charges leftover backlog as dropped.
+                state: PlantState, forecaster: Forecaster | None = None,
+                observers: tuple[Observer, ...] = (), start: int = 0,
+                prior: EpisodeResult | None = None) -> EpisodeResult:
+    """Run steps ``start … steps − 1``; the episode's end rule charges leftover backlog as dropped.
+
+    Every step is checked (``check_invariants``); observers see each step's record, the decision's
+    source, the timing and the state after it (they do the I/O: progress, tracking, checkpoints).
 
     Args:
         plant: coefficients.
         controller: decides every step.
         realised: what really happens, at least ``steps`` steps (more for look-ahead).
         steps: episode length.
-        state: the initial state.
+        state: the state at step ``start``.
         forecaster: ``t -> forecast``; default: perfect forecasts over the whole remaining data.
+        observers: called after every step.
+        start: the first step to run (resuming: with ``prior`` holding steps before it).
+        prior: the episode so far, when resuming.
     """
     realised.validate(plant, steps)
     forecaster = forecaster or perfect_forecaster(realised, realised.horizon)
-    records, sources = [], []
-    for t in range(steps):
-        decision = controller.act(t, state, forecaster(t))
+    records = list(prior.records) if prior else []
+    sources = list(prior.sources) if prior else []
+    timings = list(prior.timings) if prior else []
+    if len(records) != start:
+        raise ValueError(f"run_episode: start={start} but {len(records)} prior steps were given")
+    for t in range(start, steps):
+        t0 = time.perf_counter()
+        forecast = forecaster(t)
+        t1 = time.perf_counter()
+        decision = controller.act(t, state, forecast)
+        t2 = time.perf_counter()
         state, record = step(plant, state, decision, realised.window(t, 1))
+        check_invariants(plant, record, t)
+        timing = StepTiming(t1 - t0, t2 - t1, time.perf_counter() - t2)
         records.append(record)
         sources.append(decision.source)
+        timings.append(timing)
+        for observe in observers:
+            observe(t, record, decision.source, timing, state)
     leftover = float(np.where(plant.deferrable[None, :], state.backlog_req, 0.0).sum())
     return EpisodeResult(tuple(records), tuple(sources), state, leftover,
-                         plant.penalties.drop_eur_per_request)
+                         plant.penalties.drop_eur_per_request, tuple(timings))
 
 
 def hindsight_optimum(plant: PlantParams, realised: ControlForecast, steps: int, state: PlantState,

@@ -21,6 +21,7 @@ import yaml
 
 from control.params import ControlSettings, HardwareCatalogue, Penalties
 from forecast.scenario import ConfigError, Scenario
+from forecast.settings import ForecastSettings
 
 __all__ = ["Config", "ConfigError", "apply_overrides", "build_dataclass", "load_config"]
 
@@ -35,10 +36,11 @@ class Config:
     hardware: HardwareCatalogue
     path: str
     raw: dict[str, Any]  # the resolved mapping (logged as the run's config)
+    forecast: ForecastSettings = ForecastSettings()
 
 
 _TOP_KEYS = {"extends", "name", "data", "sizing", "sites", "regions", "classes", "penalties",
-             "control", "hardware"}
+             "control", "hardware", "forecast"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -220,6 +222,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         )
         penalties = build_dataclass(Penalties, raw.get("penalties", {}), "penalties")
         control = build_dataclass(ControlSettings, raw.get("control", {}), "control")
+        forecast = build_dataclass(ForecastSettings, raw.get("forecast", {}), "forecast")
         hw_path = path.resolve().parent / str(raw.get("hardware", "hardware.yaml"))
         hardware = build_dataclass(HardwareCatalogue, _read_yaml(hw_path), "hardware")
         for site in scenario.sites:
@@ -230,5 +233,5 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                     raise ConfigError(f"sites.{site.name}.pools: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return Config(scenario, penalties, control, hardware, str(path), raw)
+    return Config(scenario, penalties, control, hardware, str(path), raw, forecast)
 

@@ -34,18 +34,91 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder for the PNG plots (default: out/summary)")
     summary.add_argument("--week", default="2018-12-10",
                          help="first day (UTC) of the plotted week (default: 2018-12-10, recorded load)")
+    train = sub.add_parser("train", help="train the forecasters, score them against the baselines, "
+                                          "log to MLflow and register greenllm-forecaster")
+    _add_common(train)
+    train.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bar")
+    fc = sub.add_parser("forecast", help="print and plot the next H steps from the registered forecaster")
+    _add_common(fc)
+    fc.add_argument("--at", required=True, help="issue time, UTC with a zone, e.g. 2018-12-14T00:00Z")
+    fc.add_argument("--model", default="models:/greenllm-forecaster/latest",
+                    help="model URI or bundle folder (default: models:/greenllm-forecaster/latest)")
+    fc.add_argument("--plots", type=Path, default=Path("out/forecast"),
+                    help="folder for the PNG plots (default: out/forecast)")
+    _add_loop_commands(sub)
     return parser
+
+
+def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
+    """``simulate``, ``compare``, ``plan`` and ``ui`` (the closed loop and its tracking)."""
+    model = "models:/greenllm-forecaster/latest"
+    sim = sub.add_parser("simulate", help="run the closed loop (forecaster → controller → plant) on real data")
+    _add_common(sim)
+    sim.add_argument("--controller", default="mpc",
+                     help="mpc | mpc-temperature-unaware | myopic | nearest-site | cheapest-price | "
+                          "lowest-carbon | capacity-proportional (default: mpc)")
+    sim.add_argument("--forecaster", default=model,
+                     help=f"model URI or folder, or seasonal-naive, or perfect (default: {model})")
+    sim.add_argument("--window", default="primary",
+                     help="primary (14–16 Dec 2018) | july | nov-19 | nov-26 | dec-17 | an ISO start time")
+    sim.add_argument("--steps", type=int, default=None, help="hours to simulate (default: the window's)")
+    sim.add_argument("--out", type=Path, default=Path("out/simulate"),
+                     help="folder for the plots and the checkpoint (default: out/simulate)")
+    sim.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                     help="write OUT/checkpoint.pkl every N steps (default: 0, never)")
+    sim.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pkl")
+    cmp_ = sub.add_parser("compare", help="every controller and the hindsight optimum on identical data")
+    _add_common(cmp_)
+    cmp_.add_argument("--forecaster", default=model,
+                      help=f"the learned forecaster for the main runs (default: {model}); "
+                           "seasonal-naive when none is registered")
+    cmp_.add_argument("--window", default="primary", help="as for simulate (default: primary)")
+    cmp_.add_argument("--windows", action="store_true", help="the secondary windows: mean and spread")
+    cmp_.add_argument("--steps", type=int, default=None, help="hours per window (default: the window's)")
+    cmp_.add_argument("--out", type=Path, default=Path("out/compare"), help="folder for the plots")
+    plan = sub.add_parser("plan", help="the allocation the MPC would apply in the hour starting at T")
+    _add_common(plan)
+    plan.add_argument("--at", required=True, help="start of the hour, UTC, e.g. 2018-12-14T08:00Z")
+    plan.add_argument("--forecaster", default=model, help=f"as for simulate (default: {model})")
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over mlruns/ (Ctrl-C stops it)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+
+
+def _run_loop_command(args: argparse.Namespace, cfg: object) -> None:
+    from pipelines import closed_loop
+
+    if args.command == "simulate":
+        closed_loop.run_simulate(cfg, args.controller, args.forecaster, args.window, args.steps, args.out,
+                                 args.checkpoint_every, args.resume)
+    elif args.command == "compare":
+        closed_loop.run_compare(cfg, args.window, args.steps, args.forecaster, args.out, args.windows)
+    elif args.command == "plan":
+        closed_loop.run_plan(cfg, args.at, args.forecaster)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ui":
+        from pipelines.ui import run_ui
+
+        return run_ui(args.port)
     try:
         cfg = load_config(args.config, args.overrides)
         if args.command == "data" and args.data_command == "summary":
             from pipelines.data import run_summary
 
             run_summary(cfg, args.plots, args.week)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+        elif args.command == "train":
+            from pipelines.train import run_train
+
+            run_train(cfg, progress=not args.no_progress)
+        elif args.command == "forecast":
+            from pipelines.train import run_forecast
+
+            run_forecast(cfg, args.at, args.model, args.plots)
+        elif args.command in ("simulate", "compare", "plan"):
+            _run_loop_command(args, cfg)
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
         print(f"greenllm: error: {exc}", file=sys.stderr)
         return 2
     return 0

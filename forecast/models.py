@@ -1,0 +1,277 @@
+"""Learned forecasters (global, multi-horizon, quantile) and the suite that bundles them.
+
+``LearnedForecaster`` — one global model per signal, trained across all its series (series
+identity as an embedding, per-series scaling, calendar features at the issue time), output
+``H`` steps × quantiles (p10/p50/p90). For load it trains on the per-client series *and* the
+(region, class) streams (their sums), and forecasts the streams: per-client history exists on the
+recorded days only, so the product forecasts the aggregated streams with the model that learnt
+from every client.
+
+``ForecasterSuite`` — one forecaster per signal plus the derived wet bulb: ``wetbulb_c`` is
+computed from the temperature quantiles with each site's climatological vapour pressure
+(month × UTC hour, ``forecast.sources.humidity``) so the controller can compute water use. Its
+``predict(history, t0, horizon)`` returns one ``Forecast`` with every signal (see
+``forecast.output`` for how to read it). ``save``/``load`` write and read a bundle directory:
+``state_dict.pt`` (tensors only, loaded with ``torch.load(..., weights_only=True)``) and
+``spec.json`` (architecture, scaling, series, time zones, features, vapour-pressure tables).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+
+from forecast.features import CALENDAR_FEATURES, Scaling, as_history, calendar_features
+from forecast.interface import STEP, Forecaster
+from forecast.nets import ForecastNet, NetSpec
+from forecast.output import DEFAULT_QUANTILES, Forecast
+from forecast.settings import ForecastSettings
+from forecast.sources.humidity import saturation_vp_hpa, wetbulb_c
+from forecast.training import WindowBatches, train_net
+
+__all__ = ["ForecasterSuite", "LearnedForecaster", "SPEC_VERSION"]
+
+SPEC_VERSION = 1
+
+
+def _tz_table(times: pd.DatetimeIndex, tzs: tuple[str, ...]) -> np.ndarray:
+    return np.stack([calendar_features(times, tz) for tz in tzs])
+
+
+class LearnedForecaster(Forecaster):
+    """A global quantile net for one signal (architecture from ``ForecastSettings``).
+
+    Args:
+        signal: the signal it forecasts.
+        settings: architecture, look-back, training settings.
+        tz: series -> IANA time zone of its calendar (default UTC).
+        step: time step.
+        lookback_steps: override of the settings' look-back (e.g. for 5-min data).
+        horizon_steps: override of the settings' horizon.
+    """
+
+    def __init__(self, signal: str, settings: ForecastSettings, tz: Mapping[str, str] | None = None,
+                 step: pd.Timedelta = STEP, lookback_steps: int | None = None,
+                 horizon_steps: int | None = None, level_steps: int | None = None) -> None:
+        super().__init__(signal, step=step, quantiles=DEFAULT_QUANTILES)
+        self.settings = settings
+        self.name = f"learned_{settings.architecture}"
+        self.tz = dict(tz or {})
+        hours = settings.lookback_h(signal)
+        self.lookback_steps = lookback_steps or int(pd.Timedelta(hours=hours) / step)
+        self.horizon_steps = horizon_steps or settings.horizon_steps
+        self.level_steps = level_steps or int(pd.Timedelta(hours=settings.level_h) / step)
+        self.all_series: tuple[str, ...] = ()
+        self.net: ForecastNet | None = None
+        self.scaling: Scaling | None = None
+        self.fit_report: dict[str, float] = {}
+
+    # --- training -------------------------------------------------------------------------
+    def _tz_index(self, series: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+        zones = tuple(sorted({self.tz.get(s, "UTC") for s in series}))
+        return zones, np.array([zones.index(self.tz.get(s, "UTC")) for s in series])
+
+    def _batches(self, frame: pd.DataFrame, target_ok: np.ndarray, stride: int,
+                 seed: int | None) -> WindowBatches:
+        assert self.scaling is not None
+        z = ((frame.to_numpy(dtype=np.float64) - self.scaling.mean) / self.scaling.scale).T
+        finite = np.isfinite(z)
+        L_, H = self.lookback_steps, self.horizon_steps
+        t_len = z.shape[1]
+        cs_f = np.concatenate([np.zeros((z.shape[0], 1)), np.cumsum(finite, axis=1)], axis=1)
+        cs_t = np.concatenate([np.zeros((z.shape[0], 1)), np.cumsum(target_ok & finite, axis=1)], axis=1)
+        origins = np.arange(L_, t_len - H + 1, stride)
+        ok_back = (cs_f[:, origins] - cs_f[:, origins - L_]) == L_
+        ok_tgt = (cs_t[:, origins + H] - cs_t[:, origins]) == H
+        sid, pos = np.nonzero(ok_back & ok_tgt)
+        if len(sid) == 0:
+            raise ValueError(f"{self.signal}: no complete windows (look-back {L_} + horizon {H} steps) "
+                             f"in {frame.index[0]} … {frame.index[-1]}")
+        zones, tz_idx = self._tz_index(self.all_series)
+        cal = _tz_table(frame.index, zones)
+        return WindowBatches(np.nan_to_num(z).astype(np.float32), cal, tz_idx, sid, origins[pos],
+                             L_, H, self.settings.batch_size, seed)
+
+    def fit(self, history: pd.DataFrame, validation: pd.DataFrame | None = None,
+            outputs: tuple[str, ...] | None = None, logger: Any = None,
+            progress: bool = True) -> LearnedForecaster:
+        """Train on ``history`` (train period, NaN elsewhere); early-stop on ``validation``.
+
+        Args:
+            history: wide frame of training data; every column is a training series.
+            validation: wide frame with the training data plus validation targets; windows
+                whose targets are all validation values (non-NaN here, NaN/absent in
+                ``history``) are the validation set. Default: the last 10 % of ``history``.
+            outputs: series that ``predict`` forecasts (default: all columns).
+            logger: a Lightning logger (e.g. MLflow's), or None.
+            progress: show Lightning's progress bar.
+        """
+        s = self.settings
+        torch.set_num_threads(s.num_threads)
+        self.all_series = tuple(str(c) for c in history.columns)
+        self.series = tuple(outputs) if outputs else self.all_series
+        unknown = [o for o in self.series if o not in self.all_series]
+        if unknown:
+            raise ValueError(f"{self.signal}: outputs {unknown} are not training series")
+        self.scaling = Scaling.fit(history.to_numpy(dtype=np.float64))
+        if validation is None:
+            cut = history.index[int(0.9 * len(history))]
+            validation, history = history, history[history.index < cut]
+            target_ok_v = (validation.index >= cut)[None, :].repeat(len(self.all_series), 0)
+        else:
+            validation = validation.reindex(columns=list(self.all_series))
+            seen = history.reindex(validation.index).notna().to_numpy()
+            target_ok_v = (validation.notna().to_numpy() & ~seen).T
+        train_b = self._batches(history, np.ones((len(self.all_series), len(history)), bool),
+                                s.window_stride_h if self.step >= STEP else 1, s.seed)
+        valid_b = self._batches(validation, target_ok_v, 1, None)
+        L.seed_everything(s.seed, workers=True, verbose=False)
+        self.net = ForecastNet(self.net_spec())
+        self.fit_report = train_net(
+            self.net, train_b, valid_b, quantiles=self.quantiles, learning_rate=s.learning_rate,
+            max_epochs=s.max_epochs, patience=s.patience, batches_per_epoch=s.batches_per_epoch,
+            seed=s.seed, prefix=f"{self.signal}.", logger=logger, progress=progress)
+        self.fit_report.update(train_windows=float(len(train_b.origins)),
+                               valid_windows=float(len(valid_b.origins)))
+        return self
+
+    def net_spec(self) -> NetSpec:
+        s = self.settings
+        return NetSpec(s.architecture, self.lookback_steps, self.horizon_steps, len(self.all_series),
+                       len(CALENDAR_FEATURES), len(self.quantiles), self.level_steps, s.hidden,
+                       s.embedding_dim, s.dropout)
+
+    # --- prediction -----------------------------------------------------------------------
+    def _windows(self, values: np.ndarray, times: pd.DatetimeIndex, origins: np.ndarray,
+                 horizon: int) -> np.ndarray:
+        assert self.net is not None and self.scaling is not None
+        if horizon > self.horizon_steps:
+            raise ValueError(f"{self.signal}: horizon {horizon} exceeds the trained {self.horizon_steps} steps")
+        cols = np.array([self.all_series.index(s) for s in self.series])
+        mean, scale = self.scaling.mean[cols], self.scaling.scale[cols]
+        z = ((values - mean) / scale).T.astype(np.float32)  # (n, T)
+        n, n_o = len(cols), len(origins)
+        t0 = times[0] + pd.to_timedelta(origins * self.step.total_seconds(), unit="s")
+        zones, tz_idx = self._tz_index(self.series)
+        cal = _tz_table(pd.DatetimeIndex(t0), zones)  # (n_tz, N, F)
+        sid = np.tile(np.arange(n), n_o)
+        org = np.repeat(origins, n)
+        x = z[sid[:, None], org[:, None] + np.arange(-self.lookback_steps, 0)[None, :]]
+        c = cal[tz_idx[sid], np.repeat(np.arange(n_o), n)]
+        out = []
+        if self.net.training:
+            self.net.eval()
+        with torch.no_grad():
+            for a in range(0, len(sid), 8192):
+                b = slice(a, a + 8192)
+                out.append(self.net(torch.from_numpy(x[b]), torch.from_numpy(cols[sid[b]]),
+                                    torch.from_numpy(c[b])).numpy())
+        pred = np.concatenate(out).reshape(n_o, n, self.horizon_steps, -1)[:, :, :horizon]
+        pred = pred * scale[None, :, None, None] + mean[None, :, None, None]
+        return pred.transpose(0, 2, 1, 3)
+
+    # --- persistence ----------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        assert self.net is not None and self.scaling is not None
+        return {"signal": self.signal, "name": self.name, "net": self.net.spec.to_json(),
+                "series": list(self.all_series), "outputs": list(self.series),
+                "tz": {s: self.tz.get(s, "UTC") for s in self.all_series},
+                "scaling": self.scaling.to_json(), "features": list(CALENDAR_FEATURES),
+                "quantiles": list(self.quantiles), "step_s": self.step.total_seconds(),
+                "settings": {k: (list(v) if isinstance(v, tuple) else v)
+                             for k, v in self.settings.__dict__.items()},
+                "fit_report": self.fit_report}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], state: dict[str, torch.Tensor]) -> LearnedForecaster:
+        settings = dict(spec["settings"])
+        settings["signals"] = tuple(settings["signals"])
+        net = NetSpec(**spec["net"])
+        self = cls(spec["signal"], ForecastSettings(**settings), spec["tz"],
+                   pd.Timedelta(seconds=spec["step_s"]), net.lookback, net.horizon, net.level_steps)
+        self.all_series, self.series = tuple(spec["series"]), tuple(spec["outputs"])
+        self.scaling = Scaling.from_json(spec["scaling"])
+        self.fit_report = dict(spec.get("fit_report", {}))
+        self.net = ForecastNet(net)
+        self.net.load_state_dict(state)
+        self.net.eval()
+        return self
+
+
+class ForecasterSuite:
+    """One forecaster per signal, plus ``wetbulb_c`` derived from the ``temp_c`` forecast.
+
+    Args:
+        models: signal -> fitted forecaster.
+        vapour_pressure_hpa: site -> ``(12, 24)`` climatological vapour pressure (month × UTC
+            hour, hPa); with a temperature model, the wet bulb is derived for these sites.
+    """
+
+    def __init__(self, models: Mapping[str, Forecaster],
+                 vapour_pressure_hpa: Mapping[str, np.ndarray] | None = None) -> None:
+        self.models = dict(models)
+        self.vapour_pressure_hpa = {k: np.asarray(v, float) for k, v in (vapour_pressure_hpa or {}).items()}
+
+    def predict(self, history: object, t0: pd.Timestamp | str, horizon: int) -> Forecast:
+        """Every signal's forecast from ``t0`` (UTC) over ``horizon`` steps, from rows before t0."""
+        hist = as_history(history)
+        out: Forecast | None = None
+        for model in self.models.values():
+            fc = model.predict(hist, t0, horizon)
+            out = fc if out is None else out.merged(fc)
+        if out is None:
+            raise ValueError("ForecasterSuite: no models")
+        if "temp_c" in out.values and self.vapour_pressure_hpa:
+            out = out.merged(self._wetbulb(out))
+        return out
+
+    def _wetbulb(self, fc: Forecast) -> Forecast:
+        sites = tuple(s for s in fc.series["temp_c"] if s in self.vapour_pressure_hpa)
+        ts = fc.timestamps
+        temp = fc.values["temp_c"][:, [fc.series["temp_c"].index(s) for s in sites]]
+        vp = np.stack([self.vapour_pressure_hpa[s][ts.month - 1, ts.hour] for s in sites], axis=1)
+        rh = 100.0 * vp[:, :, None] / saturation_vp_hpa(temp)
+        return Forecast(fc.t0, fc.step, fc.quantiles, {"wetbulb_c": sites}, {"wetbulb_c": wetbulb_c(temp, rh)})
+
+    def save(self, folder: Path | str) -> Path:
+        """Write ``state_dict.pt`` and ``spec.json`` (learned models only) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state: dict[str, torch.Tensor] = {}
+        specs = []
+        for sig, model in self.models.items():
+            if not isinstance(model, LearnedForecaster) or model.net is None:
+                raise TypeError(f"ForecasterSuite.save: {sig} is not a fitted learned model")
+            specs.append(model.spec())
+            state.update({f"{sig}::{k}": v.detach().clone() for k, v in model.net.state_dict().items()})
+        torch.save(state, folder / "state_dict.pt")
+        spec = {"format": "greenllm-forecaster", "version": SPEC_VERSION, "models": specs,
+                "derived": {"wetbulb_c": "Stull 2011 from temp_c quantiles and climatological vapour pressure"},
+                "vapour_pressure_hpa": {k: v.tolist() for k, v in self.vapour_pressure_hpa.items()}}
+        (folder / "spec.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path | str) -> ForecasterSuite:
+        """Read a bundle written by ``save`` (tensors with ``weights_only=True``)."""
+        folder = Path(folder)
+        for name in ("spec.json", "state_dict.pt"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"forecaster bundle {folder}: {name} missing")
+        spec = json.loads((folder / "spec.json").read_text(encoding="utf-8"))
+        if spec.get("format") != "greenllm-forecaster" or spec.get("version") != SPEC_VERSION:
+            raise ValueError(f"{folder}/spec.json: not a greenllm-forecaster v{SPEC_VERSION} bundle")
+        state = torch.load(folder / "state_dict.pt", map_location="cpu", weights_only=True)
+        models = {}
+        for m in spec["models"]:
+            pre = f"{m['signal']}::"
+            sub = {k[len(pre):]: v for k, v in state.items() if k.startswith(pre)}
+            models[m["signal"]] = LearnedForecaster.from_spec(m, sub)
+        return cls(models, spec.get("vapour_pressure_hpa"))

@@ -1,0 +1,103 @@
+"""Forecasting settings: the ``forecast:`` section of a config, as a frozen dataclass.
+
+Filled by ``pipelines._config`` (unknown keys, wrong types and out-of-range values are errors that
+name the key). Field metadata ``range=(lo, hi)`` is the closed valid interval of a number. Dates are
+UTC ISO dates; step counts are hours (the scenario's 1-h step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from forecast.scenario import ConfigError, rng
+from forecast.schema import SIGNALS
+
+__all__ = ["ForecastSettings", "LEARNED_SIGNALS"]
+
+# Signals with a learned model; ``wetbulb_c`` is derived from the temperature forecast.
+LEARNED_SIGNALS = ("load_req_per_s", "price_eur_per_mwh", "carbon_g_per_kwh", "ewif_l_per_kwh",
+                   "solar_cf", "wind_cf", "temp_c")
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """How the forecasters are built, trained and evaluated (DESIGN.md §4).
+
+    Args:
+        architecture: ``mlp`` (N-HiTS-style multi-rate MLP) or ``tcn`` (dilated causal convolution).
+        signals: signals that get a learned model (``wetbulb_c`` is derived from ``temp_c``).
+        horizon_steps: forecast steps H (1 h each).
+        lookback_grid_h: look-back of grid and weather signals, hours.
+        lookback_load_h: look-back of load, hours.
+        level_h: the input window's last ``level_h`` hours set the level the net forecasts around.
+        hidden: hidden width of the nets.
+        embedding_dim: size of the series-identity embedding.
+        dropout: dropout rate in the hidden layers.
+        batch_size: windows per training batch.
+        learning_rate: Adam learning rate.
+        max_epochs: upper limit on epochs per signal (early stopping usually ends sooner).
+        patience: epochs without validation improvement before stopping.
+        batches_per_epoch: at most this many training batches per epoch.
+        window_stride_h: training windows start every ``window_stride_h`` hours (grid signals).
+        seed: seed of weights, batch order and dropout (same seed, same model).
+        num_threads: torch CPU threads.
+        grid_train_end: first UTC date of grid validation (training is before it).
+        grid_valid_end: first UTC date of the grid test period.
+        load_train_days: recorded load days used for training (days 0 … n−1).
+        load_valid_days: recorded days after them used for validation; the rest are the test.
+        eval_stride_h: test forecasts are issued every ``eval_stride_h`` hours.
+        fan_chart_sites: series per signal shown in the fan charts.
+        fan_chart_start: first UTC day of the fan-chart week (grid signals; load uses its test days).
+    """
+
+    architecture: Literal["mlp", "tcn"] = "mlp"
+    signals: tuple[str, ...] = LEARNED_SIGNALS
+    horizon_steps: int = field(default=24, metadata=rng(1, 168))
+    lookback_grid_h: int = field(default=168, metadata=rng(24, 720))
+    lookback_load_h: int = field(default=48, metadata=rng(24, 168))
+    level_h: int = field(default=24, metadata=rng(1, 168))
+    hidden: int = field(default=128, metadata=rng(8, 4096))
+    embedding_dim: int = field(default=8, metadata=rng(1, 256))
+    dropout: float = field(default=0.1, metadata=rng(0.0, 0.9))
+    batch_size: int = field(default=512, metadata=rng(8, 65536))
+    learning_rate: float = field(default=1e-3, metadata=rng(1e-6, 1.0))
+    max_epochs: int = field(default=30, metadata=rng(1, 1000))
+    patience: int = field(default=4, metadata=rng(1, 100))
+    batches_per_epoch: int = field(default=60, metadata=rng(1, 100000))
+    window_stride_h: int = field(default=1, metadata=rng(1, 168))
+    seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
+    num_threads: int = field(default=2, metadata=rng(1, 256))
+    grid_train_end: str = "2018-10-01"
+    grid_valid_end: str = "2018-11-01"
+    load_train_days: int = field(default=9, metadata=rng(1, 13))
+    load_valid_days: int = field(default=2, metadata=rng(1, 12))
+    eval_stride_h: int = field(default=1, metadata=rng(1, 168))
+    fan_chart_sites: int = field(default=3, metadata=rng(1, 50))
+    fan_chart_start: str = "2018-12-03"
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.signals if s not in LEARNED_SIGNALS]
+        if bad or not self.signals:
+            raise ConfigError(f"forecast.signals: {bad or 'empty'}; valid: {list(LEARNED_SIGNALS)} "
+                              f"(wetbulb_c is derived from temp_c)")
+        if len(set(self.signals)) != len(self.signals):
+            raise ConfigError(f"forecast.signals: duplicates in {list(self.signals)}")
+        if self.level_h > min(self.lookback_grid_h, self.lookback_load_h):
+            raise ConfigError(f"forecast.level_h: {self.level_h} exceeds a look-back "
+                              f"({self.lookback_grid_h} / {self.lookback_load_h} h)")
+        try:
+            import pandas as pd
+
+            a, b = pd.Timestamp(self.grid_train_end), pd.Timestamp(self.grid_valid_end)
+        except ValueError as exc:
+            raise ConfigError(f"forecast.grid_train_end / grid_valid_end: not ISO dates ({exc})") from None
+        if not a < b:
+            raise ConfigError(f"forecast.grid_valid_end: {self.grid_valid_end} must be after "
+                              f"grid_train_end {self.grid_train_end}")
+
+    def lookback_h(self, signal: str) -> int:
+        """Look-back of a signal's model, hours."""
+        if signal not in SIGNALS:
+            raise KeyError(f"unknown signal {signal!r}")
+        return self.lookback_load_h if signal == "load_req_per_s" else self.lookback_grid_h

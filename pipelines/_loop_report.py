@@ -1,0 +1,105 @@
+"""What a closed-loop run reports: per-step tables and the KPI summary (DESIGN.md §5 measures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from control.controllers import MPCController
+from control.inputs import ControlForecast
+from control.plant import PlantParams
+from control.simulate import EpisodeResult
+
+__all__ = ["KPI_COLUMNS", "flow_frame", "gaps", "kpis", "site_frame"]
+
+KPI_COLUMNS = ("cost_eur", "energy_cost_eur", "drop_penalty_eur", "slo_penalty_eur", "water_penalty_eur",
+               "start_penalty_eur", "co2_kg", "water_l", "water_onsite_l", "water_offsite_l",
+               "energy_it_kwh", "energy_cooling_kwh", "renewable_share", "curtailed_kwh",
+               "ttft_mean_s", "ttft_p95_s", "slo_misses", "drops", "deferred_req",
+               "median_step_ms", "p95_step_ms", "max_step_ms", "fallbacks")
+
+
+def _times(t0: pd.Timestamp, n: int) -> pd.DatetimeIndex:
+    return pd.date_range(t0, periods=n, freq="1h")
+
+
+def site_frame(plant: PlantParams, ep: EpisodeResult, realised: ControlForecast, t0: pd.Timestamp) -> pd.DataFrame:
+    """One row per (hour, site): power flows (kW), water (L), and the realised signals."""
+    n, S = len(ep.records), plant.n_sites
+    ts = np.repeat(_times(t0, n), S)
+    col = lambda name: np.concatenate([getattr(r, name) for r in ep.records])  # noqa: E731
+    served = np.stack([r.served_req.sum(axis=(0, 2)) @ plant.site_matrix.T for r in ep.records]).ravel()
+    frame = pd.DataFrame({"ts": ts, "site": np.tile(plant.site_names, n),
+                          "served_req": served})
+    for name in ("it_kw", "facility_kw", "grid_kw", "renewable_kw", "curtailed_kw", "charge_kw",
+                 "discharge_kw", "water_onsite_l", "water_offsite_l", "water_over_budget_l"):
+        frame[name] = col(name)
+    for name in ("price_eur_per_mwh", "carbon_g_per_kwh", "temp_c", "wetbulb_c"):
+        frame[name] = np.asarray(getattr(realised, name))[:n].ravel()
+    return frame
+
+
+def flow_frame(plant: PlantParams, ep: EpisodeResult, t0: pd.Timestamp) -> pd.DataFrame:
+    """One row per (hour, region, pool, class) that served anything: requests, TTFT, SLO misses."""
+    rows = []
+    times = _times(t0, len(ep.records))
+    for t, rec in enumerate(ep.records):
+        r, p, k = np.nonzero(rec.served_req > 0)
+        rows.append(pd.DataFrame({
+            "ts": times[t], "region": np.asarray(plant.region_names)[r], "pool": np.asarray(plant.pool_names)[p],
+            "class": np.asarray(plant.class_names)[k], "served_req": rec.served_req[r, p, k],
+            "ttft_s": rec.ttft_s[r, p, k], "slo_miss_req": rec.slo_miss_req[r, p, k]}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def kpis(plant: PlantParams, ep: EpisodeResult, controller: object) -> dict[str, float]:
+    """The run's summary: cost and its parts (EUR), CO2 (kg), water (L), energy (kWh), latency (s)…"""
+    recs, dt = ep.records, plant.step_h
+    total = lambda name: float(sum(np.sum(getattr(r, name)) for r in recs))  # noqa: E731
+    fac_kwh, it_kwh = total("facility_kw") * dt, total("it_kw") * dt
+    ren_used = float(sum(np.sum(r.renewable_kw - r.curtailed_kw) for r in recs)) * dt
+    served = np.concatenate([r.served_req.ravel() for r in recs])
+    ttft = np.concatenate([np.nan_to_num(r.ttft_s.ravel(), nan=0.0) for r in recs])
+    order = np.argsort(ttft)
+    cum = np.cumsum(served[order])
+    p95 = float(ttft[order][np.searchsorted(cum, 0.95 * cum[-1])]) if cum.size and cum[-1] > 0 else float("nan")
+    step_ms = np.array([t.decide_s for t in ep.timings]) * 1e3 if ep.timings else np.zeros(1)
+    fallbacks = len(controller.events) if isinstance(controller, MPCController) else 0
+    leftover_pen = ep.leftover_backlog_req * ep.drop_eur_per_request
+    return {
+        "cost_eur": ep.cost_eur,
+        "energy_cost_eur": total("energy_cost_eur"),
+        "drop_penalty_eur": total("drop_penalty_eur") + leftover_pen,
+        "slo_penalty_eur": total("slo_penalty_eur"),
+        "water_penalty_eur": total("water_penalty_eur"),
+        "start_penalty_eur": total("start_penalty_eur"),
+        "co2_kg": total("carbon_kg"),
+        "water_l": total("water_onsite_l") + total("water_offsite_l"),
+        "water_onsite_l": total("water_onsite_l"),
+        "water_offsite_l": total("water_offsite_l"),
+        "energy_it_kwh": it_kwh,
+        "energy_cooling_kwh": fac_kwh - it_kwh,
+        "renewable_share": ren_used / fac_kwh if fac_kwh > 0 else 0.0,
+        "curtailed_kwh": total("curtailed_kw") * dt,
+        "ttft_mean_s": float(np.sum(served * ttft) / served.sum()) if served.sum() > 0 else float("nan"),
+        "ttft_p95_s": p95,
+        "slo_misses": total("slo_miss_req"),
+        "drops": ep.dropped_req,
+        "deferred_req": float(sum(np.maximum(r.backlog_change_req, 0.0).sum() for r in recs)),
+        "median_step_ms": float(np.median(step_ms)),
+        "p95_step_ms": float(np.percentile(step_ms, 95)),
+        "max_step_ms": float(np.max(step_ms)),
+        "fallbacks": float(fallbacks),
+    }
+
+
+def gaps(costs: dict[str, float], cost_star: float, heuristics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``gap_to_hindsight`` = (cost − cost*) ÷ cost*; ``gap_closed`` = (best heuristic − cost) ÷
+    (best heuristic − cost*) for every run in ``costs``."""
+    best_h = min(costs[h] for h in heuristics if h in costs)
+    out = {}
+    for name, cost in costs.items():
+        span = best_h - cost_star
+        out[name] = {"gap_to_hindsight": (cost - cost_star) / cost_star if cost_star else float("nan"),
+                     "gap_closed": (best_h - cost) / span if span > 0 else float("nan")}
+    return out

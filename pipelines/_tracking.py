@@ -1,0 +1,134 @@
+"""MLflow, in one place (``forecast/`` and ``control/`` never import it).
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlruns/mlflow.db`` (relative to the
+working directory); artifacts of a SQLite store go to an ``artifacts/`` folder beside the database
+(so ``mlruns/artifacts`` by default). ``resolve_model`` turns ``models:/…`` or ``runs:/…`` URIs
+into a local folder that ``forecast.models.ForecasterSuite.load`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_TRACKING_URI", "MODEL_NAME", "flatten", "lightning_logger", "log_json",
+           "register_folder", "resolve_model", "start_run", "tracking_uri"]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+MODEL_NAME = "greenllm-forecaster"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` or the default SQLite store (its folder is created)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def _artifact_location(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
+    return None
+
+
+def _setup(uri: str | None = None) -> str:
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+@contextmanager
+def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """An active MLflow run in ``experiment`` (created with the store's artifact folder)."""
+    import mlflow
+
+    uri = _setup()
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        experiment, artifact_location=_artifact_location(uri))
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=dict(tags or {})) as run:
+        yield run
+
+
+def lightning_logger(run: Any, experiment: str) -> Any:
+    """Lightning's MLFlowLogger writing into ``run`` (per-epoch losses)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return MLFlowLogger(experiment_name=experiment, tracking_uri=tracking_uri(), run_id=run.info.run_id)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping → ``a.b.c`` keys (lists of named items by name) with string values."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out |= flatten(v, key + ".")
+        elif isinstance(v, list) and v and all(isinstance(i, Mapping) and "name" in i for i in v):
+            for item in v:
+                out |= flatten({kk: vv for kk, vv in item.items() if kk != "name"}, f"{key}.{item['name']}.")
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def log_params(params: Mapping[str, str]) -> None:
+    import mlflow
+
+    items = list(params.items())
+    for i in range(0, len(items), 100):
+        mlflow.log_params(dict(items[i:i + 100]))
+
+
+def log_json(obj: Any, name: str) -> None:
+    import mlflow
+
+    mlflow.log_text(json.dumps(obj, indent=1, default=str), name)
+
+
+def register_folder(folder: Path, artifact_path: str = "forecaster", name: str = MODEL_NAME) -> str:
+    """Log ``folder`` as run artifacts and register it as a new version of ``name``; returns it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.log_artifacts(str(folder), artifact_path)
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="greenllm forecasters: state dict + JSON spec")
+    run = mlflow.active_run()
+    mv = client.create_model_version(name, source=mlflow.get_artifact_uri(artifact_path),
+                                     run_id=run.info.run_id if run else None)
+    return str(mv.version)
+
+
+def resolve_model(uri: str = f"models:/{MODEL_NAME}/latest") -> Path:
+    """A local folder holding the model bundle for a ``models:/``, ``runs:/`` URI or a path.
+
+    Raises:
+        FileNotFoundError: the model or run does not exist in the tracking store.
+    """
+    if "://" not in uri and ":/" not in uri:
+        return Path(uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _setup()
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as exc:
+        raise FileNotFoundError(f"model {uri} not found in the MLflow store {tracking_uri()} "
+                                f"(run `greenllm train CONFIG` first): {exc.message[:200]}") from None

@@ -1,0 +1,171 @@
+"""``greenllm train CONFIG`` and ``greenllm forecast CONFIG --at T``.
+
+``train``: builds the scenario's data, trains one learned forecaster per signal on the strict time
+split (Lightning: progress bar, early stopping, checkpoints in a temp dir), scores it and every
+baseline on the test period, prints the table, and logs everything to MLflow (params, per-epoch
+losses, test metrics per signal and horizon step, fan charts, resolved config) and registers the
+bundle as ``greenllm-forecaster``. ``forecast``: loads the registered model and prints/plots the
+next H steps for every site and stream.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from forecast.baselines import baselines_for
+from forecast.dataset import build_dataset
+from forecast.evaluate import Scores, evaluate, skill, evaluation_origins
+from forecast.models import ForecasterSuite, LearnedForecaster
+from forecast.sources.humidity import rh_climatology
+from forecast.splits import SignalSplit, product_history, split_signal
+from pipelines import _tracking as tracking
+from pipelines._config import Config
+from pipelines._fancharts import fan_chart, plot_forecast
+
+__all__ = ["EXPERIMENT", "print_table", "run_forecast", "run_train"]
+
+EXPERIMENT = "greenllm-forecast"
+
+
+def _vapour_tables(cfg: Config) -> dict[str, np.ndarray]:
+    return {s.name: rh_climatology(s.lat_deg, s.lon_deg).vp_hpa for s in cfg.scenario.sites}
+
+
+def _score_signal(model: LearnedForecaster, split: SignalSplit, cfg: Config) -> dict[str, Scores]:
+    fs = cfg.forecast
+    h = fs.horizon_steps
+    origins = evaluation_origins(split, h, fs.eval_stride_h)
+    scores = {"learned": evaluate(model, split, h, origins=origins)[0]}
+    for name, base in baselines_for(split.signal, truth=split.full).items():
+        base.fit(split.upto(0)[list(split.outputs)])
+        scores[name] = evaluate(base, split, h, origins=origins)[0]
+    return scores
+
+
+def _log_scores(signal: str, scores: dict[str, Scores]) -> None:
+    import mlflow
+
+    for name, sc in scores.items():
+        mlflow.log_metrics({f"test.{signal}.{name}.{k}": v for k, v in sc.summary().items()})
+        for step in range(len(sc.mae_h)):
+            mlflow.log_metrics({f"test_h.{signal}.{name}.mae": float(sc.mae_h[step]),
+                                f"test_h.{signal}.{name}.rmse": float(sc.rmse_h[step]),
+                                f"test_h.{signal}.{name}.pinball": float(sc.pinball_h[step]),
+                                f"test_h.{signal}.{name}.coverage_80": float(sc.coverage_80_h[step])},
+                               step=step + 1)
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    """Per signal and forecaster: MAE, RMSE, pinball, 80 % coverage; skill of the learned model."""
+    print(f"\n{'signal':<18} {'forecaster':<26} {'MAE':>10} {'RMSE':>10} {'pinball':>10} {'cov80':>6} {'skill':>6}")
+    print("-" * 92)
+    for sig, res in results.items():
+        for name, sc in res["scores"].items():
+            sk = f"{res['skill']:.3f}" if name == "learned" else ""
+            label = res["learned_name"] if name == "learned" else name
+            print(f"{sig:<18} {label:<26} {sc['mae']:>10.4g} {sc['rmse']:>10.4g} {sc['pinball']:>10.4g} "
+                  f"{sc['coverage_80']:>6.1%} {sk:>6}")
+
+
+def _time_predict(suite: ForecasterSuite, history: dict[str, pd.DataFrame], t0: pd.Timestamp,
+                  horizon: int, repeats: int = 5) -> float:
+    suite.predict(history, t0, horizon)
+    times = []
+    for _ in range(repeats):
+        a = time.perf_counter()
+        suite.predict(history, t0, horizon)
+        times.append(time.perf_counter() - a)
+    return 1000.0 * float(np.median(times))
+
+
+def run_train(cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate, log and register; returns the results (also printed)."""
+    import mlflow
+
+    fs = cfg.forecast
+    torch.set_num_threads(fs.num_threads)
+    sc = cfg.scenario
+    print(f"greenllm train: scenario {sc.name!r} from {cfg.path}: {fs.architecture} models for "
+          f"{', '.join(fs.signals)}", flush=True)
+    data = build_dataset(sc, progress=progress)
+    results: dict[str, dict[str, Any]] = {}
+    with start_run_for(cfg) as run, tempfile.TemporaryDirectory(prefix="greenllm-train-") as tmp:
+        tracking.log_params(tracking.flatten(cfg.raw)
+                            | {"forecast.resolved." + k: str(v) for k, v in fs.__dict__.items()})
+        mlflow.log_text(yaml.safe_dump(cfg.raw, sort_keys=False, allow_unicode=True), "config/resolved.yaml")
+        logger = tracking.lightning_logger(run, EXPERIMENT)
+        models, splits = {}, {}
+        t_start = time.perf_counter()
+        for sig in fs.signals:
+            split = split_signal(data, sc, sig, fs)
+            print(f"\n[{sig}] train {split.spans['train']}, validate {split.spans['valid']}, "
+                  f"test {split.spans['test']}", flush=True)
+            models[sig] = LearnedForecaster(sig, fs, split.tz).fit(
+                split.upto(0), split.upto(1), outputs=split.outputs, logger=logger, progress=progress)
+            splits[sig] = split
+        train_s = time.perf_counter() - t_start
+        suite = ForecasterSuite(models, _vapour_tables(cfg))
+        for sig, split in splits.items():
+            scores = _score_signal(models[sig], split, cfg)
+            _log_scores(sig, scores)
+            sk = skill(scores["learned"], scores["seasonal_naive_24"], scores["seasonal_naive_168"])
+            mlflow.log_metric(f"test.{sig}.skill", sk)
+            results[sig] = {"skill": sk, "learned_name": models[sig].name, "spans": split.spans,
+                            "fit": models[sig].fit_report,
+                            "scores": {k: v.summary() for k, v in scores.items()},
+                            "mae_h": {k: v.mae_h.tolist() for k, v in scores.items()}}
+            start = (pd.Timestamp(fs.fan_chart_start, tz="UTC") if sig != "load_req_per_s"
+                     else split.full.index[evaluation_origins(split, fs.horizon_steps)[0][0]].floor("D"))
+            png = fan_chart(models[sig], split, start, fs.fan_chart_sites, Path(tmp) / "fan_charts" / f"{sig}.png")
+            if png:
+                mlflow.log_artifact(str(png), "fan_charts")
+        history = product_history(data, sc)
+        t0 = pd.Timestamp("2018-12-14T00:00Z")
+        predict_ms = _time_predict(suite, history, t0, fs.horizon_steps)
+        version = tracking.register_folder(suite.save(Path(tmp) / "bundle"))
+        summary = {"train_seconds": train_s, "predict_ms": predict_ms, "run_id": run.info.run_id,
+                   "model_version": version, "tracking_uri": tracking.tracking_uri(),
+                   "architecture": fs.architecture, "signals": results}
+        mlflow.log_metrics({"train_seconds": train_s, "predict_ms": predict_ms})
+        tracking.log_json(summary, "results/forecast_results.json")
+    print_table(results)
+    print(f"\ntrained in {train_s:.1f} s; one forecast of every series: {predict_ms:.1f} ms; "
+          f"registered {tracking.MODEL_NAME} version {version} (run {summary['run_id']}, "
+          f"store {summary['tracking_uri']})")
+    return summary
+
+
+def start_run_for(cfg: Config) -> Any:
+    return tracking.start_run(EXPERIMENT, f"train-{cfg.scenario.name}-{cfg.forecast.architecture}",
+                              {"scenario": cfg.scenario.name, "config": cfg.path})
+
+
+def run_forecast(cfg: Config, at: str, model_uri: str, plots: Path) -> Any:
+    """Forecast from the registered model at ``at`` (UTC); print p50 [p10, p90] and plot."""
+    t0 = pd.Timestamp(at)
+    if t0.tzinfo is None:
+        raise ValueError(f"--at {at!r}: give a UTC time with a zone, e.g. 2018-12-14T00:00Z")
+    suite = ForecasterSuite.load(tracking.resolve_model(model_uri))
+    torch.set_num_threads(cfg.forecast.num_threads)
+    data = build_dataset(cfg.scenario)
+    fc = suite.predict(product_history(data, cfg.scenario), t0.tz_convert("UTC"), cfg.forecast.horizon_steps)
+    print(f"greenllm forecast from {model_uri}, issued {fc.t0:%Y-%m-%d %H:%M} UTC, {fc.horizon} steps")
+    for sig in fc.signals:
+        p50, p10, p90 = (fc.frame(sig, q) for q in (0.5, 0.1, 0.9))
+        print(f"\n{sig} — p50 [p10 … p90] per step")
+        cols = list(p50.columns)
+        print(f"{'UTC':<12}" + "".join(f"{c[:18]:>24}" for c in cols))
+        for ts in p50.index:
+            cells = "".join(f"{f'{p50.at[ts, c]:.4g} [{p10.at[ts, c]:.3g}…{p90.at[ts, c]:.3g}]':>24}" for c in cols)
+            print(f"{ts:%m-%d %H:%M}  {cells}")
+    written = plot_forecast(fc, plots)
+    print(f"\nplots: {len(written)} PNG files in {plots}/")
+    return fc
