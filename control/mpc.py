@@ -304,7 +304,7 @@ class AllocationMPC:
                 break
             if i == 0:
                 backend.keep_basis()
-            best = x
+            best = np.clip(x, self._lbx, ubx)  # round-off within the solver's tolerance (e.g. −1e-16)
             values.append(float(self._terms_stage(x, p, "cost" if stage == "weighted" else stage)))
             if stage != "weighted":
                 row = obj_rows.start + OBJECTIVES.index(stage)

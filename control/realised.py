@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from control import plant as pl
-from control._queueing import erlang_c_wait_s
+from control._queueing import erlang_c_late_fraction, erlang_c_wait_s
 from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.state import Allocation, PlantState, StepRecord
@@ -67,13 +67,18 @@ def _battery(plant: PlantParams, soc: np.ndarray, decision: Allocation) -> tuple
     return charge, discharge
 
 
-def _ttft(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> np.ndarray:
+def _ttft(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean TTFT per (region, pool, class), s (NaN where nothing is served), and the share of its
+    requests over the class SLO: RTT + prefill + an M/M/c wait longer than the slack left."""
     rate = served.sum(axis=(0, 2))
     work = np.einsum("rpk,pk->p", served, plant.gpu_s_per_req)
     service_s = np.where(rate > 0, work / np.where(rate > 0, rate, 1.0), 0.0)
     wait = erlang_c_wait_s(gpus, work, service_s)
-    ttft = plant.rtt_s[:, plant.pool_site][:, :, None] + plant.prefill_s[None] + wait[None, :, None]
-    return np.where(served > 0, ttft, np.nan)
+    base = plant.rtt_s[:, plant.pool_site][:, :, None] + plant.prefill_s[None]      # (R, P, K)
+    ttft = base + wait[None, :, None]
+    slack = plant.slo_ttft_s[None, None, :] - base
+    late = erlang_c_late_fraction(gpus[None, :, None], work[None, :, None], service_s[None, :, None], slack)
+    return np.where(served > 0, ttft, np.nan), np.where(served > 0, late, 0.0)
 
 
 def _water(plant: PlantParams, state: PlantState, day: int, water_step_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +122,8 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     day = int(x.day_index[0])
     used_after, over = _water(plant, state, day, onsite + offsite)
     starts = np.maximum(gpus - state.gpus_active, 0.0)
-    ttft = _ttft(plant, served, gpus)
-    miss = np.where(ttft > plant.slo_ttft_s[None, None, :], served * S_s, 0.0)
+    ttft, late = _ttft(plant, served, gpus)
+    miss = served * S_s * late
     record = StepRecord(
         arrivals, served * S_s, dropped, backlog - state.backlog_req, gpus, starts, it, fac, ren,
         grid, curtailed, charge, discharge, onsite, offsite, over, ttft, miss,

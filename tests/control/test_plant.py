@@ -140,3 +140,15 @@ def test_sizing_follows_margin_weights_and_hardware(smoke_cfg):
     assert (plant.grid_limit_kw > peak_it_kw).all()
     # an edge pool's prefill alone breaks the 1-s code SLO for a 2,000-token prompt
     assert not plant.allowed[:, 2, 1].any() and plant.allowed[:, 0, :].all()
+
+
+def test_erlang_c_known_values():
+    """M/M/1: P(wait) = ρ, P(W > t) = ρ·exp(−(μ − λ)t); M/M/2 at a = 1: C = 1/3."""
+    from control._queueing import erlang_c_late_fraction, erlang_c_probability, erlang_c_wait_s
+
+    np.testing.assert_allclose(erlang_c_probability(np.array([1.0, 2.0]), np.array([0.5, 1.0])), [0.5, 1 / 3])
+    np.testing.assert_allclose(erlang_c_wait_s(np.array([1.0]), np.array([0.5]), np.array([1.0])), [1.0])
+    late = erlang_c_late_fraction(np.array([1.0]), np.array([0.5]), np.array([1.0]), np.array([1.0]))
+    np.testing.assert_allclose(late, [0.5 * np.exp(-0.5)])
+    assert erlang_c_late_fraction(np.array([1.0]), np.array([0.5]), np.array([1.0]), np.array([-0.1]))[0] == 1.0
+    assert erlang_c_late_fraction(np.array([2.0]), np.array([2.0]), np.array([1.0]), np.array([5.0]))[0] == 1.0

@@ -1,0 +1,124 @@
+"""Check the MLflow UI as a person would: runs, metric charts, artifacts and the registered model.
+
+``python -m pipelines.ui_check --out out/ui-check`` builds a small tracking store in a temporary
+folder (``greenllm train`` and ``greenllm compare`` on configs/smoke.yaml), starts ``greenllm ui``
+over it, opens its pages in headless Chromium (Debian's ``chromium``), checks that each page shows
+what it should, and writes a screenshot of each page to ``--out``. Exit status 0 when every check
+passes; 1 with the failing page named otherwise; 2 when Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+__all__ = ["main"]
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _chromium() -> str | None:
+    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+
+
+def _browser(binary: str, url: str, shot: Path) -> str:
+    """The rendered DOM of ``url`` (after scripts ran) and a screenshot of it."""
+    common = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--hide-scrollbars", "--window-size=1500,1000", "--virtual-time-budget=20000"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    return dom.stdout
+
+
+def _wait_up(url: str, proc: subprocess.Popen, seconds: float = 90.0) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"greenllm ui exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(1.0)
+    raise TimeoutError(f"the MLflow UI did not answer at {url} within {seconds:.0f} s")
+
+
+def _make_store(env: dict[str, str]) -> None:
+    greenllm = [sys.executable, "-m", "pipelines.cli"]
+    for args in (["train", "configs/smoke.yaml", "--no-progress"],
+                 ["compare", "configs/smoke.yaml", "--steps", "3", "--out", env["GREENLLM_UI_CHECK_TMP"] + "/cmp"]):
+        print(f"ui-check: greenllm {' '.join(args)}", flush=True)
+        subprocess.run(greenllm + args, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("out/ui-check"), help="folder for the screenshots")
+    args = ap.parse_args(argv)
+    binary = _chromium()
+    if binary is None:
+        print("ui-check: Chromium is not installed (Debian: apt-get install chromium)", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="greenllm-ui-") as tmp:
+        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db", GREENLLM_UI_CHECK_TMP=tmp)
+        _make_store(env)
+        import mlflow
+
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        client = mlflow.MlflowClient()
+        loop = client.get_experiment_by_name("closed-loop")
+        runs = client.search_runs([loop.experiment_id], "tags.mlflow.parentRunId != ''", max_results=50)
+        child = next(r for r in runs if r.data.params.get("controller") == "mpc")
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_up(base, proc)
+            exp, run = loop.experiment_id, child.info.run_id
+            pages = [
+                ("runs", f"{base}/#/experiments/{exp}", [child.info.run_name]),
+                ("run-metrics", f"{base}/#/experiments/{exp}/runs/{run}", ["cost_eur", "co2_kg"]),
+                ("metric-charts", f"{base}/#/experiments/{exp}/runs/{run}/model-metrics", ["step.cost_eur"]),
+                ("artifacts", f"{base}/#/experiments/{exp}/runs/{run}/artifacts", ["plots", "tables", "config.yaml"]),
+                ("registered-model", f"{base}/#/models/greenllm-forecaster", ["greenllm-forecaster", "Version 1"]),
+            ]
+            failed = []
+            for name, url, expect in pages:
+                dom = _browser(binary, url, args.out / f"{name}.png")
+                missing = [e for e in expect if e not in dom]
+                status = "ok" if not missing else f"MISSING {missing}"
+                print(f"ui-check: {name:17s} {status}   ({url}; screenshot {args.out / (name + '.png')})")
+                if missing:
+                    failed.append(name)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if failed:
+        print(f"ui-check: FAILED pages: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print("ui-check: every page shows its runs, metrics, artifacts and model")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
