@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         loop = client.get_experiment_by_name("closed-loop")
         runs = client.search_runs([loop.experiment_id], "tags.mlflow.parentRunId != ''", max_results=50)
         child = next(r for r in runs if r.data.params.get("controller") == "mpc")
+        from pipelines.train import EXPERIMENT as TRAIN_EXPERIMENT
+
+        train_exp = client.get_experiment_by_name(TRAIN_EXPERIMENT)
+        train_run = client.search_runs([train_exp.experiment_id], max_results=1)[0]
+        train_metrics = sorted(k for k in train_run.data.metrics if "loss" in k)[:2]  # per-epoch losses
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)], env=env,
@@ -92,12 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _wait_up(base, proc)
             exp, run = loop.experiment_id, child.info.run_id
+            q = "workflowType=machine_learning"  # the UI's "Model training" view (MLflow 3 opens on GenAI)
+            parent = client.get_run(child.data.tags["mlflow.parentRunId"])
             pages = [
-                ("runs", f"{base}/#/experiments/{exp}", [child.info.run_name]),
-                ("run-metrics", f"{base}/#/experiments/{exp}/runs/{run}", ["cost_eur", "co2_kg"]),
-                ("metric-charts", f"{base}/#/experiments/{exp}/runs/{run}/model-metrics", ["step.cost_eur"]),
-                ("artifacts", f"{base}/#/experiments/{exp}/runs/{run}/artifacts", ["plots", "tables", "config.yaml"]),
-                ("registered-model", f"{base}/#/models/greenllm-forecaster", ["greenllm-forecaster", "Version 1"]),
+                ("runs", f"{base}/#/experiments/{exp}/runs?{q}", [parent.info.run_name]),
+                ("metric-charts", f"{base}/#/experiments/{train_exp.experiment_id}/runs?{q}&compareRunsMode=CHART",
+                 ["Model metrics", *train_metrics]),
+                ("run", f"{base}/#/experiments/{exp}/runs/{run}?{q}", [child.info.run_name, "cost_eur"]),
+                ("artifacts", f"{base}/#/experiments/{exp}/runs/{run}/artifacts?{q}",
+                 ["plots", "tables", "config.yaml"]),
+                ("registered-model", f"{base}/#/models/greenllm-forecaster?{q}", ["greenllm-forecaster", "Version 1"]),
             ]
             failed = []
             for name, url, expect in pages:
