@@ -23,20 +23,23 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import forecast` → the package
 
-from control.from_data import plant_for, realised_inputs
-from control.inputs import ControlForecast
-from control.mpc import AllocationMPC
-from control.plant import PlantParams
-from control.sizing import TokenStats, size_plant
-from control.state import PlantState
-from forecast.dataset import build_dataset
-from pipelines._config import Config, load_config
+import numpy as np  # noqa: E402
+
+from control.from_data import plant_for, realised_inputs  # noqa: E402
+from control.inputs import ControlForecast  # noqa: E402
+from control.mpc import AllocationMPC  # noqa: E402
+from control.plant import PlantParams  # noqa: E402
+from control.sizing import TokenStats, size_plant  # noqa: E402
+from control.state import PlantState  # noqa: E402
+from forecast.dataset import build_dataset  # noqa: E402
+from pipelines._config import Config, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

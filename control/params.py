@@ -41,6 +41,8 @@ class ControlSettings:
         carbon_price_eur_per_kg, water_price_eur_per_l, delay_price_eur_per_s: weighted-mode prices.
         gpu_ramp_fraction_per_step: share of a pool's installed GPUs that may start or stop in one
             step (rounded up to whole GPUs, at least one; 1 = no limit).
+        slo_wait_margin_services: a region–pool pair gets a variable only when RTT + prefill +
+            this many of the pool's service times fit in the class SLO (room for queueing).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -56,6 +58,7 @@ class ControlSettings:
     water_price_eur_per_l: float = field(default=0.0, metadata=rng(0.0, 1e3))
     delay_price_eur_per_s: float = field(default=0.0, metadata=rng(0.0, 1e3))
     gpu_ramp_fraction_per_step: float = field(default=1.0, metadata=rng(0.01, 1.0))
+    slo_wait_margin_services: float = field(default=1.0, metadata=rng(0.0, 100.0))
 
     def __post_init__(self) -> None:
         if sorted(self.order) != ["carbon", "cost", "delay"]:

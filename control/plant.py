@@ -73,6 +73,8 @@ class PlantParams:
         round_gpus_up: the realised step applies ``ceil(n)`` GPUs (continuous when False).
         gpu_ramp_per_step: most GPUs a pool may start or stop in one step, ``(P,)`` (None: no
             limit, i.e. ``gpus_max``); whole GPUs when ``round_gpus_up``.
+        slo_wait_margin_services: service times of queueing a pair must leave room for within
+            its SLO to get a variable (0: RTT + prefill alone decide).
     """
 
     site_names: tuple[str, ...]
@@ -104,6 +106,7 @@ class PlantParams:
     residency_ok: np.ndarray | None = None
     round_gpus_up: bool = True
     gpu_ramp_per_step: np.ndarray | None = None
+    slo_wait_margin_services: float = 0.0
 
     def __post_init__(self) -> None:
         S, P, R, K = self.n_sites, len(self.pool_gpu), len(self.region_names), len(self.class_names)
@@ -168,9 +171,15 @@ class PlantParams:
 
     @cached_property
     def allowed(self) -> np.ndarray:
-        """``(R, P, K)`` bool: RTT + prefill within the class SLO and residency respected."""
+        """``(R, P, K)`` bool: RTT + prefill + a queueing margin within the class SLO, and residency.
+
+        The margin is ``slo_wait_margin_services`` service times of the pool for the class: a pair
+        whose slack is shorter than that would see most of its requests late once the pool queues
+        (Erlang-C tail), which the linear latency model cannot see.
+        """
         rtt = self.rtt_s[:, self.pool_site]                      # (R, P)
-        ok = rtt[:, :, None] + self.prefill_s[None, :, :] <= self.slo_ttft_s[None, None, :]
+        margin = self.slo_wait_margin_services * self.gpu_s_per_req      # (P, K)
+        ok = rtt[:, :, None] + self.prefill_s[None, :, :] + margin[None] <= self.slo_ttft_s[None, None, :]
         return ok & self.residency_ok[:, self.pool_site][:, :, None]
 
     @cached_property

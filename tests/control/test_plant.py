@@ -3,6 +3,8 @@ inputs are checked at the boundary; sizing follows the scenario."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import casadi as ca
 import numpy as np
 import pytest
@@ -152,3 +154,13 @@ def test_erlang_c_known_values():
     np.testing.assert_allclose(late, [0.5 * np.exp(-0.5)])
     assert erlang_c_late_fraction(np.array([1.0]), np.array([0.5]), np.array([1.0]), np.array([-0.1]))[0] == 1.0
     assert erlang_c_late_fraction(np.array([2.0]), np.array([2.0]), np.array([1.0]), np.array([5.0]))[0] == 1.0
+
+
+def test_pairs_need_room_for_queueing_within_the_slo():
+    """Slack = SLO − RTT − prefill = 1.0 − 0.01 − 0.1 = 0.89 s; one service time is 1 s."""
+    from tests.control.cases import tiny_plant
+
+    tight = tiny_plant(n_sites=1, slo_ttft_s=np.array([1.0]))
+    assert tight.n_pairs == 1                                   # RTT + prefill alone fit
+    assert replace(tight, slo_wait_margin_services=1.0).n_pairs == 0
+    assert replace(tight, slo_wait_margin_services=0.5).n_pairs == 1

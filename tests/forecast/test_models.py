@@ -163,3 +163,80 @@ def test_bad_history_is_a_clear_error(models, data):
         models["mlp"].predict(_history(data), "2018-03-01T00:00", H)
     with pytest.raises(ValueError, match="exceeds the trained"):
         models["mlp"].predict(_history(data), T0, H + 1)
+
+
+# --- interval calibration (split-conformal spread scaling, fitted on validation only) ------------
+
+def test_spread_factors_fix_too_narrow_intervals():
+    """Median 0, p10/p90 at ±0.5 for N(0, 1) truth (true ±1.28): the factors widen both sides
+    to ≈ 2.56 and the calibrated interval covers ≈ 80 %; the median is untouched, order kept."""
+    from forecast.calibration import apply_spread_factors, fit_spread_factors
+
+    rng = np.random.default_rng(11)
+    truth = rng.normal(0.0, 1.0, size=(4000, H))
+    pred = np.broadcast_to(np.array([-0.5, 0.0, 0.5]), (4000, H, 3)).copy()
+    f = fit_spread_factors(pred, truth, (0.1, 0.5, 0.9))
+    assert f.shape == (H, 3) and (f[:, 1] == 1.0).all()
+    np.testing.assert_allclose(f[:, [0, 2]], 2 * 1.2816, rtol=0.06)
+    fresh = rng.normal(0.0, 1.0, size=(4000, H))
+    adj = apply_spread_factors(pred[:, :, None, :], f, (0.1, 0.5, 0.9))[:, :, 0]
+    cover = ((fresh >= adj[..., 0]) & (fresh <= adj[..., 2])).mean()
+    assert 0.77 < cover < 0.83
+    np.testing.assert_array_equal(adj[..., 1], pred[..., 1])
+    assert (np.diff(adj, axis=-1) >= 0).all()
+
+
+def test_calibration_widens_too_narrow_intervals(data):
+    """Noise doubles after the training period: the net's intervals, learnt on quiet data, are
+    too narrow; the calibration (validation only) moves validation and test coverage toward
+    80 %, leaves the median unchanged and survives save → load."""
+    full = data.full.copy()
+    rng = np.random.default_rng(5)
+    late = full.index >= pd.Timestamp("2018-02-10", tz="UTC")
+    full.loc[late] += rng.normal(0, 4.0, size=(late.sum(), len(SERIES)))
+    split = SignalSplit(SIGNAL, full, data.labels, SERIES, {})
+    model = _learned("mlp", split)
+    assert model.calibration is not None
+    valid = SignalSplit(SIGNAL, full, np.where(data.labels == TEST, -1,
+                                               np.where(data.labels == VALID, TEST, data.labels)), SERIES, {})
+    factors = model.calibration
+    cal_v, pred_cal = evaluate(model, valid, H)
+    cal_t = evaluate(model, split, H)[0]
+    model.calibration = None
+    raw_v, pred_raw = evaluate(model, valid, H)
+    raw_t = evaluate(model, split, H)[0]
+    model.calibration = factors
+    assert raw_v.coverage_80 < 0.7, raw_v.coverage_80  # the set-up: too narrow
+    assert factors[:, [0, 2]].mean() > 1.0
+    assert abs(cal_v.coverage_80 - 0.8) < abs(raw_v.coverage_80 - 0.8)
+    assert 0.7 <= cal_v.coverage_80 <= 0.9
+    assert abs(cal_t.coverage_80 - 0.8) < abs(raw_t.coverage_80 - 0.8)
+    np.testing.assert_array_equal(pred_cal[..., 1], pred_raw[..., 1])  # p50 untouched
+    assert cal_v.mae == raw_v.mae
+    assert (np.diff(pred_cal, axis=-1) >= 0).all()
+
+
+def test_calibration_stored_in_spec(models, data, tmp_path):
+    model = models["mlp"]
+    assert model.calibration is not None and model.calibration.shape == (H, 3)
+    folder = ForecasterSuite({SIGNAL: model}).save(tmp_path / "cal")
+    import json
+
+    spec = json.loads((folder / "spec.json").read_text())["models"][0]
+    np.testing.assert_array_equal(np.asarray(spec["calibration"]["factors"]), model.calibration)
+    loaded = ForecasterSuite.load(folder).models[SIGNAL]
+    np.testing.assert_array_equal(loaded.calibration, model.calibration)
+    off = ForecastSettings(**{**SETTINGS.__dict__, "calibrate_intervals": False})
+    assert LearnedForecaster(SIGNAL, off).fit(data.upto(TRAIN), data.upto(VALID), progress=False).calibration is None
+
+
+def test_seed_ensemble_round_trip(data, tmp_path):
+    """``ensemble_size`` nets (seeds seed … seed + n − 1) averaged; member 0 is the single model;
+    the bundle reloads to the same prediction."""
+    fs = ForecastSettings(**{**SETTINGS.__dict__, "ensemble_size": 2, "max_epochs": 3})
+    model = LearnedForecaster(SIGNAL, fs).fit(data.upto(TRAIN), data.upto(VALID), progress=False)
+    assert len(model.net.members) == 2 and "member1_best_val_loss" in model.fit_report
+    fc = model.predict(_history(data), T0, H).values[SIGNAL]
+    assert (np.diff(fc, axis=-1) >= 0).all()
+    loaded = ForecasterSuite.load(ForecasterSuite({SIGNAL: model}).save(tmp_path / "ens"))
+    np.testing.assert_array_equal(loaded.predict(_history(data), T0, H).values[SIGNAL], fc)
