@@ -7,6 +7,13 @@ identity as an embedding, per-series scaling, calendar features at the issue tim
 recorded days only, so the product forecasts the aggregated streams with the model that learnt
 from every client.
 
+Two refinements sit on top of the nets, both stored in the JSON spec (a saved → loaded model
+predicts identically): ``ensemble_size`` nets trained with consecutive seeds, their quantiles
+averaged (``MemberMean``), and a split-conformal calibration of the quantile spread, fitted on the
+validation period only (``forecast.calibration``: per horizon step, each quantile's distance from
+the median is rescaled so that validation forecasts reach their nominal levels; the median is
+unchanged and the quantiles stay ordered).
+
 ``ForecasterSuite`` — one forecaster per signal plus the derived wet bulb: ``wetbulb_c`` is
 computed from the temperature quantiles with each site's climatological vapour pressure
 (month × UTC hour, ``forecast.sources.humidity``) so the controller can compute water use. Its
@@ -28,7 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forecast.features import CALENDAR_FEATURES, Scaling, as_history, calendar_features
+from forecast.calibration import apply_spread_factors, fit_spread_factors
+from forecast.features import CALENDAR_FEATURES, Scaling, as_history, calendar_features, gather_windows
 from forecast.interface import STEP, Forecaster
 from forecast.nets import ForecastNet, NetSpec
 from forecast.output import DEFAULT_QUANTILES, Forecast
@@ -39,6 +47,19 @@ from forecast.training import WindowBatches, train_net
 __all__ = ["ForecasterSuite", "LearnedForecaster", "SPEC_VERSION"]
 
 SPEC_VERSION = 1
+
+
+class MemberMean(torch.nn.Module):
+    """An ensemble of nets of one shape (trained with different seeds): the mean of their
+    quantiles (a mean of ordered quantile vectors stays ordered)."""
+
+    def __init__(self, members: list[ForecastNet]) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.spec = members[0].spec
+
+    def forward(self, x: torch.Tensor, series: torch.Tensor, cal: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x, series, cal) for m in self.members]).mean(dim=0)
 
 
 def _tz_table(times: pd.DatetimeIndex, tzs: tuple[str, ...]) -> np.ndarray:
@@ -62,16 +83,19 @@ class LearnedForecaster(Forecaster):
                  horizon_steps: int | None = None, level_steps: int | None = None) -> None:
         super().__init__(signal, step=step, quantiles=DEFAULT_QUANTILES)
         self.settings = settings
-        self.name = f"learned_{settings.architecture}"
+        self.name = f"learned_{settings.architecture_of(signal)}"
         self.tz = dict(tz or {})
         hours = settings.lookback_h(signal)
         self.lookback_steps = lookback_steps or int(pd.Timedelta(hours=hours) / step)
         self.horizon_steps = horizon_steps or settings.horizon_steps
         self.level_steps = level_steps or int(pd.Timedelta(hours=settings.level_h) / step)
         self.all_series: tuple[str, ...] = ()
-        self.net: ForecastNet | None = None
+        self.net: ForecastNet | MemberMean | None = None
         self.scaling: Scaling | None = None
         self.fit_report: dict[str, float] = {}
+        # (H, Q) factors on each quantile's distance from the median, fitted on validation
+        # forecasts (``forecast.calibration``); None = the net's raw quantiles.
+        self.calibration: np.ndarray | None = None
 
     # --- training -------------------------------------------------------------------------
     def _tz_index(self, series: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -132,19 +156,59 @@ class LearnedForecaster(Forecaster):
         train_b = self._batches(history, np.ones((len(self.all_series), len(history)), bool),
                                 s.window_stride_h if self.step >= STEP else 1, s.seed)
         valid_b = self._batches(validation, target_ok_v, 1, None)
-        L.seed_everything(s.seed, workers=True, verbose=False)
-        self.net = ForecastNet(self.net_spec())
-        self.fit_report = train_net(
-            self.net, train_b, valid_b, quantiles=self.quantiles, learning_rate=s.learning_rate,
-            max_epochs=s.max_epochs, patience=s.patience, batches_per_epoch=s.batches_per_epoch,
-            seed=s.seed, prefix=f"{self.signal}.", logger=logger, progress=progress)
+        nets = []
+        for k in range(s.ensemble_size):  # member k: seed + k (weights, batch order, dropout)
+            L.seed_everything(s.seed + k, workers=True, verbose=False)
+            net = ForecastNet(self.net_spec())
+            report = train_net(
+                net, train_b, valid_b, quantiles=self.quantiles, learning_rate=s.learning_rate,
+                max_epochs=s.max_epochs, patience=s.patience, batches_per_epoch=s.batches_per_epoch,
+                seed=s.seed + k, prefix=f"{self.signal}." if k == 0 else f"{self.signal}.member{k}.",
+                logger=logger, progress=progress)
+            if k == 0:
+                self.fit_report = report
+            else:
+                self.fit_report[f"member{k}_best_val_loss"] = report["best_val_loss"]
+                self.fit_report[f"member{k}_epochs"] = report["epochs"]
+            nets.append(net)
+        self.net = nets[0] if len(nets) == 1 else MemberMean(nets)
+        self.net.eval()
         self.fit_report.update(train_windows=float(len(train_b.origins)),
                                valid_windows=float(len(valid_b.origins)))
+        self.calibration = None
+        if s.calibrate_intervals:
+            self._calibrate(valid_b)
         return self
+
+    def _calibrate(self, valid: WindowBatches) -> None:
+        """Fit the spread factors on the validation windows of the output series only."""
+        assert self.net is not None
+        outputs = np.array([self.all_series.index(o) for o in self.series])
+        keep = np.isin(valid.series_idx, outputs)
+        sid, org = valid.series_idx[keep], valid.origins[keep]
+        if len(sid) == 0:
+            return
+        x, y = gather_windows(valid.values, sid, org, self.lookback_steps, self.horizon_steps)
+        cal = valid.calendar[valid.tz[sid], org]
+        self.net.eval()
+        with torch.no_grad():
+            pred = np.concatenate([self.net(torch.from_numpy(x[b].astype(np.float32)),
+                                            torch.from_numpy(sid[b].astype(np.int64)),
+                                            torch.from_numpy(cal[b].astype(np.float32))).numpy()
+                                   for b in (slice(a, a + 8192) for a in range(0, len(sid), 8192))])
+        mid = len(self.quantiles) // 2
+        lo, hi = pred[..., 0], pred[..., -1]
+        before = float(((y >= lo) & (y <= hi)).mean())
+        self.calibration = fit_spread_factors(pred, y, self.quantiles)
+        adj = apply_spread_factors(pred[:, :, None, :], self.calibration, self.quantiles)[:, :, 0]
+        after = float(((y >= adj[..., 0]) & (y <= adj[..., -1])).mean())
+        self.fit_report.update(valid_coverage_raw=before, valid_coverage_calibrated=after,
+                               calibration_windows=float(len(sid)),
+                               calibration_factor_mean=float(np.delete(self.calibration, mid, axis=1).mean()))
 
     def net_spec(self) -> NetSpec:
         s = self.settings
-        return NetSpec(s.architecture, self.lookback_steps, self.horizon_steps, len(self.all_series),
+        return NetSpec(s.architecture_of(self.signal), self.lookback_steps, self.horizon_steps, len(self.all_series),
                        len(CALENDAR_FEATURES), len(self.quantiles), self.level_steps, s.hidden,
                        s.embedding_dim, s.dropout)
 
@@ -175,31 +239,43 @@ class LearnedForecaster(Forecaster):
                                     torch.from_numpy(c[b])).numpy())
         pred = np.concatenate(out).reshape(n_o, n, self.horizon_steps, -1)[:, :, :horizon]
         pred = pred * scale[None, :, None, None] + mean[None, :, None, None]
-        return pred.transpose(0, 2, 1, 3)
+        pred = pred.transpose(0, 2, 1, 3)  # (N, H, n, Q)
+        if self.calibration is not None:
+            pred = apply_spread_factors(pred, self.calibration, self.quantiles)
+        return pred
 
     # --- persistence ----------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         assert self.net is not None and self.scaling is not None
-        return {"signal": self.signal, "name": self.name, "net": self.net.spec.to_json(),
+        members = len(self.net.members) if isinstance(self.net, MemberMean) else 1
+        return {"signal": self.signal, "name": self.name, "net": self.net.spec.to_json(), "members": members,
                 "series": list(self.all_series), "outputs": list(self.series),
                 "tz": {s: self.tz.get(s, "UTC") for s in self.all_series},
                 "scaling": self.scaling.to_json(), "features": list(CALENDAR_FEATURES),
                 "quantiles": list(self.quantiles), "step_s": self.step.total_seconds(),
                 "settings": {k: (list(v) if isinstance(v, tuple) else v)
                              for k, v in self.settings.__dict__.items()},
-                "fit_report": self.fit_report}
+                "fit_report": self.fit_report,
+                "calibration": None if self.calibration is None else {
+                    "method": "split-conformal scaling of each quantile's distance from the median, "
+                              "per horizon step (±2 steps pooled), fitted on the validation period",
+                    "factors": self.calibration.tolist()}}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], state: dict[str, torch.Tensor]) -> LearnedForecaster:
         settings = dict(spec["settings"])
         settings["signals"] = tuple(settings["signals"])
+        settings["tcn_signals"] = tuple(settings.get("tcn_signals", ()))
         net = NetSpec(**spec["net"])
         self = cls(spec["signal"], ForecastSettings(**settings), spec["tz"],
                    pd.Timedelta(seconds=spec["step_s"]), net.lookback, net.horizon, net.level_steps)
         self.all_series, self.series = tuple(spec["series"]), tuple(spec["outputs"])
         self.scaling = Scaling.from_json(spec["scaling"])
         self.fit_report = dict(spec.get("fit_report", {}))
-        self.net = ForecastNet(net)
+        calib = spec.get("calibration")
+        self.calibration = None if calib is None else np.asarray(calib["factors"], dtype=np.float64)
+        members = int(spec.get("members", 1))
+        self.net = ForecastNet(net) if members == 1 else MemberMean([ForecastNet(net) for _ in range(members)])
         self.net.load_state_dict(state)
         self.net.eval()
         return self

@@ -26,6 +26,8 @@ class ForecastSettings:
 
     Args:
         architecture: ``mlp`` (N-HiTS-style multi-rate MLP) or ``tcn`` (dilated causal convolution).
+        tcn_signals: signals whose model uses the ``tcn`` core whatever ``architecture`` says
+            (chosen per signal on the validation period).
         signals: signals that get a learned model (``wetbulb_c`` is derived from ``temp_c``).
         horizon_steps: forecast steps H (1 h each).
         lookback_grid_h: look-back of grid and weather signals, hours.
@@ -40,6 +42,11 @@ class ForecastSettings:
         patience: epochs without validation improvement before stopping.
         batches_per_epoch: at most this many training batches per epoch.
         window_stride_h: training windows start every ``window_stride_h`` hours (grid signals).
+        ensemble_size: nets per signal, trained with seeds ``seed … seed + n − 1``; the forecast is
+            the mean of their quantiles.
+        calibrate_intervals: rescale each quantile's distance from the median per horizon step
+            so that validation forecasts reach their nominal levels (split-conformal,
+            ``forecast.calibration``); the median is unchanged.
         seed: seed of weights, batch order and dropout (same seed, same model).
         num_threads: torch CPU threads.
         grid_train_end: first UTC date of grid validation (training is before it).
@@ -52,6 +59,7 @@ class ForecastSettings:
     """
 
     architecture: Literal["mlp", "tcn"] = "mlp"
+    tcn_signals: tuple[str, ...] = ()
     signals: tuple[str, ...] = LEARNED_SIGNALS
     horizon_steps: int = field(default=24, metadata=rng(1, 168))
     lookback_grid_h: int = field(default=168, metadata=rng(24, 720))
@@ -66,6 +74,8 @@ class ForecastSettings:
     patience: int = field(default=4, metadata=rng(1, 100))
     batches_per_epoch: int = field(default=60, metadata=rng(1, 100000))
     window_stride_h: int = field(default=1, metadata=rng(1, 168))
+    ensemble_size: int = field(default=1, metadata=rng(1, 16))
+    calibrate_intervals: bool = True
     seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
     num_threads: int = field(default=2, metadata=rng(1, 256))
     grid_train_end: str = "2018-10-01"
@@ -81,6 +91,9 @@ class ForecastSettings:
         if bad or not self.signals:
             raise ConfigError(f"forecast.signals: {bad or 'empty'}; valid: {list(LEARNED_SIGNALS)} "
                               f"(wetbulb_c is derived from temp_c)")
+        bad = [s for s in self.tcn_signals if s not in LEARNED_SIGNALS]
+        if bad:
+            raise ConfigError(f"forecast.tcn_signals: {bad}; valid: {list(LEARNED_SIGNALS)}")
         if len(set(self.signals)) != len(self.signals):
             raise ConfigError(f"forecast.signals: duplicates in {list(self.signals)}")
         if self.level_h > min(self.lookback_grid_h, self.lookback_load_h):
@@ -95,6 +108,10 @@ class ForecastSettings:
         if not a < b:
             raise ConfigError(f"forecast.grid_valid_end: {self.grid_valid_end} must be after "
                               f"grid_train_end {self.grid_train_end}")
+
+    def architecture_of(self, signal: str) -> str:
+        """The core architecture of a signal's model (``tcn_signals`` override ``architecture``)."""
+        return "tcn" if signal in self.tcn_signals else self.architecture
 
     def lookback_h(self, signal: str) -> int:
         """Look-back of a signal's model, hours."""
