@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -22,14 +24,21 @@ def run_ui(port: int = 5000) -> int:
         print(f"greenllm ui: error: --port {port} is outside 1..65535", file=sys.stderr)
         return 2
     print(f"greenllm ui: MLflow UI for {tracking_uri()} at http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
-    proc = subprocess.Popen(ui_command(port))
+    # The server and its workers run in a process group of their own, stopped as a whole on
+    # Ctrl-C or SIGTERM: no server is left behind.
+    proc = subprocess.Popen(ui_command(port), start_new_session=True)
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
         print("greenllm ui: stopped")
         return 0

@@ -140,3 +140,31 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(smoke_cfg, smoke_data, 
     other = closed_loop.prepare(smoke_cfg, "primary", STEPS + 1, data=smoke_data)
     with pytest.raises(ValueError, match="another run"):
         closed_loop.run_loop(other, "mpc", "seasonal-naive", show_progress=False, checkpoint=ckpt, resume=True)
+
+
+@pytest.mark.slow
+def test_ui_serves_and_leaves_no_server_behind(store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from pipelines.ui_check import _free_port, _wait_up
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ))
+    try:
+        _wait_up(f"http://127.0.0.1:{port}", proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "http://127.0.0.1:" in proc.stdout.read()
+    time.sleep(1.0)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
