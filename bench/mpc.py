@@ -176,18 +176,19 @@ def scaling(cfg: Config, sizes: list[int], horizons: list[int], steps: int) -> l
             t0 = time.perf_counter()
             mpc = AllocationMPC.from_settings(plant, cfg.control, horizon_steps=H)
             build_s = time.perf_counter() - t0
-            times = []
+            times, status = [], "optimal"
             for t in range(steps):
                 t1 = time.perf_counter()
                 result = mpc.solve(state, fc.window(t, H))
                 times.append(time.perf_counter() - t1)
-                if not result.success:
-                    raise RuntimeError(f"scaling {n_sites} sites, H {H}, step {t}: {result.status}")
+                if not result.success:  # e.g. HiGHS's time limit: recorded, not hidden
+                    status = result.status
+                    break
             row = {"sites": n_sites, "regions": 8, "horizon": H,
                    "pair_density": plant.n_pairs / plant.allowed.size, "variables": mpc.lp.x.size,
                    "constraints": int(mpc.lp.g.numel()), "build_s": build_s,
                    "median_ms": float(np.median(times) * 1e3), "p95_ms": _pct(times, 95) * 1e3,
-                   "steps": steps}
+                   "steps": len(times), "status": status}
             rows.append(row)
             print(f"  scaling: {n_sites:3d} sites, H {H}: {row['variables']} variables, "
                   f"build {build_s:.1f} s, median {row['median_ms']:.0f} ms", flush=True)
@@ -271,17 +272,18 @@ def main() -> None:
         "",
         "## Scaling (seeded world map, 8 regions, synthetic signals)",
         "",
-        "| sites | regions | H | pair density | variables | constraints | build s | median ms | p95 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| sites | regions | H | pair density | variables | constraints | build s | median ms | p95 ms | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['sites']} | {r['regions']} | {r['horizon']} | {r['pair_density']:.2f} | "
                      f"{r['variables']} | {r['constraints']} | {r['build_s']:.1f} | {r['median_ms']:.0f} | "
-                     f"{r['p95_ms']:.0f} |")
+                     f"{r['p95_ms']:.0f} | {r['status']} |")
     big = [r for r in rows if r["sites"] == 100 and r["horizon"] == 48]
     if big:
-        lines += ["", f"100 sites × H 48: {big[0]['median_ms'] / 1e3:.2f} s per step "
-                  f"(target ≤ 2 s: {ok(big[0]['median_ms'] <= 2000)})."]
+        good = big[0]["status"] == "optimal" and big[0]["median_ms"] <= 2000
+        lines += ["", f"100 sites × H 48: {big[0]['median_ms'] / 1e3:.2f} s per step, {big[0]['status']} "
+                  f"(target ≤ 2 s: {ok(good)})."]
     (RESULTS / "mpc.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

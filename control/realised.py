@@ -136,6 +136,7 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
         float(pl.carbon_kg(plant, x.carbon_g_per_kwh[0], grid)),
         float(pl.delay_req_s(plant, x_pairs)),
     )
-    nxt = PlantState(gpus, pl.soc_next_kwh(plant, state.soc_kwh, charge, discharge), backlog,
+    soc = np.clip(pl.soc_next_kwh(plant, state.soc_kwh, charge, discharge), 0.0, plant.battery_kwh)  # round-off
+    nxt = PlantState(gpus, soc, backlog,
                      history, used_after, day)
     return nxt, record
