@@ -119,6 +119,9 @@ class AllocationMPC:
         time_limit_s: HiGHS time limit per stage, s.
         solver: ``highs`` (highspy, warm-started; default) or ``qpsol`` (CasADi's conic
             interface to HiGHS, cold starts); see ``control._backends``.
+        min_gpus_interactive: GPUs kept on at every pool that may serve an interactive class (a
+            controller policy against M/M/1-like queueing on one or two GPUs, which the linear
+            latency model cannot see; the hindsight optimum does not use it).
         backlog_value_eur_per_req: value of a request left in the backlog at the horizon's end;
             None: ``terminal_value`` (an estimate of serving it later).
     """
@@ -128,7 +131,8 @@ class AllocationMPC:
                  order: tuple[str, ...] = ("cost", "carbon", "delay"), epsilon: float = 0.001,
                  prices: tuple[float, float, float] = (0.0, 0.0, 0.0),
                  fixed_pue: np.ndarray | None = None, time_limit_s: float = 60.0,
-                 backlog_value_eur_per_req: float | None = None, solver: str = "highs") -> None:
+                 backlog_value_eur_per_req: float | None = None, solver: str = "highs",
+                 min_gpus_interactive: float = 0.0) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -140,6 +144,7 @@ class AllocationMPC:
         self.lp = LinearProgram(plant, horizon_steps)
         lp = self.lp
         self.solver_name = solver
+        self.min_gpus_interactive = float(min_gpus_interactive)
         self.backend = make_backend(solver, lp, time_limit_s)
         self._terms = ca.Function("terms", [lp.x.sym, lp.p.sym], [ca.vertcat(*lp.terms.values())])
         self._lbx, self._ubx = self._static_bounds()
@@ -147,9 +152,10 @@ class AllocationMPC:
     @classmethod
     def from_settings(cls, plant: PlantParams, control: ControlSettings, horizon_steps: int | None = None,
                       **kwargs: object) -> AllocationMPC:
-        """An MPC with the config's horizon, objective, order, ε and weighted-mode prices."""
+        """An MPC with the config's horizon, objective, order, ε, weighted-mode prices and GPU floor."""
         prices = (control.carbon_price_eur_per_kg, control.water_price_eur_per_l,
                   control.delay_price_eur_per_s)
+        kwargs.setdefault("min_gpus_interactive", control.min_gpus_interactive)
         return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
                    order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
 
@@ -158,6 +164,9 @@ class AllocationMPC:
         lp, plant = self.lp, self.plant
         lbx, ubx = np.zeros(lp.x.size), np.full(lp.x.size, np.inf)
         lp.x.pack(ubx, "n", plant.gpus_max)
+        if self.min_gpus_interactive > 0:
+            interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
+            lp.x.pack(lbx, "n", np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0))
         if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit
             lp.x.pack(ubx, "st", plant.gpu_ramp_per_step)
         lp.x.pack(ubx, "g", plant.grid_limit_kw)

@@ -43,6 +43,8 @@ class ControlSettings:
             step (rounded up to whole GPUs, at least one; 1 = no limit).
         slo_wait_margin_services: a region–pool pair gets a variable only when RTT + prefill +
             this many of the pool's service times fit in the class SLO (room for queueing).
+        min_gpus_interactive: GPUs the MPC keeps on at every pool that may serve an interactive
+            class (0 = none); the hindsight optimum does not use it.
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -59,6 +61,7 @@ class ControlSettings:
     delay_price_eur_per_s: float = field(default=0.0, metadata=rng(0.0, 1e3))
     gpu_ramp_fraction_per_step: float = field(default=1.0, metadata=rng(0.01, 1.0))
     slo_wait_margin_services: float = field(default=1.0, metadata=rng(0.0, 100.0))
+    min_gpus_interactive: float = field(default=0.0, metadata=rng(0.0, 1000.0))
 
     def __post_init__(self) -> None:
         if sorted(self.order) != ["carbon", "cost", "delay"]:

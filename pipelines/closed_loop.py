@@ -103,9 +103,10 @@ def make_controller(name: str, s: Setup) -> Controller:
     if name == "mpc-temperature-unaware":
         mean_pue = annual_mean_pue(plant, s.data.wide("temp_c")[list(plant.site_names)].to_numpy())
         return temperature_unaware(plant, s.horizon, mean_pue, fb, episode_steps=s.steps,
-                                   **_mpc_kwargs(cfg))
+                                   min_gpus_interactive=cfg.control.min_gpus_interactive, **_mpc_kwargs(cfg))
     if name == "myopic":
-        return myopic(plant, fb, episode_steps=s.steps, **_mpc_kwargs(cfg))
+        return myopic(plant, fb, episode_steps=s.steps, min_gpus_interactive=cfg.control.min_gpus_interactive,
+                      **_mpc_kwargs(cfg))
     greedy = {"nearest-site": "nearest", "cheapest-price": "price", "lowest-carbon": "carbon"}
     if name in greedy:
         return GreedyController(plant, greedy[name])  # type: ignore[arg-type]
