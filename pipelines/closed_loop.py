@@ -35,7 +35,7 @@ from forecast.dataset import Dataset, build_dataset
 from pipelines import _loop_plots as plots
 from pipelines._config import Config
 from pipelines._loop_forecasts import forecaster_for
-from pipelines._loop_report import KPI_COLUMNS, flow_frame, gaps, kpis, site_frame
+from pipelines._loop_report import flow_frame, gaps, kpis, site_frame
 
 __all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "prepare", "run_compare", "run_plan",
            "run_simulate"]
@@ -206,8 +206,7 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
         "forecast_ms": [t.forecast_s * 1e3 for t in ep.timings], "decide_ms": [t.decide_s * 1e3 for t in ep.timings],
         "plant_ms": [t.plant_s * 1e3 for t in ep.timings]}, index=times)
     per_step.loc[per_step.index[-1], "cost_eur"] += ep.leftover_backlog_req * ep.drop_eur_per_request
-    return RunOutput(controller_name if forecaster in ("learned",) or not controller_name.startswith("mpc")
-                     else f"{controller_name}", kpis(s.plant, ep, ctrl), site_frame(s.plant, ep, s.realised, s.t0),
+    return RunOutput(controller_name, kpis(s.plant, ep, ctrl), site_frame(s.plant, ep, s.realised, s.t0),
                      flow_frame(s.plant, ep, s.t0), per_step, note, ep)
 
 
@@ -305,11 +304,8 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
     with start_run(EXPERIMENT, f"{controller}-{kind}-{s.window}") as run:
         out = run_loop(s, controller, kind, suite, checkpoint=out_dir / "checkpoint.pkl",
                        checkpoint_every=checkpoint_every, resume=resume)
-        _log_run(out, s, _run_params(s, controller, kind, out.forecaster, lineage), out_dir)
-        mlflow_resumed = {"resumed": str(resume)}
-        import mlflow
-
-        mlflow.set_tags(mlflow_resumed)
+        _log_run(out, s, _run_params(s, controller, kind, out.forecaster, lineage) | {"resumed": str(resume)},
+                 out_dir)
         _print_kpis(f"{controller} ({out.forecaster})", out.kpis)
         print(f"\nMLflow run {run.info.run_id} in experiment '{EXPERIMENT}'; plots in {out_dir}/; "
               "browse with `greenllm ui`")
@@ -449,10 +445,3 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any
           f"CO2 {terms.carbon_kg:.1f} kg, water {terms.water_l:.0f} L, backlog value {terms.terminal_eur:.2f} EUR")
     return {"share": share, "gpus": plan.gpus, "status": result.status, "terms": terms}
 
-
-def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=float) + "\n", encoding="utf-8")
-
-
-KPI_KEYS = KPI_COLUMNS

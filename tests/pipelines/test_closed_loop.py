@@ -52,7 +52,10 @@ def test_simulate_end_to_end_tracks_the_run(store, tmp_path, capsys):
 
 
 def test_compare_parent_children_and_the_hindsight_bound(smoke_cfg, store, tmp_path):
+    from pipelines._loop_report import KPI_COLUMNS
+
     table = closed_loop.run_compare(smoke_cfg, "primary", STEPS, None, tmp_path / "cmp")
+    assert set(KPI_COLUMNS) <= set(table.columns)
     star = table.loc["hindsight optimum", "cost_eur"]
     controllers = table.drop(index="hindsight optimum")
     assert (controllers["cost_eur"] >= star * (1 - 1e-6)).all()
