@@ -35,13 +35,21 @@ def _chromium() -> str | None:
     return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
 
 
-def _browser(binary: str, url: str, shot: Path) -> str:
-    """The rendered DOM of ``url`` (after scripts ran) and a screenshot of it."""
-    common = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--hide-scrollbars", "--window-size=1500,1000", "--virtual-time-budget=20000"]
-    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=120)
-    return dom.stdout
+def _browser(binary: str, url: str, shot: Path, expect: list[str] | None = None) -> str:
+    """The rendered DOM of ``url`` (after scripts ran) and a screenshot of it.
+
+    Charts render late on a busy machine: the page is read again with a longer virtual-time
+    budget (20, 45, 90 s) until every ``expect`` string is there.
+    """
+    dom = ""
+    for budget_ms in (20_000, 45_000, 90_000):
+        common = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--hide-scrollbars", "--window-size=1500,1000", f"--virtual-time-budget={budget_ms}"]
+        dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=240).stdout
+        if not expect or all(e in dom for e in expect):
+            break
+    subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=240)
+    return dom
 
 
 def _wait_up(url: str, proc: subprocess.Popen, seconds: float = 90.0) -> None:
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             failed = []
             for name, url, expect in pages:
-                dom = _browser(binary, url, args.out / f"{name}.png")
+                dom = _browser(binary, url, args.out / f"{name}.png", expect)
                 missing = [e for e in expect if e not in dom]
                 status = "ok" if not missing else f"MISSING {missing}"
                 print(f"ui-check: {name:17s} {status}   ({url}; screenshot {args.out / (name + '.png')})")
