@@ -23,7 +23,9 @@ def run_ui(port: int = 5000) -> int:
     if not 1 <= port <= 65535:
         print(f"greenllm ui: error: --port {port} is outside 1..65535", file=sys.stderr)
         return 2
-    print(f"greenllm ui: MLflow UI for {tracking_uri()} at http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    print(f"greenllm ui: MLflow UI for {tracking_uri()} at http://127.0.0.1:{port} (Ctrl-C stops it)\n"
+          f"  runs and charts: http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning "
+          "(MLflow 3 opens on its GenAI view otherwise)", flush=True)
     # The server and its workers run in a process group of their own, stopped as a whole on
     # Ctrl-C or SIGTERM: no server is left behind.
     proc = subprocess.Popen(ui_command(port), start_new_session=True)
