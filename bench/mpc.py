@@ -61,12 +61,7 @@ def cvxpy_lexicographic(mpc: AllocationMPC, state: PlantState, fc: ControlForeca
 
     start = time.perf_counter()
     lp = mpc.lp
-    fc = fc.window(0, mpc.horizon)
-    p = mpc._parameters(state, fc, None)
-    lbg, ubg = mpc._row_bounds(state, fc)
-    ubx = mpc._ubx.copy()
-    if len(lp.d.deferred):
-        lp.x.pack(ubx, "q", mpc._fifo_bound_req(state, fc))
+    p, lbx, ubx, lbg, ubg = mpc.step_data(state, fc.window(0, mpc.horizon))
     matrix, offset = mpc.backend._data_fn(p)  # the same A(p) and g(0, p) CasADi evaluates
     A = sp.csc_matrix((np.array(matrix.nonzeros()), np.array(matrix.sparsity().row()),
                        np.array(matrix.sparsity().colind())), shape=matrix.shape).tocsr()
@@ -76,7 +71,7 @@ def cvxpy_lexicographic(mpc: AllocationMPC, state: PlantState, fc: ControlForeca
     lo, hi = lbg[:obj.start] - offset[:obj.start], ubg[:obj.start] - offset[:obj.start]
     x = cp.Variable(lp.x.size)
     eq = lo == hi
-    cons = [x >= mpc._lbx]
+    cons = [x >= lbx]
     fin = np.isfinite(ubx)
     cons.append(x[np.flatnonzero(fin)] <= ubx[fin])
     cons.append(core[eq] @ x == lo[eq])

@@ -46,6 +46,10 @@ class Backend(Protocol):
 
     def keep_basis(self) -> None: ...
 
+    def export_warm(self) -> object: ...
+
+    def import_warm(self, warm: object) -> None: ...
+
 
 class QpsolBackend:
     """CasADi ``qpsol`` with HiGHS: every stage solved from scratch."""

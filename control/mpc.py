@@ -272,6 +272,17 @@ class AllocationMPC:
             return np.array([1.0, carbon, delay, water])
         return np.array([1.0 if o == stage else 0.0 for o in OBJECTIVES])
 
+    def step_data(self, state: PlantState, fc: ControlForecast, end_step: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The step's LP data: parameters ``p``, variable bounds ``lbx, ubx`` and row bounds
+        ``lbg, ubg`` (``fc`` already checked and cut to the horizon)."""
+        p = self._parameters(state, fc, end_step)
+        lbg, ubg = self._row_bounds(state, fc)
+        ubx = self._ubx.copy()
+        if len(self.lp.d.deferred):
+            self.lp.x.pack(ubx, "q", self._fifo_bound_req(state, fc))
+        return p, self._lbx, ubx, lbg, ubg
+
     def solve(self, state: PlantState, forecast: ControlForecast, *,
               end_step: int | None = None) -> MPCResult:
         """Plan the next ``horizon`` steps.
@@ -291,17 +302,13 @@ class AllocationMPC:
         fc = forecast.validate(plant, self.horizon).window(0, self.horizon)
         if end_step is not None and not 0 <= end_step < self.horizon:
             raise ValueError(f"end_step: {end_step} outside the horizon 0..{self.horizon - 1}")
-        p = self._parameters(state, fc, end_step)
-        lbg, ubg = self._row_bounds(state, fc)
-        ubx = self._ubx.copy()
-        if len(lp.d.deferred):
-            lp.x.pack(ubx, "q", self._fifo_bound_req(state, fc))
+        p, lbx, ubx, lbg, ubg = self.step_data(state, fc, end_step)
         stages = self.order if self.objective == "lexicographic" else ("weighted",)
         obj_rows = lp.row_slice("objectives")
         best, statuses, values, iters, status = None, [], [], 0, "optimal"
         start = time.perf_counter()
         backend = self.backend
-        backend.load(p, self._lbx, ubx, lbg, ubg)
+        backend.load(p, lbx, ubx, lbg, ubg)
         for i, stage in enumerate(stages):
             weights = self._stage_weights(stage)
             lp.p.pack(p, "weights", weights)
@@ -313,7 +320,7 @@ class AllocationMPC:
                 break
             if i == 0:
                 backend.keep_basis()
-            best = np.clip(x, self._lbx, ubx)  # round-off within the solver's tolerance (e.g. −1e-16)
+            best = np.clip(x, lbx, ubx)  # round-off within the solver's tolerance (e.g. −1e-16)
             values.append(float(self._terms_stage(x, p, "cost" if stage == "weighted" else stage)))
             if stage != "weighted":
                 row = obj_rows.start + OBJECTIVES.index(stage)
