@@ -97,6 +97,15 @@ def main() -> None:
                                         "idle_kwh": _idle_kwh(sq.plant, out.episode),
                                         "energy_cost_eur": out.kpis["energy_cost_eur"]}
 
+    print("2b. burst headroom (N−1 rule) at burst levels 0.9 (≈ none) / 0.95 / 0.99 (main MPC)")
+    burst = {}
+    for level in (0.9, 0.95, 0.99):
+        sb = prepare(_with_control(cfg, burst_quantile=level), "primary", steps, data=data, plant=s.plant)
+        out = run_loop(sb, "mpc", main_kind, suite, show_progress=False)
+        burst[f"p{level * 100:g}"] = {"cost_eur": out.kpis["cost_eur"], "drops": out.kpis["drops"],
+                                      "energy_cost_eur": out.kpis["energy_cost_eur"],
+                                      "idle_kwh": _idle_kwh(sb.plant, out.episode), "note": out.forecaster}
+
     print("3. temperature-aware vs unaware MPC, July week, perfect forecasts")
     sj = prepare(cfg, "july", steps, data=data, plant=s.plant)
     temp = {}
@@ -142,7 +151,7 @@ def main() -> None:
     wall = time.perf_counter() - started
     result = {"controllers": controllers, "wall_seconds": wall, "primary_seconds": primary_s,
               "window": {"start": s.t0.isoformat(), "steps": s.steps}, "main_forecaster": model_uri or "seasonal-naive",
-              "load_quantile": quantile, "temperature_july": temp, "carbon_order": carbon, "carbon_pareto": pareto,
+              "load_quantile": quantile, "burst_quantile": burst, "temperature_july": temp, "carbon_order": carbon, "carbon_pareto": pareto,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
               "quick": args.quick}
     (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
@@ -182,6 +191,13 @@ def main() -> None:
               "| provisioned at | cost EUR | energy EUR | drops | idle energy kWh |", "|---|---|---|---|---|"]
     for q, v in quantile.items():
         lines.append(f"| {q} | {v['cost_eur']:.2f} | {v['energy_cost_eur']:.2f} | {v['drops']:.0f} | {v['idle_kwh']:.0f} |")
+    lines += ["", "## 2b. Burst headroom (main MPC; default burst level "
+              f"{cfg.control.burst_quantile:g}, chosen on this window: see the note)", "",
+              "| burst level | cost EUR | energy EUR | drops | idle energy kWh | burst factor |", "|---|---|---|---|---|---|"]
+    for q, v in burst.items():
+        factor = v["note"].split("f = ")[1].split(" ")[0] if "f = " in v["note"] else "—"
+        lines.append(f"| {q} | {v['cost_eur']:.2f} | {v['energy_cost_eur']:.2f} | {v['drops']:.0f} | "
+                     f"{v['idle_kwh']:.0f} | {factor} |")
     lines += ["", f"## 3. Temperature-aware vs unaware MPC, July week ({sj.t0:%Y-%m-%d}, {sj.steps} h), perfect forecasts", "",
               "| MPC | cooling kWh | IT kWh | water L | cost EUR |", "|---|---|---|---|---|"]
     for name in ("mpc", "mpc-temperature-unaware"):

@@ -84,10 +84,11 @@ class LinearProgram:
         self.x = Blocks("x", {"x": (d.H, d.m), "n": (d.H, d.P), "g": (d.H, d.S), "c": (d.H, d.S),
                               "bc": (d.H, d.S), "bd": (d.H, d.S), "soc": (d.H, d.S),
                               "u": (d.H, d.RK), "q": (d.H, len(d.deferred)), "st": (d.H, d.P),
-                              "wo": (1, d.S * d.n_days)})
+                              "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m)})
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
                               "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.H, d.RK),
                               "daymask": (d.H, d.n_days), "term": (d.H, len(d.deferred)),
+                              "burst": (1, d.RK), "reserve_eur": (d.H, d.P), "burst_eur": (1, d.m), "unserved_risk_eur": (d.H, d.RK),
                               "weights": (1, len(OBJECTIVES))})
         self.rows: dict[str, tuple[int, int]] = {}
         self.row_offset: dict[str, int] = {}
@@ -115,7 +116,8 @@ class LinearProgram:
     def _rows(self) -> list[Any]:
         plant, d, x, p = self.plant, self.d, self.x, self.p
         out: list[Any] = []
-        demand, backlog, cap, bal, batt, starts, ramp = [], [], [], [], [], [], []
+        demand, backlog, cap, reserve, bal, batt, starts, ramp = [], [], [], [], [], [], [], []
+        to_pair = ca.DM(plant.pool_work_matrix.T > 0)        # (m, P): the pool of each pair
         for t in range(d.H):
             served = pl.stream_served_req_per_s(plant, x("x", t)) + x("u", t)
             if len(d.interactive):
@@ -124,15 +126,21 @@ class LinearProgram:
                 q_prev = x("q", t - 1) if t else 0
                 backlog.append(x("q", t) - q_prev + plant.step_s * served[d.deferred.tolist()])
             ratio = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("ratio", t))  # per pair
-            cap.append(pl.pool_work_gpu(plant, ratio * x("x", t)) - plant.rho_max * x("n", t))
+            cap.append(pl.pool_work_gpu(plant, x("x", t)) - plant.rho_max * x("n", t))
+            short = pl.pool_work_gpu(plant, ratio * x("x", t)) - plant.rho_max * x("n", t)
+            reserve.append(short - x("zr", t))
+            if t == 0:  # any one stream at its burst level, the others at the provisioning level
+                burst = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("burst")) - ratio
+                work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
+                burst_rows = ca.mtimes(to_pair, short) + burst * work * x("x", t) - x("zb")
             fac = pl.facility_kw(p("pue", t), self.it_kw(t))
             bal.append(pl.power_balance_residual_kw(fac, x("g", t), 0, x("c", t), x("bc", t), x("bd", t)))
             soc_prev = x("soc", t - 1) if t else 0
             batt.append(x("soc", t) - pl.soc_next_kwh(plant, soc_prev, x("bc", t), x("bd", t)))
             starts.append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
             ramp.append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
-        blocks = [("demand", demand), ("backlog", backlog), ("capacity", cap), ("balance", bal),
-                  ("battery", batt), ("starts", starts)]
+        blocks = [("demand", demand), ("backlog", backlog), ("capacity", cap), ("reserve", reserve),
+                  ("burst", [burst_rows]), ("balance", bal), ("battery", batt), ("starts", starts)]
         if plant.ramp_limited:  # ramp up is the bound st ≤ ramp; ramp down needs rows
             blocks.append(("ramp", ramp))
         for key, rows in blocks:
@@ -165,10 +173,13 @@ class LinearProgram:
         starts = sum(ca.sum1(x("st", t)) for t in range(d.H)) * pen.gpu_start_eur
         water_pen = ca.sum1(x("wo")) * pen.water_eur_per_l
         terminal = sum(ca.dot(p("term", t), x("q", t)) for t in range(d.H)) if len(d.deferred) else ca.SX(0)
+        risk = (sum(ca.dot(p("reserve_eur", t), x("zr", t)) + ca.dot(p("unserved_risk_eur", t), x("u", t))
+                    for t in range(d.H)) + ca.dot(p("burst_eur"), x("zb")))
         return {
             "energy_cost_eur": energy,
             "penalties_eur": drops + starts + water_pen,
             "terminal_eur": terminal,
+            "risk_eur": risk,
             "carbon_kg": sum(pl.carbon_kg(plant, p("ci", t), x("g", t)) for t in range(d.H)),
             "water_l": sum(ca.sum1(self.water_step_l(t)) for t in range(d.H)),
             "delay_req_s": sum(pl.delay_req_s(plant, x("x", t)) for t in range(d.H)),
@@ -178,5 +189,5 @@ class LinearProgram:
         """The expression minimised by a stage (``cost`` = energy + penalties + terminal value)."""
         terms = self.terms
         if name == "cost":
-            return terms["energy_cost_eur"] + terms["penalties_eur"] + terms["terminal_eur"]
+            return terms["energy_cost_eur"] + terms["penalties_eur"] + terms["terminal_eur"] + terms["risk_eur"]
         return terms[{"carbon": "carbon_kg", "delay": "delay_req_s", "water": "water_l"}[name]]

@@ -33,6 +33,9 @@ class ControlForecast:
         load_req_per_s: median arrivals per (region, class), req/s, ``(H, R, K)``.
         load_provision_req_per_s: arrivals GPUs are provisioned for, ``(H, R, K)``.
         day_index: UTC day number (days since 1970-01-01) of each step, ``(H,)``.
+        load_burst_req_per_s: a burst level of each stream (an upper quantile well above the
+            provisioning one), ``(H, R, K)``; the MPC keeps headroom so that any one stream's
+            burst in the applied step is absorbed. None: the provisioning level (no burst reserve).
         plant: the plant the arrays are checked against (not stored).
     """
 
@@ -46,6 +49,7 @@ class ControlForecast:
     load_req_per_s: np.ndarray
     load_provision_req_per_s: np.ndarray
     day_index: np.ndarray
+    load_burst_req_per_s: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -63,7 +67,9 @@ class ControlForecast:
             object.__setattr__(self, name, arr)
         streams = (steps, plant.region_names, plant.class_names)
         shape = (H, len(plant.region_names), len(plant.class_names))
-        for name in ("load_req_per_s", "load_provision_req_per_s"):
+        if self.load_burst_req_per_s is None:
+            object.__setattr__(self, "load_burst_req_per_s", np.asarray(self.load_provision_req_per_s))
+        for name in ("load_req_per_s", "load_provision_req_per_s", "load_burst_req_per_s"):
             object.__setattr__(self, name, check_array(f"forecast.{name}", getattr(self, name), shape,
                                                        labels=streams))
         days = np.asarray(self.day_index)
@@ -77,7 +83,7 @@ class ControlForecast:
             raise ValueError(f"forecast.window: steps {start}..{start + steps - 1} requested, "
                              f"the forecast has steps 0..{self.horizon - 1}")
         return replace(self, **{f.name: np.asarray(getattr(self, f.name))[start:start + steps]
-                                for f in fields(self)})
+                                for f in fields(self) if getattr(self, f.name) is not None})
 
     def renewable_kw(self, plant: PlantParams) -> np.ndarray:
         """Available on-site renewables per step and site, kW, ``(H, S)``."""

@@ -41,14 +41,16 @@ class ObjectiveTerms:
     energy_cost_eur: float
     penalties_eur: float
     terminal_eur: float
+    risk_eur: float
     carbon_kg: float
     water_l: float
     delay_req_s: float
 
     @property
     def cost_eur(self) -> float:
-        """The stage-1 objective: energy cost + penalties + terminal value of the backlog."""
-        return self.energy_cost_eur + self.penalties_eur + self.terminal_eur
+        """The stage-1 objective: energy cost + penalties + terminal value of the backlog + the
+        expected drop cost of headroom the plan leaves short (``AllocationMPC`` *risk*)."""
+        return self.energy_cost_eur + self.penalties_eur + self.terminal_eur + self.risk_eur
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +126,18 @@ class AllocationMPC:
             latency model cannot see; the hindsight optimum does not use it).
         backlog_value_eur_per_req: value of a request left in the backlog at the horizon's end;
             None: ``terminal_value`` (an estimate of serving it later).
+        load_quantile: the quantile level of ``load_provision_req_per_s`` (default 0.9).
+        burst_quantile: the quantile level of ``load_burst_req_per_s`` (default 0.95).
+
+    Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
+    provisioning level in every step and, in the applied step, any *one* stream at its burst level
+    with the others at the provisioning level (an N−1 rule, as grid operators plan for one outage;
+    one row per allowed pair; interactive streams only, as deferrable overflow waits in the backlog). The last two are soft (a shortfall per pool and step, and per pair
+    for bursts): GPU-seconds per second left short are priced at the drops they expose,
+    ``drop penalty × Δt × (1 − level) ÷ (GPU-s per request)`` (the newsvendor rate: the load
+    exceeds a level-τ quantile with probability 1 − τ), so that GPUs are always bought while the
+    pools have them. A request left unserved is charged the same exposure (its share of a high
+    load is dropped too), so real load is never dropped to keep headroom.
     """
 
     def __init__(self, plant: PlantParams, horizon_steps: int, *,
@@ -132,7 +146,8 @@ class AllocationMPC:
                  prices: tuple[float, float, float] = (0.0, 0.0, 0.0),
                  fixed_pue: np.ndarray | None = None, time_limit_s: float = 60.0,
                  backlog_value_eur_per_req: float | None = None, solver: str = "highs",
-                 min_gpus_interactive: float = 0.0) -> None:
+                 min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
+                 burst_quantile: float = 0.95) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -145,6 +160,16 @@ class AllocationMPC:
         lp = self.lp
         self.solver_name = solver
         self.min_gpus_interactive = float(min_gpus_interactive)
+        for name, level in (("load_quantile", load_quantile), ("burst_quantile", burst_quantile)):
+            if not 0.0 < level < 1.0:
+                raise ValueError(f"{name}: {level}; valid: 0 < level < 1")
+        self.load_quantile, self.burst_quantile = float(load_quantile), float(burst_quantile)
+        # EUR per GPU-s/s short for one step if the load exceeded the level for sure (× (1 − level))
+        work = np.where(plant.allowed.any(axis=0), plant.gpu_s_per_req, np.inf).min(axis=1)   # (P,)
+        work = np.where(np.isfinite(work), work, plant.gpu_s_per_req.min(axis=1))
+        self._shortfall_eur = plant.penalties.drop_eur_per_request * plant.step_s / work
+        pair_work = plant.gpu_s_per_req[plant.pairs[:, 1], plant.pairs[:, 2]]
+        self._pair_shortfall_eur = plant.penalties.drop_eur_per_request * plant.step_s / pair_work
         self.backend = make_backend(solver, lp, time_limit_s)
         self._terms = ca.Function("terms", [lp.x.sym, lp.p.sym], [ca.vertcat(*lp.terms.values())])
         self._lbx, self._ubx = self._static_bounds()
@@ -156,6 +181,8 @@ class AllocationMPC:
         prices = (control.carbon_price_eur_per_kg, control.water_price_eur_per_l,
                   control.delay_price_eur_per_s)
         kwargs.setdefault("min_gpus_interactive", control.min_gpus_interactive)
+        kwargs.setdefault("load_quantile", control.load_quantile)
+        kwargs.setdefault("burst_quantile", control.burst_quantile)
         return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
                    order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
 
@@ -204,7 +231,21 @@ class AllocationMPC:
             lp.p.pack(p, key, arr)
         med = fc.load_req_per_s.reshape(d.H, -1)
         prov = fc.load_provision_req_per_s.reshape(d.H, -1)
-        lp.p.pack(p, "ratio", np.where(med > 1e-12, prov / np.where(med > 1e-12, med, 1.0), 1.0))
+        safe = np.where(med > 1e-12, med, 1.0)
+        ratio = np.where(med > 1e-12, prov / safe, 1.0)
+        lp.p.pack(p, "ratio", ratio)
+        burst = fc.load_burst_req_per_s.reshape(d.H, -1)[0]
+        burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst / safe[0], 1.0), ratio[0])
+        # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
+        burst_ratio[d.deferred] = ratio[0, d.deferred]
+        lp.p.pack(p, "burst", burst_ratio)
+        lp.p.pack(p, "reserve_eur", self._shortfall_eur * (1.0 - self.load_quantile))
+        lp.p.pack(p, "burst_eur", self._pair_shortfall_eur * (1.0 - self.burst_quantile))
+        # a request left unserved is dropped in the high-load cases too: its share of the excess
+        # counts as exposed, so that dropping load never buys headroom
+        exposed = (1.0 - self.load_quantile) * (ratio - 1.0)
+        exposed[0] += (1.0 - self.burst_quantile) * (lp.p.unpack(p, "burst")[0] - ratio[0])
+        lp.p.pack(p, "unserved_risk_eur", plant.penalties.drop_eur_per_request * plant.step_s * exposed)
         day = np.asarray(fc.day_index) - int(fc.day_index[0])
         lp.p.pack(p, "daymask", np.eye(d.n_days)[np.minimum(day, d.n_days - 1)])
         term = np.zeros((d.H, len(d.deferred)))
@@ -245,7 +286,8 @@ class AllocationMPC:
             rhs = load[:, d.deferred] * plant.step_s
             rhs[0] += state.backlog_req.reshape(-1)[d.deferred]
             put("backlog", rhs, rhs)
-        put("capacity", -np.inf, 0.0)
+        for key in ("capacity", "reserve", "burst"):
+            put(key, -np.inf, 0.0)
         ren = -fc.renewable_kw(plant)
         put("balance", ren, ren)
         soc = np.zeros((d.H, d.S))

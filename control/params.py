@@ -33,6 +33,8 @@ class ControlSettings:
         step_h: Δt, hours per step.
         rho_max: utilisation cap of a pool (keeps the Erlang-C wait small).
         load_quantile: the load quantile GPUs are provisioned for.
+        burst_quantile: the level of a stream's burst that the applied step keeps headroom for
+            (any one stream at a time; see ``control.mpc.AllocationMPC``).
         objective: ``lexicographic`` or ``weighted``.
         order: lexicographic stage order.
         epsilon: relative slack kept on earlier stages.
@@ -51,6 +53,7 @@ class ControlSettings:
     step_h: float = field(default=1.0, metadata=rng(1.0, 1.0))
     rho_max: float = field(default=0.8, metadata=rng(0.05, 1.0))
     load_quantile: float = field(default=0.9, metadata=rng(0.1, 0.9))
+    burst_quantile: float = field(default=0.95, metadata=rng(0.5, 0.9999))
     objective: Literal["lexicographic", "weighted"] = "lexicographic"
     order: tuple[Literal["cost", "carbon", "delay"], ...] = ("cost", "carbon", "delay")
     epsilon: float = field(default=0.001, metadata=rng(0.0, 1.0))

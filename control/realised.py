@@ -18,6 +18,7 @@ from control import plant as pl
 from control._queueing import erlang_c_late_fraction, erlang_c_wait_s
 from control.inputs import ControlForecast
 from control.plant import PlantParams
+from control.shares import recent_arrivals_req
 from control.state import Allocation, PlantState, StepRecord
 
 __all__ = ["step"]
@@ -48,9 +49,7 @@ def _backlog(plant: PlantParams, state: PlantState, arrivals_req: np.ndarray,
     left = np.maximum(left, 0.0)  # guards round-off only: served ≤ work by construction
     defer = plant.deferrable[None, :]
     # FIFO deadline rule: what waits is at most the arrivals of the last `deadline` steps.
-    steps = np.arange(state.arrivals_history_req.shape[0])[:, None, None]
-    recent = np.where(steps < plant.deadline_steps[None, None, :] - 1, state.arrivals_history_req, 0.0)
-    allowed = arrivals_req + recent.sum(axis=0)
+    allowed = arrivals_req + recent_arrivals_req(plant, state.arrivals_history_req)
     backlog = np.where(defer, np.minimum(left, allowed), 0.0)
     dropped = left - backlog
     history = np.concatenate([arrivals_req[None], state.arrivals_history_req])[:-1] \

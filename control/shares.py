@@ -6,7 +6,7 @@ import numpy as np
 
 from control.plant import PlantParams
 
-__all__ = ["capacity_shares", "plan_shares"]
+__all__ = ["capacity_shares", "plan_shares", "recent_arrivals_req"]
 
 MIN_WORK_REQ = 1e-9  # below this a stream's planned work counts as zero (capacity fallback)
 
@@ -43,3 +43,11 @@ def plan_shares(plant: PlantParams, served_req_per_s: np.ndarray, work_req: np.n
         share[t] = np.where(has_work[t][:, None, :], share[t], fallback)
     total = share.sum(axis=2, keepdims=True)
     return share / np.maximum(total, 1.0)
+
+
+def recent_arrivals_req(plant: PlantParams, arrivals_history_req: np.ndarray) -> np.ndarray:
+    """Arrivals per stream ``(R, K)`` of the last ``deadline − 1`` steps: with this step's own
+    arrivals, the most that may still wait at the step's end (the FIFO deadline rule)."""
+    steps = np.arange(arrivals_history_req.shape[0])[:, None, None]
+    return np.where(steps < plant.deadline_steps[None, None, :] - 1, arrivals_history_req, 0.0).sum(axis=0)
+

@@ -9,7 +9,12 @@
   the off-site water intensity) is filled by the seasonal-naive baseline, and the run says so.
 
 The MPC reads every site signal at the median (p50) and provisions GPUs for the load at the
-configured quantile (``control.load_quantile``, nearest quantile the forecast has).
+configured quantile (``control.load_quantile``, nearest quantile the forecast has). It also keeps
+headroom for one stream's *burst* (``control.burst_quantile``, default 0.95), a level the forecasts
+do not carry: it is extrapolated from each stream's spread, ``p50 + f · (p_q − p50)``, with ``f``
+the split-conformal ``burst_quantile`` of the scores ``(y − p50) / (p_q − p50)`` of the same
+forecaster on the ``TAIL_DAYS`` days before the episode (data before t0 only; for the primary
+window these are the load model's validation days, never its training days).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from forecast.output import Forecast
 __all__ = ["LOAD", "LoopForecaster", "control_forecast", "forecaster_for", "history_of"]
 
 LOAD = "load_req_per_s"
+TAIL_DAYS = 2
+TAIL_FACTOR_RANGE = (1.0, 50.0)   # a burst is at least the provisioning level
 SIGNALS = (*SITE_SIGNALS, LOAD)
 _DAY = pd.Timedelta(days=1)
 LoopForecaster = Callable[[int], ControlForecast]
@@ -44,8 +51,15 @@ def _nearest_q(fc: Forecast, q: float) -> float:
     return min(fc.quantiles, key=lambda level: abs(level - q))
 
 
-def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float) -> ControlForecast:
-    """The MPC's inputs from a quantile forecast: p50 site signals; load at p50 and at the quantile.
+def _stream_columns(fc: Forecast, plant: PlantParams) -> list[int]:
+    streams = [f"{r}/{k}" for r in plant.region_names for k in plant.class_names]
+    return [fc.series[LOAD].index(s) for s in streams]
+
+
+def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float,
+                     burst_factor: np.ndarray | None = None) -> ControlForecast:
+    """The MPC's inputs from a quantile forecast: p50 site signals; load at p50, at the quantile
+    and (with ``burst_factor`` per stream, ``(R·K,)``) at the burst level ``p50 + f · (p_q − p50)``.
 
     Raises:
         KeyError: a signal or a site/stream the plant needs is missing from the forecast.
@@ -58,14 +72,52 @@ def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float) -> 
             raise KeyError(f"forecast has no {name}; it has {sorted(med)}")
         cols = [fc.series[name].index(s) for s in plant.site_names]
         arrays[name] = med[name][:, cols]
-    streams = [f"{r}/{k}" for r in plant.region_names for k in plant.class_names]
-    cols = [fc.series[LOAD].index(s) for s in streams]
+    cols = _stream_columns(fc, plant)
     shape = (H, len(plant.region_names), len(plant.class_names))
     load = np.maximum(med[LOAD][:, cols], 0.0).reshape(shape)
     prov = np.maximum(fc.quantile(_nearest_q(fc, load_quantile))[LOAD][:, cols], 0.0).reshape(shape)
+    prov = np.maximum(prov, load)
+    burst = None
+    if burst_factor is not None:
+        burst = load + np.asarray(burst_factor).reshape(shape[1:])[None] * (prov - load)
     days = ((fc.timestamps - pd.Timestamp("1970-01-01", tz="UTC")) // _DAY).to_numpy().astype(int)
-    return ControlForecast(**arrays, load_req_per_s=load, load_provision_req_per_s=np.maximum(prov, load),
-                           day_index=days).validate(plant)
+    return ControlForecast(**arrays, load_req_per_s=load, load_provision_req_per_s=prov,
+                           day_index=days, load_burst_req_per_s=burst).validate(plant)
+
+
+def fit_burst_factor(predict: Callable[[pd.Timestamp], Forecast], truth: pd.DataFrame, plant: PlantParams,
+                     t0: pd.Timestamp, load_quantile: float, burst_quantile: float,
+                     days: int = TAIL_DAYS) -> np.ndarray:
+    """Per stream ``(R·K,)``: the split-conformal ``burst_quantile`` of ``(y − p50) / (p_q − p50)``
+    over forecasts issued hourly in the ``days`` days before ``t0``, scored on values before t0,
+    pooled over streams and steps (one factor: two days are too few for a stream's own 1 % tail).
+
+    Args:
+        predict: ``at -> Forecast`` of the forecaster the loop uses (reads data before ``at``).
+        truth: realised load, ts × stream (only rows before ``t0`` are read).
+        plant: stream order.
+        t0: the episode start; nothing at or after it is read.
+        load_quantile: the provisioning quantile (the spread's upper end).
+        burst_quantile: the level of the burst.
+    """
+    streams = [f"{r}/{k}" for r in plant.region_names for k in plant.class_names]
+    seen = truth.loc[truth.index < t0, streams]
+    scores: list[np.ndarray] = []
+    for at in pd.date_range(t0 - pd.Timedelta(days=days), t0 - pd.Timedelta(hours=1), freq="1h"):
+        fc = predict(at)
+        cols = _stream_columns(fc, plant)
+        keep = fc.timestamps < t0
+        y = seen.reindex(fc.timestamps[keep]).to_numpy()
+        p50 = fc.quantile(_nearest_q(fc, 0.5))[LOAD][:, cols][keep]
+        spread = fc.quantile(_nearest_q(fc, load_quantile))[LOAD][:, cols][keep] - p50
+        scores.append(np.where(spread > 1e-6, (y - p50) / np.maximum(spread, 1e-6), np.nan))
+    s = np.concatenate(scores).ravel()                         # pooled over streams and steps
+    s = np.sort(s[np.isfinite(s)])
+    if not len(s):
+        return np.full(len(streams), TAIL_FACTOR_RANGE[0])
+    rank = min(len(s), int(np.ceil((len(s) + 1) * burst_quantile)))
+    out = np.full(len(streams), s[rank - 1])
+    return np.clip(out, *TAIL_FACTOR_RANGE)
 
 
 def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],
@@ -77,7 +129,8 @@ def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],
 
 def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: ControlForecast,
                    t0: pd.Timestamp, horizon: int, load_quantile: float,
-                   suite: ForecasterSuite | None = None) -> tuple[LoopForecaster, str]:
+                   suite: ForecasterSuite | None = None, burst_quantile: float | None = None
+                   ) -> tuple[LoopForecaster, str]:
     """The closed loop's ``t -> ControlForecast`` and a one-line description of it.
 
     Args:
@@ -89,6 +142,7 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
         horizon: steps per forecast.
         load_quantile: the quantile GPUs are provisioned for.
         suite: the learned forecasters (``kind == "learned"``).
+        burst_quantile: the burst level the MPC keeps headroom for (None: no burst reserve).
     """
     if kind == "perfect":
         return (lambda t: realised.window(t, min(horizon, realised.horizon - t))), "perfect foresight (realised data)"
@@ -108,11 +162,19 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
     else:
         raise ValueError(f"forecaster: {kind!r}; valid: perfect, seasonal-naive, learned")
 
-    def forecast(t: int) -> ControlForecast:
-        at = t0 + pd.Timedelta(hours=t)
+    def predict(at: pd.Timestamp) -> Forecast:
         fc = models.predict(history, at, horizon)
         if kind == "learned" and extra is not None:
             fc = fc.merged(extra.predict(history, at, horizon))
-        return control_forecast(fc, plant, load_quantile)
+        return fc
+
+    factor = None
+    if burst_quantile is not None:
+        factor = fit_burst_factor(predict, history[LOAD], plant, t0, load_quantile, burst_quantile)
+        note += (f"; burst p{burst_quantile * 100:g} = p50 + f·(p{load_quantile * 100:g} − p50), "
+                 f"f = {factor[0]:.2f} (split-conformal on the {TAIL_DAYS} days before t0)")
+
+    def forecast(t: int) -> ControlForecast:
+        return control_forecast(predict(t0 + pd.Timedelta(hours=t)), plant, load_quantile, factor)
 
     return forecast, note

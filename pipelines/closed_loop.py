@@ -157,7 +157,7 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
     """
     ctrl = make_controller(controller_name, s)
     fc_fn, note = forecaster_for(forecaster, s.data, s.plant, s.realised, s.t0, s.horizon,
-                                 s.cfg.control.load_quantile, suite)
+                                 s.cfg.control.load_quantile, suite, s.cfg.control.burst_quantile)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     key = _run_key(s, controller_name, forecaster)
     start, prior = 0, None
@@ -415,7 +415,7 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any
     suite = _load_suite(uri)[0] if kind == "learned" else None
     s = prepare(cfg, at, 1)
     fc_fn, note = forecaster_for(kind, s.data, s.plant, s.realised, s.t0, s.horizon,
-                                 cfg.control.load_quantile, suite)
+                                 cfg.control.load_quantile, suite, cfg.control.burst_quantile)
     mpc = AllocationMPC.from_settings(s.plant, cfg.control)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     result = mpc.solve(state, fc_fn(0))

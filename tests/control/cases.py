@@ -53,7 +53,7 @@ def flat_forecast(plant: PlantParams, steps: int, load: float | np.ndarray = 10.
                   load_req_per_s=load_arr, load_provision_req_per_s=load_arr.copy(),
                   day_index=start_day + np.arange(H) // 24)
     for key, value in over.items():
-        fields[key] = site(value) if key not in ("load_provision_req_per_s",) else value
+        fields[key] = site(value) if key not in ("load_provision_req_per_s", "load_burst_req_per_s") else value
     return ControlForecast(**fields).validate(plant)
 
 

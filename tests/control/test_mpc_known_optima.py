@@ -161,3 +161,34 @@ def test_gpu_ramp_limit_the_horizon_mpc_ramps_ahead_and_the_myopic_one_drops():
     for ep in (ep_mpc, ep_myo):
         gpus = np.array([0.0] + [r.gpus_applied[0] for r in ep.records])
         assert np.abs(np.diff(gpus)).max() <= 2.0 + 1e-9
+
+
+def _loads(plant, median, provision, burst):
+    shape = (1, len(plant.region_names), len(plant.class_names))
+    return {"load": median, "load_provision_req_per_s": np.full(shape, float(provision)),
+            "load_burst_req_per_s": np.full(shape, float(burst))}
+
+
+def test_burst_headroom_spreads_a_stream_over_two_pools():
+    # 10 req/s per site; the cheap site alone would take all 8 req/s. A burst to 16 req/s must fit
+    # wherever the stream goes (N−1 rule): at most 5 on the cheap site (5 × 16/8 = 10), 3 on the other.
+    plant = tiny_plant(gpus=10.0)
+    fc = flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 8.0, 16.0))
+    result = _solve(plant, fc)
+    np.testing.assert_allclose(_per_site(plant, result), [5.0, 3.0], atol=1e-6)
+    assert result.plan.gpus[0][1] >= 6.0 - 1e-6   # the second pool holds its share of the burst
+    assert result.terms.risk_eur == pytest.approx(0.0, abs=1e-6)
+    no_burst = _solve(plant, flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 8.0, 8.0)))
+    np.testing.assert_allclose(_per_site(plant, no_burst), [8.0, 0.0], atol=1e-6)
+
+
+def test_headroom_beyond_capacity_is_priced_never_bought_with_dropped_load():
+    # 20 req/s installed: the median 15 is served in full although neither the provisioning level
+    # (25) nor the burst (40) fits; what is left short is a priced risk, not a planned drop.
+    plant = tiny_plant(gpus=10.0)
+    fc = flat_forecast(plant, 1, **_loads(plant, 15.0, 25.0, 40.0))
+    result = _solve(plant, fc)
+    np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=1e-7)
+    np.testing.assert_allclose(result.plan.gpus[0], [10.0, 10.0], atol=1e-6)
+    assert result.terms.risk_eur > 0.0
+    assert result.terms.cost_eur == pytest.approx(result.terms.energy_cost_eur + result.terms.risk_eur, rel=1e-9)
