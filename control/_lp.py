@@ -88,7 +88,8 @@ class LinearProgram:
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
                               "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.H, d.RK),
                               "daymask": (d.H, d.n_days), "term": (d.H, len(d.deferred)),
-                              "burst": (1, d.RK), "reserve_eur": (d.H, d.P), "burst_eur": (1, d.m), "unserved_risk_eur": (d.H, d.RK),
+                              "burst": (1, d.RK), "reserve_eur": (d.H, d.P), "burst_eur": (1, d.m),
+                              "unserved_risk_eur": (d.H, d.RK),
                               "weights": (1, len(OBJECTIVES))})
         self.rows: dict[str, tuple[int, int]] = {}
         self.row_offset: dict[str, int] = {}
@@ -186,7 +187,7 @@ class LinearProgram:
         }
 
     def stage_expr(self, name: str) -> Any:
-        """The expression minimised by a stage (``cost`` = energy + penalties + terminal value)."""
+        """The expression minimised by a stage (``cost`` = energy + penalties + terminal value + risk)."""
         terms = self.terms
         if name == "cost":
             return terms["energy_cost_eur"] + terms["penalties_eur"] + terms["terminal_eur"] + terms["risk_eur"]

@@ -132,8 +132,9 @@ class AllocationMPC:
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
     with the others at the provisioning level (an N−1 rule, as grid operators plan for one outage;
-    one row per allowed pair; interactive streams only, as deferrable overflow waits in the backlog). The last two are soft (a shortfall per pool and step, and per pair
-    for bursts): GPU-seconds per second left short are priced at the drops they expose,
+    one row per allowed pair; interactive streams only, as deferrable overflow waits in the
+    backlog). The last two are soft (a shortfall per pool and step, and per pair for bursts):
+    GPU-seconds per second left short are priced at the drops they expose,
     ``drop penalty × Δt × (1 − level) ÷ (GPU-s per request)`` (the newsvendor rate: the load
     exceeds a level-τ quantile with probability 1 − τ), so that GPUs are always bought while the
     pools have them. A request left unserved is charged the same exposure (its share of a high
