@@ -18,6 +18,7 @@ Both take the LP of ``control._lp`` as CasADi built it and solve one stage at a 
 
 from __future__ import annotations
 
+import operator
 import time
 from typing import Any, Protocol
 
@@ -30,6 +31,8 @@ from control._lp import OBJECTIVES, LinearProgram
 __all__ = ["BACKENDS", "Backend", "HighsBackend", "QpsolBackend", "make_backend"]
 
 INF = highspy.kHighsInf
+_COLWISE = int(highspy.MatrixFormat.kColwise.value)
+_MINIMIZE = int(highspy.ObjSense.kMinimize.value)
 
 
 class Backend(Protocol):
@@ -117,6 +120,14 @@ class HighsBackend:
         sparsity = jac.sparsity()
         # g(x, p) = A(p)·x + g(0, p): one Function gives A(p) (fixed sparsity) and g(0, p).
         self._data_fn = ca.Function("lp_data", [p], [jac, ca.substitute(lp.g, x, ca.SX.zeros(x.numel()))])
+        # evaluated into preallocated NumPy arrays (no DM → list → array conversion per solve)
+        self._p_in = np.zeros(lp.p.size)
+        self._values = np.zeros(sparsity.nnz())
+        self._offset = np.zeros(sparsity.size1())
+        self._data_buf, self._data_eval = self._data_fn.buffer()
+        self._data_buf.set_arg(0, memoryview(self._p_in))
+        self._data_buf.set_res(0, memoryview(self._values))
+        self._data_buf.set_res(1, memoryview(self._offset))
         colptr = np.asarray(sparsity.colind(), dtype=np.int64)
         rowind = np.asarray(sparsity.row(), dtype=np.int64)
         self.n_cols = sparsity.size2()
@@ -131,6 +142,8 @@ class HighsBackend:
         self._core_start = np.concatenate([[0], np.cumsum(np.bincount(col[core], minlength=self.n_cols))]).astype(np.int32)
         self._core_index = rowind[core].astype(np.int32)
         self._extra_pos = (rowind[~core] - self.n_core, col[~core])
+        self._integrality = np.zeros(self.n_cols, dtype=np.int32)   # every column continuous
+        self._all_cols = np.arange(self.n_cols, dtype=np.int32)
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         self.highs.setOptionValue("time_limit", float(time_limit_s))
@@ -140,24 +153,17 @@ class HighsBackend:
 
     # ------------------------------------------------------------------ the step's model
     def load(self, p, lbx, ubx, lbg, ubg) -> None:  # noqa: ANN001 (see Backend)
-        matrix, offset = self._data_fn(p)
-        values = np.array(matrix.nonzeros(), dtype=float)
-        self._offset = np.array(offset, dtype=float).ravel()
+        self._p_in[:] = p
+        self._data_eval()
+        values, offset = self._values, self._offset
         self._lbg, self._ubg = np.asarray(lbg, dtype=float), np.asarray(ubg, dtype=float).copy()
         n = self.n_core
-        model = highspy.HighsLp()
-        model.num_col_, model.num_row_ = self.n_cols, n
-        model.col_cost_ = np.zeros(self.n_cols)
-        model.col_lower_ = np.asarray(lbx, dtype=float)
-        model.col_upper_ = np.where(np.isfinite(ubx), ubx, INF)
-        lo, hi = self._lbg[:n] - self._offset[:n], self._ubg[:n] - self._offset[:n]
-        model.row_lower_ = np.where(np.isfinite(lo), lo, -INF)
-        model.row_upper_ = np.where(np.isfinite(hi), hi, INF)
-        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        model.a_matrix_.start_ = self._core_start
-        model.a_matrix_.index_ = self._core_index
-        model.a_matrix_.value_ = values[self._core_nz]
-        self.highs.passModel(model)
+        lo, hi = self._lbg[:n] - offset[:n], self._ubg[:n] - offset[:n]
+        core = values[self._core_nz]
+        self.highs.passModel(self.n_cols, n, len(core), _COLWISE, _MINIMIZE, 0.0, np.zeros(self.n_cols),
+                             np.asarray(lbx, dtype=float), np.where(np.isfinite(ubx), ubx, INF),
+                             np.where(np.isfinite(lo), lo, -INF), np.where(np.isfinite(hi), hi, INF),
+                             self._core_start, self._core_index, core, self._integrality)
         self._extra = np.zeros((self._n_extra, self.n_cols))
         self._extra[self._extra_pos] = values[~self._core_nz]
         self._added: dict[int, int] = {}   # objective row → HiGHS row
@@ -166,7 +172,7 @@ class HighsBackend:
     def solve(self, weights: np.ndarray, stage_index: int) -> tuple[np.ndarray | None, str, int]:
         h = self.highs
         cost = weights @ self._extra[:len(weights)]
-        h.changeColsCost(self.n_cols, np.arange(self.n_cols, dtype=np.int32), cost)
+        h.changeColsCost(self.n_cols, self._all_cols, cost)
         if stage_index == 0:
             warm = self._warm is not None and h.setBasis(self._warm) == highspy.HighsStatus.kOk
             h.setOptionValue("presolve", "off" if warm else "on")
@@ -194,10 +200,9 @@ class HighsBackend:
             self._warm = None
             return
         cols, rows = self._shift
-        col_status, row_status = list(basis.col_status), list(basis.row_status)
         shifted = highspy.HighsBasis()
-        shifted.col_status = [col_status[i] for i in cols]
-        shifted.row_status = [row_status[i] for i in rows]
+        shifted.col_status = list(cols(basis.col_status))
+        shifted.row_status = list(rows(basis.row_status))
         shifted.valid = True
         self._warm = shifted
 
@@ -218,8 +223,9 @@ class HighsBackend:
         basis.valid = True
         self._warm = basis
 
-    def _shift_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Index maps that move every per-step block one step earlier (the last step repeats)."""
+    def _shift_maps(self) -> tuple[operator.itemgetter, operator.itemgetter]:
+        """Getters that move every per-step block one step earlier (the last step repeats), for
+        columns and rows."""
         def per_step(spec: dict[str, tuple[int, int]], offsets: dict[str, int], size: int) -> np.ndarray:
             out = np.arange(size)
             for key, (steps, width) in spec.items():
@@ -231,8 +237,8 @@ class HighsBackend:
             return out
 
         lp = self.lp
-        return (per_step(lp.x.spec, lp.x.offset, lp.x.size),
-                per_step(lp.rows, lp.row_offset, self.n_core))
+        return (operator.itemgetter(*per_step(lp.x.spec, lp.x.offset, lp.x.size).tolist()),
+                operator.itemgetter(*per_step(lp.rows, lp.row_offset, self.n_core).tolist()))
 
     def set_row_upper(self, row: int, value: float) -> None:
         self._ubg[row] = value

@@ -2,7 +2,7 @@
 
 Decision blocks (per step t of H): served req/s on allowed pairs ``x``, active GPUs ``n``, grid
 import ``g``, curtailment ``c``, battery charge/discharge ``bc``/``bd`` and end-of-step state of
-charge ``soc``, unserved req/s ``u`` per stream, end-of-step backlog ``q`` per deferrable stream,
+charge ``soc`` (at battery sites only), unserved req/s ``u`` per stream, end-of-step backlog ``q`` per deferrable stream,
 GPU starts ``st``, and litres over budget ``wo`` per (site, UTC day). Parameters are the
 coefficients that multiply decisions (PUE, WUE, EWIF, price, carbon, provisioning ratio, day mask,
 value of the backlog per step end, objective weights); additive data (load, renewables, initial state, deadlines)
@@ -57,46 +57,89 @@ class Blocks:
 @dataclass(frozen=True)
 class Dims:
     H: int
+    E: int                    # exact steps: routed per (region, pool, class); later ones pooled
     m: int
+    ma: int                   # pairs of the pooled plant (region group, pool, class)
     P: int
     S: int
     RK: int
+    RKa: int                  # pooled streams (region group, class)
+    K: int
     n_days: int
+    B: int                    # sites with a battery (the only ones with battery variables)
     interactive: np.ndarray   # stream indices of interactive classes
     deferred: np.ndarray      # stream indices of deferrable classes
+    interactive_a: np.ndarray  # pooled stream indices of interactive classes
+    deferred_a: np.ndarray
+
+    @property
+    def T(self) -> int:
+        """Pooled steps (the horizon's tail)."""
+        return self.H - self.E
 
 
-def dims(plant: PlantParams, horizon: int) -> Dims:
+def dims(plant: PlantParams, horizon: int, exact_steps: int | None = None, pooled: PlantParams | None = None) -> Dims:
     K = len(plant.class_names)
     streams = np.arange(plant.n_streams)
     defer = plant.deferrable[streams % K]
     n_days = math.ceil(horizon * plant.step_h / 24.0) + 1
-    return Dims(horizon, plant.n_pairs, plant.n_pools, plant.n_sites, plant.n_streams, n_days,
-                streams[~defer], streams[defer])
+    E = horizon if exact_steps is None else min(int(exact_steps), horizon)
+    pooled_streams = np.arange(pooled.n_streams if pooled is not None else 0)
+    defer_a = plant.deferrable[pooled_streams % K]
+    return Dims(horizon, E, plant.n_pairs, pooled.n_pairs if pooled is not None else 0, plant.n_pools,
+                plant.n_sites, plant.n_streams, len(pooled_streams), K, n_days, len(plant.battery_sites),
+                streams[~defer], streams[defer], pooled_streams[~defer_a], pooled_streams[defer_a])
 
 
 class LinearProgram:
-    """Variables, parameters, constraint rows and objective terms of the horizon LP."""
+    """Variables, parameters, constraint rows and objective terms of the horizon LP.
 
-    def __init__(self, plant: PlantParams, horizon: int) -> None:
-        self.plant, d = plant, dims(plant, horizon)
+    Args:
+        plant: coefficients.
+        horizon: H steps.
+        exact_steps: steps routed per (region, pool, class) from the start (None: all). Later
+            steps plan on ``plant.regions_pooled()``: regions with the same allowed pairs are one
+            region there, so routing, cost, carbon, power, water and capacity keep their exact
+            form and only the delay is relaxed (the group's shortest RTT per site); provisioning
+            ratios and backlog values are the group's. Only step 0 is applied, and the hindsight
+            optimum is always exact.
+    """
+
+    def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None) -> None:
+        if exact_steps is not None and exact_steps < 1:
+            raise ValueError(f"exact_steps: {exact_steps}, at least 1 (the applied step is always exact)")
+        self.plant = plant
+        self.pooled = plant.regions_pooled() if exact_steps is not None and exact_steps < horizon else None
+        d = dims(plant, horizon, exact_steps, self.pooled)
         self.d = d
-        self.x = Blocks("x", {"x": (d.H, d.m), "n": (d.H, d.P), "g": (d.H, d.S), "c": (d.H, d.S),
-                              "bc": (d.H, d.S), "bd": (d.H, d.S), "soc": (d.H, d.S),
-                              "u": (d.H, d.RK), "q": (d.H, len(d.deferred)), "st": (d.H, d.P),
-                              "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m)})
+        nd, nda = len(d.deferred), len(d.deferred_a)
+        groups = plant.region_groups
+        stream = np.arange(d.RK)
+        # (pooled streams, streams): sums each region group's streams of a class
+        self.stream_to_pooled = ((groups[stream // d.K] * d.K + stream % d.K)[None, :]
+                                 == np.arange(d.RKa)[:, None]).astype(float)
+        self.x = Blocks("x", {"x": (d.E, d.m), "xa": (d.T, d.ma), "n": (d.H, d.P), "g": (d.H, d.S),
+                              "c": (d.H, d.S), "bc": (d.H, d.B), "bd": (d.H, d.B), "soc": (d.H, d.B),
+                              "u": (d.E, d.RK), "ua": (d.T, d.RKa), "q": (d.E, nd), "qa": (d.T, nda),
+                              "st": (d.H, d.P), "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m)})
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
-                              "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.H, d.RK),
-                              "daymask": (d.H, d.n_days), "term": (d.H, len(d.deferred)),
-                              "burst": (1, d.RK), "reserve_eur": (d.H, d.P), "burst_eur": (1, d.m),
-                              "unserved_risk_eur": (d.H, d.RK),
-                              "weights": (1, len(OBJECTIVES))})
+                              "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
+                              "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
+                              "term_a": (d.T, nda), "burst": (1, d.RK), "reserve_eur": (d.H, d.P),
+                              "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
+                              "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(OBJECTIVES))})
         self.rows: dict[str, tuple[int, int]] = {}
         self.row_offset: dict[str, int] = {}
         self.terms = self._terms()
         self.g = ca.vertcat(*self._rows())
         self.g_fn = ca.Function("rows", [self.x.sym, self.p.sym], [self.g])
         self.objective = ca.dot(self.p("weights"), ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES]))
+
+    def step_plant(self, t: int) -> tuple[PlantParams, Any]:
+        """The plant and the served-load vector of step t (exact pairs, or pooled ones)."""
+        if t < self.d.E:
+            return self.plant, self.x("x", t)
+        return self.pooled, self.x("xa", t - self.d.E)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ rows
     def _add(self, key: str, per_step: list[Any]) -> list[Any]:
@@ -112,45 +155,65 @@ class LinearProgram:
 
     def it_kw(self, t: int) -> Any:
         """Site IT power at step t, kW (the plant's equation on symbols)."""
-        return pl.site_total(self.plant, pl.pool_it_kw(self.plant, self.x("x", t), self.x("n", t)))
+        plant, x = self.step_plant(t)
+        return pl.site_total(plant, pl.pool_it_kw(plant, x, self.x("n", t)))
 
     def _rows(self) -> list[Any]:
         plant, d, x, p = self.plant, self.d, self.x, self.p
         out: list[Any] = []
-        demand, backlog, cap, reserve, bal, batt, starts, ramp = [], [], [], [], [], [], [], []
+        demand, backlog, demand_a, backlog_a = [], [], [], []
+        cap, reserve, bal, batt, starts, ramp = [], [], [], [], [], []
         to_pair = ca.DM(plant.pool_work_matrix.T > 0)        # (m, P): the pool of each pair
+        at_site = ca.DM(np.eye(d.S)[:, plant.battery_sites])  # (S, B): battery flows into site balances
+        # (pooled deferred streams, deferred streams): the regions' backlog into the pooled one
+        to_pooled = ca.DM(self.stream_to_pooled[np.ix_(d.deferred_a, d.deferred)])
         for t in range(d.H):
-            served = pl.stream_served_req_per_s(plant, x("x", t)) + x("u", t)
-            if len(d.interactive):
-                demand.append(served[d.interactive.tolist()])
-            if len(d.deferred):
-                q_prev = x("q", t - 1) if t else 0
-                backlog.append(x("q", t) - q_prev + plant.step_s * served[d.deferred.tolist()])
-            ratio = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("ratio", t))  # per pair
-            cap.append(pl.pool_work_gpu(plant, x("x", t)) - plant.rho_max * x("n", t))
-            short = pl.pool_work_gpu(plant, ratio * x("x", t)) - plant.rho_max * x("n", t)
+            sp, xt = self.step_plant(t)
+            exact = t < d.E
+            u = x("u", t) if exact else x("ua", t - d.E)
+            served = pl.stream_served_req_per_s(sp, xt) + u
+            inter, defer = (d.interactive, d.deferred) if exact else (d.interactive_a, d.deferred_a)
+            if len(inter):
+                (demand if exact else demand_a).append(served[inter.tolist()])
+            if len(defer):
+                if exact:
+                    q_prev = x("q", t - 1) if t else 0
+                    backlog.append(x("q", t) - q_prev + plant.step_s * served[defer.tolist()])
+                else:
+                    j = t - d.E
+                    q_prev = x("qa", j - 1) if j else ca.mtimes(to_pooled, x("q", d.E - 1))
+                    backlog_a.append(x("qa", j) - q_prev + plant.step_s * served[defer.tolist()])
+            ratio_rows = p("ratio", t) if exact else p("ratio_a", t - d.E)
+            ratio = ca.mtimes(sp.casadi_matrices["stream_matrix"].T, ratio_rows)  # per pair
+            cap.append(pl.pool_work_gpu(sp, xt) - plant.rho_max * x("n", t))
+            short = pl.pool_work_gpu(sp, ratio * xt) - plant.rho_max * x("n", t)
             reserve.append(short - x("zr", t))
             if t == 0:  # any one stream at its burst level, the others at the provisioning level
                 burst = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("burst")) - ratio
                 work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
-                burst_rows = ca.mtimes(to_pair, short) + burst * work * x("x", t) - x("zb")
+                burst_rows = ca.mtimes(to_pair, short) + burst * work * xt - x("zb")
             fac = pl.facility_kw(p("pue", t), self.it_kw(t))
-            bal.append(pl.power_balance_residual_kw(fac, x("g", t), 0, x("c", t), x("bc", t), x("bd", t)))
+            bal.append(pl.power_balance_residual_kw(fac, x("g", t), 0, x("c", t), ca.mtimes(at_site, x("bc", t)),
+                                                    ca.mtimes(at_site, x("bd", t))))
             soc_prev = x("soc", t - 1) if t else 0
             batt.append(x("soc", t) - pl.soc_next_kwh(plant, soc_prev, x("bc", t), x("bd", t)))
             starts.append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
             ramp.append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
-        blocks = [("demand", demand), ("backlog", backlog), ("capacity", cap), ("reserve", reserve),
-                  ("burst", [burst_rows]), ("balance", bal), ("battery", batt), ("starts", starts)]
+        blocks = [("demand", demand), ("backlog", backlog), ("demand_a", demand_a), ("backlog_a", backlog_a),
+                  ("capacity", cap), ("reserve", reserve), ("burst", [burst_rows]), ("balance", bal),
+                  ("battery", batt), ("starts", starts)]
         if plant.ramp_limited:  # ramp up is the bound st ≤ ramp; ramp down needs rows
             blocks.append(("ramp", ramp))
         for key, rows in blocks:
             if rows and int(rows[0].numel()):
                 out += self._add(key, rows)
         out += self._add("water", [self._water_rows()])
-        unserved = sum(ca.sum1(x("u", t)) for t in range(d.H)) * plant.step_s
-        out += self._add("objectives", [ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], unserved)])
+        out += self._add("objectives", [ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req())])
         return out
+
+    def unserved_req(self) -> Any:
+        """Requests left unserved over the horizon (exact and pooled steps)."""
+        return (ca.sum1(self.x.sym[self.x.slice("u")]) + ca.sum1(self.x.sym[self.x.slice("ua")])) * self.plant.step_s
 
     def water_step_l(self, t: int) -> Any:
         p = self.p
@@ -170,12 +233,17 @@ class LinearProgram:
         plant, d, x, p = self.plant, self.d, self.x, self.p
         pen = plant.penalties
         energy = sum(pl.energy_cost_eur(plant, p("price", t), x("g", t)) for t in range(d.H))
-        drops = sum(ca.sum1(x("u", t)) for t in range(d.H)) * plant.step_s * pen.drop_eur_per_request
+        drops = self.unserved_req() * pen.drop_eur_per_request
         starts = sum(ca.sum1(x("st", t)) for t in range(d.H)) * pen.gpu_start_eur
         water_pen = ca.sum1(x("wo")) * pen.water_eur_per_l
-        terminal = sum(ca.dot(p("term", t), x("q", t)) for t in range(d.H)) if len(d.deferred) else ca.SX(0)
-        risk = (sum(ca.dot(p("reserve_eur", t), x("zr", t)) + ca.dot(p("unserved_risk_eur", t), x("u", t))
-                    for t in range(d.H)) + ca.dot(p("burst_eur"), x("zb")))
+        terminal = ca.SX(0)
+        if len(d.deferred):
+            terminal = (sum(ca.dot(p("term", t), x("q", t)) for t in range(d.E))
+                        + sum(ca.dot(p("term_a", j), x("qa", j)) for j in range(d.T)))
+        risk = (sum(ca.dot(p("reserve_eur", t), x("zr", t)) for t in range(d.H))
+                + sum(ca.dot(p("unserved_risk_eur", t), x("u", t)) for t in range(d.E))
+                + sum(ca.dot(p("unserved_risk_a", j), x("ua", j)) for j in range(d.T))
+                + ca.dot(p("burst_eur"), x("zb")))
         return {
             "energy_cost_eur": energy,
             "penalties_eur": drops + starts + water_pen,
@@ -183,7 +251,7 @@ class LinearProgram:
             "risk_eur": risk,
             "carbon_kg": sum(pl.carbon_kg(plant, p("ci", t), x("g", t)) for t in range(d.H)),
             "water_l": sum(ca.sum1(self.water_step_l(t)) for t in range(d.H)),
-            "delay_req_s": sum(pl.delay_req_s(plant, x("x", t)) for t in range(d.H)),
+            "delay_req_s": sum(pl.delay_req_s(*self.step_plant(t)) for t in range(d.H)),
         }
 
     def stage_expr(self, name: str) -> Any:

@@ -128,6 +128,9 @@ class AllocationMPC:
             None: ``terminal_value`` (an estimate of serving it later).
         load_quantile: the quantile level of ``load_provision_req_per_s`` (default 0.9).
         burst_quantile: the quantile level of ``load_burst_req_per_s`` (default 0.95).
+        exact_steps: steps routed per (region, pool, class) from the start (None: the whole
+            horizon); later steps plan per (pool, class) with the regions pooled (see
+            ``control._lp.LinearProgram``): a smaller LP whose applied step is unchanged in form.
 
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
@@ -148,7 +151,7 @@ class AllocationMPC:
                  fixed_pue: np.ndarray | None = None, time_limit_s: float = 60.0,
                  backlog_value_eur_per_req: float | None = None, solver: str = "highs",
                  min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
-                 burst_quantile: float = 0.95) -> None:
+                 burst_quantile: float = 0.95, exact_steps: int | None = None) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -157,7 +160,7 @@ class AllocationMPC:
         self.order, self.epsilon, self.prices = tuple(order), epsilon, prices
         self.backlog_value = backlog_value_eur_per_req
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
-        self.lp = LinearProgram(plant, horizon_steps)
+        self.lp = LinearProgram(plant, horizon_steps, exact_steps)
         lp = self.lp
         self.solver_name = solver
         self.min_gpus_interactive = float(min_gpus_interactive)
@@ -184,6 +187,7 @@ class AllocationMPC:
         kwargs.setdefault("min_gpus_interactive", control.min_gpus_interactive)
         kwargs.setdefault("load_quantile", control.load_quantile)
         kwargs.setdefault("burst_quantile", control.burst_quantile)
+        kwargs.setdefault("exact_steps", control.exact_routing_steps or None)
         return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
                    order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
 
@@ -199,8 +203,8 @@ class AllocationMPC:
             lp.x.pack(ubx, "st", plant.gpu_ramp_per_step)
         lp.x.pack(ubx, "g", plant.grid_limit_kw)
         for key in ("bc", "bd"):
-            lp.x.pack(ubx, key, plant.battery_kw)
-        lp.x.pack(ubx, "soc", plant.battery_kwh)
+            lp.x.pack(ubx, key, plant.battery_kw[plant.battery_sites])
+        lp.x.pack(ubx, "soc", plant.battery_kwh[plant.battery_sites])
         return lbx, ubx
 
     def terminal_value(self, fc: ControlForecast, pue_value: np.ndarray) -> np.ndarray:
@@ -234,7 +238,10 @@ class AllocationMPC:
         prov = fc.load_provision_req_per_s.reshape(d.H, -1)
         safe = np.where(med > 1e-12, med, 1.0)
         ratio = np.where(med > 1e-12, prov / safe, 1.0)
-        lp.p.pack(p, "ratio", ratio)
+        lp.p.pack(p, "ratio", ratio[:d.E])
+        med_a, prov_a = self._pooled(med[d.E:]), self._pooled(prov[d.E:])
+        ratio_a = np.where(med_a > 1e-12, prov_a / np.where(med_a > 1e-12, med_a, 1.0), 1.0)
+        lp.p.pack(p, "ratio_a", ratio_a)
         burst = fc.load_burst_req_per_s.reshape(d.H, -1)[0]
         burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst / safe[0], 1.0), ratio[0])
         # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
@@ -246,15 +253,31 @@ class AllocationMPC:
         # counts as exposed, so that dropping load never buys headroom
         exposed = (1.0 - self.load_quantile) * (ratio - 1.0)
         exposed[0] += (1.0 - self.burst_quantile) * (lp.p.unpack(p, "burst")[0] - ratio[0])
-        lp.p.pack(p, "unserved_risk_eur", plant.penalties.drop_eur_per_request * plant.step_s * exposed)
+        per_req = plant.penalties.drop_eur_per_request * plant.step_s
+        lp.p.pack(p, "unserved_risk_eur", per_req * exposed[:d.E])
+        lp.p.pack(p, "unserved_risk_a", per_req * (1.0 - self.load_quantile) * (ratio_a - 1.0))
         day = np.asarray(fc.day_index) - int(fc.day_index[0])
         lp.p.pack(p, "daymask", np.eye(d.n_days)[np.minimum(day, d.n_days - 1)])
         term = np.zeros((d.H, len(d.deferred)))
         term[-1] = self.terminal_value(fc, pue_value) if self.backlog_value is None else self.backlog_value
         if end_step is not None:
             term[end_step] = plant.penalties.drop_eur_per_request
-        lp.p.pack(p, "term", term)
+        lp.p.pack(p, "term", term[:d.E])
+        lp.p.pack(p, "term_a", self._pooled_deferred(term[d.E:], mean=True))
         return p
+
+    def _pooled(self, per_stream: np.ndarray) -> np.ndarray:
+        """``(steps, R·K)`` → ``(steps, pooled streams)``: summed over each region group."""
+        return per_stream @ self.lp.stream_to_pooled.T
+
+    def _pooled_deferred(self, per_stream: np.ndarray, mean: bool = False) -> np.ndarray:
+        """``(steps, deferred streams)`` → ``(steps, pooled deferred streams)``: summed (or
+        averaged) over each region group."""
+        d = self.lp.d
+        member = self.lp.stream_to_pooled[np.ix_(d.deferred_a, d.deferred)].copy()
+        if mean:
+            member /= np.maximum(member.sum(axis=1, keepdims=True), 1.0)
+        return per_stream @ member.T
 
     def _fifo_bound_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
         """Most backlog allowed at each step end: arrivals of the last ``deadline`` steps."""
@@ -282,18 +305,25 @@ class AllocationMPC:
             ubg[sl] = np.broadcast_to(hi, shape).ravel()
 
         if "demand" in lp.rows:
-            put("demand", load[:, d.interactive], load[:, d.interactive])
+            put("demand", load[:d.E, d.interactive], load[:d.E, d.interactive])
         if "backlog" in lp.rows:
-            rhs = load[:, d.deferred] * plant.step_s
+            rhs = load[:d.E, d.deferred] * plant.step_s
             rhs[0] += state.backlog_req.reshape(-1)[d.deferred]
             put("backlog", rhs, rhs)
+        load_a = self._pooled(load[d.E:])
+        if "demand_a" in lp.rows:
+            put("demand_a", load_a[:, d.interactive_a], load_a[:, d.interactive_a])
+        if "backlog_a" in lp.rows:
+            rhs = load_a[:, d.deferred_a] * plant.step_s
+            put("backlog_a", rhs, rhs)
         for key in ("capacity", "reserve", "burst"):
             put(key, -np.inf, 0.0)
         ren = -fc.renewable_kw(plant)
         put("balance", ren, ren)
-        soc = np.zeros((d.H, d.S))
-        soc[0] = state.soc_kwh
-        put("battery", soc, soc)
+        if "battery" in lp.rows:
+            soc = np.zeros((d.H, d.B))
+            soc[0] = state.soc_kwh[plant.battery_sites]
+            put("battery", soc, soc)
         start = np.zeros((d.H, d.P))
         start[0] = -state.gpus_active
         put("starts", start, np.inf)
@@ -323,7 +353,9 @@ class AllocationMPC:
         lbg, ubg = self._row_bounds(state, fc)
         ubx = self._ubx.copy()
         if len(self.lp.d.deferred):
-            self.lp.x.pack(ubx, "q", self._fifo_bound_req(state, fc))
+            fifo = self._fifo_bound_req(state, fc)
+            self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
+            self.lp.x.pack(ubx, "qa", self._pooled_deferred(fifo[self.lp.d.E:]))
         return p, self._lbx, ubx, lbg, ubg
 
     def solve(self, state: PlantState, forecast: ControlForecast, *,
@@ -403,12 +435,44 @@ class AllocationMPC:
     def _plan(self, x: np.ndarray, state: PlantState, fc: ControlForecast) -> Plan:
         lp, plant, d = self.lp, self.plant, self.lp.d
         get = {key: lp.x.unpack(x, key) for key in lp.x.spec}
+        for key in ("bc", "bd", "soc"):   # battery flows at every site (0 where none)
+            full = np.zeros((d.H, d.S))
+            full[:, plant.battery_sites] = get[key]
+            get[key] = full
+        load = fc.load_req_per_s.reshape(d.H, -1)
+        served, dropped, backlog = self._pooled_to_streams(get, load)
         backlog_start = np.zeros((d.H, d.RK))
         backlog_start[0] = state.backlog_req.reshape(-1)
-        backlog_start[1:, d.deferred] = get["q"][:-1]
-        work = fc.load_req_per_s.reshape(d.H, -1) * plant.step_s + backlog_start
+        backlog_start[1:, d.deferred] = backlog[:-1]
+        work = load * plant.step_s + backlog_start
         work = work.reshape(fc.load_req_per_s.shape)
-        share = plan_shares(plant, get["x"], work, get["n"])
-        return Plan(get["x"], share, get["n"], get["g"], get["c"], get["bc"], get["bd"], get["soc"],
-                    get["u"], get["q"])
+        share = plan_shares(plant, served, work, get["n"])
+        return Plan(served, share, get["n"], get["g"], get["c"], get["bc"], get["bd"], get["soc"],
+                    dropped, backlog)
 
+    def _pooled_to_streams(self, get: dict[str, np.ndarray], load: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Served pairs ``(H, m)``, unserved ``(H, R·K)`` and backlog ``(H, deferred streams)`` of
+        every step: the pooled steps' per-class values split over the regions in proportion to
+        their load, and a region's share of a class over its allowed pools in proportion to the
+        pooled plan's use of them (a plan for reading and for fallbacks; only step 0 is applied,
+        and it is always exact)."""
+        plant, d = self.plant, self.lp.d
+        if not d.T:
+            return get["x"], get["u"], get["q"]
+        to_pooled = self.lp.stream_to_pooled                                # (RKa, RK)
+        groups = plant.region_groups
+        R, K = len(plant.region_names), d.K
+        pooled = self.lp.pooled.dense_pairs(get["xa"])[:, groups]          # (T, R, P, K) of the group
+        load_t = load[d.E:]
+        group_load = load_t @ to_pooled.T @ to_pooled                        # (T, RK): the group's load
+        region_share = np.where(group_load > 1e-12, load_t / np.maximum(group_load, 1e-12),
+                                to_pooled.T @ (1.0 / to_pooled.sum(axis=1)))  # (T, RK)
+        region_share = region_share.reshape(d.T, R, K)
+        dense = pooled * region_share[:, :, None, :]
+        tail = dense[:, plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]]
+        dropped = (get["ua"] @ to_pooled) * region_share.reshape(d.T, -1)
+        defer_map = to_pooled[np.ix_(d.deferred_a, d.deferred)]
+        backlog = (get["qa"] @ defer_map) * region_share.reshape(d.T, -1)[:, d.deferred]
+        return (np.concatenate([get["x"], tail]), np.concatenate([get["u"], dropped]),
+                np.concatenate([get["q"], backlog]))

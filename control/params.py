@@ -47,6 +47,9 @@ class ControlSettings:
             this many of the pool's service times fit in the class SLO (room for queueing).
         min_gpus_interactive: GPUs the MPC keeps on at every pool that may serve an interactive
             class (0 = none); the hindsight optimum does not use it.
+        exact_routing_steps: steps of the horizon the MPC routes per (region, pool, class); later
+            steps plan per (pool, class) with the regions pooled, a smaller LP (0 = every step
+            exact); the applied step and the hindsight optimum are always exact.
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -65,6 +68,7 @@ class ControlSettings:
     gpu_ramp_fraction_per_step: float = field(default=1.0, metadata=rng(0.01, 1.0))
     slo_wait_margin_services: float = field(default=1.0, metadata=rng(0.0, 100.0))
     min_gpus_interactive: float = field(default=0.0, metadata=rng(0.0, 1000.0))
+    exact_routing_steps: int = field(default=0, metadata=rng(0, 24 * 14))
 
     def __post_init__(self) -> None:
         if sorted(self.order) != ["carbon", "cost", "delay"]:

@@ -11,7 +11,7 @@ balance of a site is ``facility = grid + renewables âˆ’ curtailed + discharge âˆ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -181,6 +181,37 @@ class PlantParams:
         margin = self.slo_wait_margin_services * self.gpu_s_per_req      # (P, K)
         ok = rtt[:, :, None] + self.prefill_s[None, :, :] + margin[None] <= self.slo_ttft_s[None, None, :]
         return ok & self.residency_ok[:, self.pool_site][:, :, None]
+
+    @cached_property
+    def battery_sites(self) -> np.ndarray:
+        """Indices of the sites with a battery (energy and power > 0)."""
+        return np.flatnonzero((self.battery_kwh > 0) & (self.battery_kw > 0))
+
+    @cached_property
+    def region_groups(self) -> np.ndarray:
+        """``(R,)`` group index of each region: regions whose allowed (pool, class) pairs are the
+        same share a group (numbered in order of first appearance)."""
+        pattern = self.allowed.reshape(len(self.region_names), -1)
+        _, first, inverse = np.unique(pattern, axis=0, return_index=True, return_inverse=True)
+        order = np.argsort(np.argsort(first))       # renumber groups by first member
+        return order[inverse.ravel()]
+
+    def regions_pooled(self) -> PlantParams:
+        """The same plant with each group of ``region_groups`` pooled into one region: the same
+        allowed pairs, and each site at the shortest RTT of the group (a relaxation of the delay
+        only; used for the later steps of a horizon, see ``control._lp``)."""
+        groups = self.region_groups
+        n = int(groups.max()) + 1
+        ok = self.residency_ok
+        far = float(self.rtt_s.max()) + float(self.slo_ttft_s.max()) + 1.0   # breaks every SLO
+        rtt = np.stack([np.where(ok[groups == g], self.rtt_s[groups == g], far).min(axis=0) for g in range(n)])
+        names = tuple("+".join(np.asarray(self.region_names)[groups == g]) for g in range(n))
+        pooled = replace(self, region_names=names, rtt_s=rtt,
+                         residency_ok=np.stack([ok[groups == g].any(axis=0) for g in range(n)]))
+        first = np.array([np.flatnonzero(groups == g)[0] for g in range(n)])
+        if not np.array_equal(pooled.allowed, self.allowed[first]):   # guards the construction
+            raise RuntimeError("pooled regions changed the allowed pairs")
+        return pooled
 
     @cached_property
     def pairs(self) -> np.ndarray:
