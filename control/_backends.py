@@ -47,6 +47,8 @@ class Backend(Protocol):
 
     def row_values(self, x: np.ndarray) -> np.ndarray: ...
 
+    def objective_values(self, x: np.ndarray) -> np.ndarray: ...
+
     def keep_basis(self) -> None: ...
 
     def export_warm(self) -> object: ...
@@ -92,6 +94,10 @@ class QpsolBackend:
 
     def row_values(self, x: np.ndarray) -> np.ndarray:
         return np.array(self.lp.g_fn(x, self.p), dtype=float).ravel()
+
+    def objective_values(self, x: np.ndarray) -> np.ndarray:
+        """The objective rows at ``x`` (``control._lp.KEPT_ROWS`` order)."""
+        return self.row_values(x)[self.lp.row_slice("objectives")]
 
     def keep_basis(self) -> None:
         """Nothing to keep: CasADi's interface has no basis."""
@@ -257,6 +263,10 @@ class HighsBackend:
     def row_values(self, x: np.ndarray) -> np.ndarray:
         core = np.asarray(self.highs.getSolution().row_value, dtype=float)[:self.n_core]
         return np.concatenate([core, self._extra @ x]) + self._offset
+
+    def objective_values(self, x: np.ndarray) -> np.ndarray:
+        """The objective rows at ``x`` (``control._lp.KEPT_ROWS`` order)."""
+        return self._extra @ x + self._offset[self.n_core:]
 
 
 BACKENDS = {"highs": HighsBackend, "qpsol": QpsolBackend}

@@ -286,12 +286,10 @@ class AllocationMPC:
         hist = state.arrivals_history_req.reshape(state.arrivals_history_req.shape[0], -1)[::-1]
         arr = np.concatenate([hist, fc.load_req_per_s.reshape(d.H, -1) * plant.step_s])
         L = hist.shape[0]
-        out = np.zeros((d.H, len(d.deferred)))
-        for j, stream in enumerate(d.deferred):
-            dl = int(plant.deadline_steps[stream % K])
-            for t in range(d.H):
-                out[t, j] = arr[max(L + t - dl + 1, 0):L + t + 1, stream].sum()
-        return out
+        total = np.vstack([np.zeros((1, len(d.deferred))), np.cumsum(arr[:, d.deferred], axis=0)])
+        end = L + np.arange(d.H) + 1                                         # (H,) rows up to step t
+        start = np.maximum(end[:, None] - plant.deadline_steps[d.deferred % K][None, :], 0)
+        return total[end] - np.take_along_axis(total, start, axis=0)
 
     def _row_bounds(self, state: PlantState, fc: ControlForecast) -> tuple[np.ndarray, np.ndarray]:
         lp, plant, d = self.lp, self.plant, self.lp.d
@@ -396,12 +394,13 @@ class AllocationMPC:
             if i == 0:
                 backend.keep_basis()
             best = np.clip(x, lbx, ubx)  # round-off within the solver's tolerance (e.g. −1e-16)
-            values.append(float(self._terms_stage(x, p, "cost" if stage == "weighted" else stage)))
+            kept = backend.objective_values(x)        # cost, carbon, delay, water, unserved
+            values.append(float(kept[OBJECTIVES.index("cost" if stage == "weighted" else stage)]))
             if stage != "weighted":
                 row = obj_rows.start + OBJECTIVES.index(stage)
                 backend.set_row_upper(row, self._kept(values[-1], self.epsilon))
             if stage == "cost":  # later stages may not buy carbon or delay with dropped requests
-                unserved = float(backend.row_values(x)[obj_rows.stop - 1])
+                unserved = float(kept[-1])
                 backend.set_row_upper(obj_rows.stop - 1, unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ)
         elapsed = time.perf_counter() - start
         if best is None:
@@ -426,11 +425,6 @@ class AllocationMPC:
     def _objective_terms(self, x: np.ndarray, p: np.ndarray) -> ObjectiveTerms:
         values = np.array(self._terms(x, p), dtype=float).ravel()
         return ObjectiveTerms(*(float(v) for v in values))
-
-    def _terms_stage(self, x: np.ndarray, p: np.ndarray, stage: str) -> float:
-        t = self._objective_terms(x, p)
-        return {"cost": t.cost_eur, "carbon": t.carbon_kg, "delay": t.delay_req_s,
-                "water": t.water_l}[stage]
 
     def _plan(self, x: np.ndarray, state: PlantState, fc: ControlForecast) -> Plan:
         lp, plant, d = self.lp, self.plant, self.lp.d

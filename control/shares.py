@@ -38,9 +38,11 @@ def plan_shares(plant: PlantParams, served_req_per_s: np.ndarray, work_req: np.n
     share = np.divide(served, work_req[:, :, None, :], out=np.zeros_like(served),
                       where=has_work[:, :, None, :])
     share = np.clip(share, 0.0, None)
-    for t in range(share.shape[0]):
-        fallback = capacity_shares(plant, gpus[t])
-        share[t] = np.where(has_work[t][:, None, :], share[t], fallback)
+    idle = ~has_work
+    if idle.any():   # streams without planned work: capacity-proportional over allowed pools
+        steps = np.flatnonzero(idle.any(axis=(1, 2)))
+        fallback = np.stack([capacity_shares(plant, gpus[t]) for t in steps])
+        share[steps] = np.where(idle[steps][:, :, None, :], fallback, share[steps])
     total = share.sum(axis=2, keepdims=True)
     return share / np.maximum(total, 1.0)
 
