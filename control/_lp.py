@@ -103,9 +103,15 @@ class LinearProgram:
             form and only the delay is relaxed (the group's shortest RTT per site); provisioning
             ratios and backlog values are the group's. Only step 0 is applied, and the hindsight
             optimum is always exact.
+        group_shares: the applied step splits every interactive stream of a region group over
+            the pools in the same proportions (one share per (group, pool, class), variable
+            ``share0``): each pool then takes a fixed part of the group's total load, so that a
+            burst of one stream is spread over every pool the group uses instead of overflowing
+            the few that suit that stream best (``control.group_interactive_shares``).
     """
 
-    def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None) -> None:
+    def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None,
+                 group_shares: bool = False) -> None:
         if exact_steps is not None and exact_steps < 1:
             raise ValueError(f"exact_steps: {exact_steps}, at least 1 (the applied step is always exact)")
         self.plant = plant
@@ -113,6 +119,7 @@ class LinearProgram:
         d = dims(plant, horizon, exact_steps, self.pooled)
         self.d = d
         nd, nda = len(d.deferred), len(d.deferred_a)
+        self._group_map(group_shares)
         groups = plant.region_groups
         stream = np.arange(d.RK)
         # (pooled streams, streams): sums each region group's streams of a class
@@ -121,12 +128,14 @@ class LinearProgram:
         self.x = Blocks("x", {"x": (d.E, d.m), "xa": (d.T, d.ma), "n": (d.H, d.P), "g": (d.H, d.S),
                               "c": (d.H, d.S), "bc": (d.H, d.B), "bd": (d.H, d.B), "soc": (d.H, d.B),
                               "u": (d.E, d.RK), "ua": (d.T, d.RKa), "q": (d.E, nd), "qa": (d.T, nda),
-                              "st": (d.H, d.P), "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m)})
+                              "st": (d.H, d.P), "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m),
+                              "share0": (1, len(self.group_keys))})
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
                               "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
                               "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
                               "term_a": (d.T, nda), "burst": (1, d.RK), "reserve_eur": (d.H, d.P),
                               "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
+                              "pair_load0": (1, d.m if group_shares else 0),
                               "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(OBJECTIVES))})
         self.rows: dict[str, tuple[int, int]] = {}
         self.row_offset: dict[str, int] = {}
@@ -134,6 +143,18 @@ class LinearProgram:
         self.g = ca.vertcat(*self._rows())
         self.g_fn = ca.Function("rows", [self.x.sym, self.p.sym], [self.g])
         self.objective = ca.dot(self.p("weights"), ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES]))
+
+    def _group_map(self, group_shares: bool) -> None:
+        """With ``group_shares``: the interactive pairs of step 0 (``group_pairs``) and, for each,
+        the (region group, pool, class) share it takes (``group_col`` into ``group_keys``)."""
+        plant = self.plant
+        self.group_shares = group_shares
+        inter = ~plant.deferrable[plant.pairs[:, 2]] if group_shares else np.zeros(plant.n_pairs, dtype=bool)
+        key = np.stack([plant.region_groups[plant.pairs[:, 0]], plant.pairs[:, 1], plant.pairs[:, 2]], axis=1)
+        self.group_keys = sorted({tuple(int(v) for v in k) for k in key[inter]})
+        index = {k: i for i, k in enumerate(self.group_keys)}
+        self.group_pairs = np.flatnonzero(inter)
+        self.group_col = np.array([index[tuple(int(v) for v in k)] for k in key[self.group_pairs]], dtype=int)
 
     def step_plant(self, t: int) -> tuple[PlantParams, Any]:
         """The plant and the served-load vector of step t (exact pairs, or pooled ones)."""
@@ -188,6 +209,10 @@ class LinearProgram:
             cap.append(pl.pool_work_gpu(sp, xt) - plant.rho_max * x("n", t))
             short = pl.pool_work_gpu(sp, ratio * xt) - plant.rho_max * x("n", t)
             reserve.append(short - x("zr", t))
+            if t == 0 and len(self.group_pairs):  # x = (the group's share) × (the stream's load)
+                pick = ca.DM(np.eye(d.m)[self.group_pairs])
+                col = ca.DM(np.eye(len(self.group_keys))[self.group_col])
+                group_rows = ca.mtimes(pick, xt) - ca.mtimes(pick, p("pair_load0")) * ca.mtimes(col, x("share0"))
             if t == 0:  # any one stream at its burst level, the others at the provisioning level
                 burst = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("burst")) - ratio
                 work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
@@ -200,7 +225,8 @@ class LinearProgram:
             starts.append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
             ramp.append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
         blocks = [("demand", demand), ("backlog", backlog), ("demand_a", demand_a), ("backlog_a", backlog_a),
-                  ("capacity", cap), ("reserve", reserve), ("burst", [burst_rows]), ("balance", bal),
+                  ("capacity", cap), ("reserve", reserve), ("burst", [burst_rows]),
+                  ("group_shares", [group_rows] if len(self.group_pairs) else []), ("balance", bal),
                   ("battery", batt), ("starts", starts)]
         if plant.ramp_limited:  # ramp up is the bound st ≤ ramp; ramp down needs rows
             blocks.append(("ramp", ramp))

@@ -24,7 +24,7 @@ from control._lp import OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
 from control.params import ControlSettings
 from control.plant import PlantParams
-from control.shares import plan_shares
+from control.shares import plan_shares, recent_arrivals_req
 from control.state import Allocation, PlantState
 
 __all__ = ["AllocationMPC", "MPCResult", "ObjectiveTerms", "Plan"]
@@ -131,6 +131,11 @@ class AllocationMPC:
         exact_steps: steps routed per (region, pool, class) from the start (None: the whole
             horizon); later steps plan per (pool, class) with the regions pooled (see
             ``control._lp.LinearProgram``): a smaller LP whose applied step is unchanged in form.
+        group_shares: one split per (region group, pool, class) for the interactive streams of
+            the applied step (see ``control._lp.LinearProgram``).
+        expiry_guard: the applied step's share of a deferrable stream serves the requests that
+            expire in it even if no new request arrives (a share is a fraction of the realised
+            work, so fewer arrivals than forecast would otherwise leave expiring work unserved).
 
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
@@ -151,7 +156,8 @@ class AllocationMPC:
                  fixed_pue: np.ndarray | None = None, time_limit_s: float = 60.0,
                  backlog_value_eur_per_req: float | None = None, solver: str = "highs",
                  min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
-                 burst_quantile: float = 0.95, exact_steps: int | None = None) -> None:
+                 burst_quantile: float = 0.95, exact_steps: int | None = None,
+                 group_shares: bool = False, expiry_guard: bool = False) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -160,7 +166,8 @@ class AllocationMPC:
         self.order, self.epsilon, self.prices = tuple(order), epsilon, prices
         self.backlog_value = backlog_value_eur_per_req
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
-        self.lp = LinearProgram(plant, horizon_steps, exact_steps)
+        self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares)
+        self.expiry_guard = bool(expiry_guard)
         lp = self.lp
         self.solver_name = solver
         self.min_gpus_interactive = float(min_gpus_interactive)
@@ -188,6 +195,8 @@ class AllocationMPC:
         kwargs.setdefault("load_quantile", control.load_quantile)
         kwargs.setdefault("burst_quantile", control.burst_quantile)
         kwargs.setdefault("exact_steps", control.exact_routing_steps or None)
+        kwargs.setdefault("group_shares", control.group_interactive_shares)
+        kwargs.setdefault("expiry_guard", control.expiry_guard)
         return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
                    order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
 
@@ -247,6 +256,8 @@ class AllocationMPC:
         # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
         burst_ratio[d.deferred] = ratio[0, d.deferred]
         lp.p.pack(p, "burst", burst_ratio)
+        if lp.group_shares:
+            lp.p.pack(p, "pair_load0", med[0][plant.pair_stream])
         lp.p.pack(p, "reserve_eur", self._shortfall_eur * (1.0 - self.load_quantile))
         lp.p.pack(p, "burst_eur", self._pair_shortfall_eur * (1.0 - self.burst_quantile))
         # a request left unserved is dropped in the high-load cases too: its share of the excess
@@ -291,6 +302,19 @@ class AllocationMPC:
         start = np.maximum(end[:, None] - plant.deadline_steps[d.deferred % K][None, :], 0)
         return total[end] - np.take_along_axis(total, start, axis=0)
 
+    def _guarded_backlog_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
+        """Most backlog the applied step may plan to keep per deferred stream so that its *share*
+        (a fraction of backlog + realised arrivals) still serves the requests that expire this
+        step if no new request arrives: ``(B + A)·(1 − e/B)`` with ``e = B −`` the arrivals that
+        may still wait (``expiry_guard``)."""
+        plant, d = self.plant, self.lp.d
+        backlog = state.backlog_req.reshape(-1)[d.deferred]
+        recent = recent_arrivals_req(plant, state.arrivals_history_req).reshape(-1)[d.deferred]
+        work = backlog + fc.load_req_per_s.reshape(d.H, -1)[0, d.deferred] * plant.step_s
+        expiring = np.maximum(backlog - recent, 0.0)
+        keep = np.where(backlog > 0, 1.0 - expiring / np.where(backlog > 0, backlog, 1.0), 1.0)
+        return work * keep
+
     def _row_bounds(self, state: PlantState, fc: ControlForecast) -> tuple[np.ndarray, np.ndarray]:
         lp, plant, d = self.lp, self.plant, self.lp.d
         lbg, ubg = np.zeros(lp.g.numel()), np.zeros(lp.g.numel())
@@ -333,6 +357,8 @@ class AllocationMPC:
         water_lo = -np.repeat(plant.water_budget_l_per_day[None, :], d.n_days, axis=0)
         water_lo[0] += used
         put("water", water_lo.ravel(), np.inf)   # row order: site fastest, then day
+        if "group_shares" in lp.rows:
+            put("group_shares", 0.0, 0.0)
         put("objectives", -np.inf, np.inf)
         return lbg, ubg
 
@@ -352,6 +378,8 @@ class AllocationMPC:
         ubx = self._ubx.copy()
         if len(self.lp.d.deferred):
             fifo = self._fifo_bound_req(state, fc)
+            if self.expiry_guard:
+                fifo[0] = np.minimum(fifo[0], self._guarded_backlog_req(state, fc))
             self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
             self.lp.x.pack(ubx, "qa", self._pooled_deferred(fifo[self.lp.d.E:]))
         return p, self._lbx, ubx, lbg, ubg

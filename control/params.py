@@ -50,6 +50,11 @@ class ControlSettings:
         exact_routing_steps: steps of the horizon the MPC routes per (region, pool, class); later
             steps plan per (pool, class) with the regions pooled, a smaller LP (0 = every step
             exact); the applied step and the hindsight optimum are always exact.
+        group_interactive_shares: the applied step splits every interactive stream of a region
+            group (regions with the same allowed pairs) over the pools in the same proportions, so
+            that a burst of one stream spreads over every pool the group uses.
+        expiry_guard: the applied step's share of a deferrable stream serves the requests that
+            expire in it even if none arrive (shares are fractions of the realised work).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -69,6 +74,8 @@ class ControlSettings:
     slo_wait_margin_services: float = field(default=1.0, metadata=rng(0.0, 100.0))
     min_gpus_interactive: float = field(default=0.0, metadata=rng(0.0, 1000.0))
     exact_routing_steps: int = field(default=0, metadata=rng(0, 24 * 14))
+    group_interactive_shares: bool = False
+    expiry_guard: bool = False
 
     def __post_init__(self) -> None:
         if sorted(self.order) != ["carbon", "cost", "delay"]:

@@ -115,10 +115,21 @@ def make_controller(name: str, s: Setup) -> Controller:
     raise ValueError(f"controller: {name!r}; valid: {', '.join(CONTROLLERS)}")
 
 
-def _mpc_kwargs(cfg: Config) -> dict[str, object]:
+def _objective_kwargs(cfg: Config) -> dict[str, object]:
+    """The objective every optimiser shares, the hindsight optimum included."""
     c = cfg.control
     return {"objective": c.objective, "order": c.order, "epsilon": c.epsilon,
             "prices": (c.carbon_price_eur_per_kg, c.water_price_eur_per_l, c.delay_price_eur_per_s)}
+
+
+def _mpc_kwargs(cfg: Config) -> dict[str, object]:
+    """The objective and the planning policy every causal optimising controller shares (see
+    ``AllocationMPC.from_settings``); the hindsight optimum takes the objective only."""
+    c = cfg.control
+    return {**_objective_kwargs(cfg),
+            "load_quantile": c.load_quantile, "burst_quantile": c.burst_quantile,
+            "exact_steps": c.exact_routing_steps or None, "group_shares": c.group_interactive_shares,
+            "expiry_guard": c.expiry_guard}
 
 
 @dataclass
@@ -332,7 +343,7 @@ def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | N
         runs[label] = run_loop(s, ctrl, kind, suite, show_progress)
         print(f"  {label:42s} cost {runs[label].kpis['cost_eur']:10.2f} EUR", flush=True)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
-    best = hindsight_optimum(s.plant, s.realised, s.steps, state, **_mpc_kwargs(cfg))
+    best = hindsight_optimum(s.plant, s.realised, s.steps, state, **_objective_kwargs(cfg))
     if not best.success:
         raise RuntimeError(f"hindsight optimum failed: {best.status}")
     return s, runs, float(best.stage_values[0]), lineage
