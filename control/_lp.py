@@ -12,7 +12,7 @@ enter as constraint and variable bounds. Nothing here is rebuilt per solve.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import casadi as ca
@@ -78,12 +78,23 @@ class Dims:
         return self.H - self.E
 
 
-def dims(plant: PlantParams, horizon: int, exact_steps: int | None = None, pooled: PlantParams | None = None) -> Dims:
+def step_hours(horizon: int, exact_steps: int | None, block_steps: int) -> np.ndarray:
+    """Length of each LP step in plant steps: the exact ones 1, the pooled tail in blocks of
+    ``block_steps`` (the last block shorter when the tail does not divide)."""
+    E = horizon if exact_steps is None else min(int(exact_steps), horizon)
+    tail = horizon - E
+    blocks = [block_steps] * (tail // block_steps) + ([tail % block_steps] if tail % block_steps else [])
+    return np.array([1] * E + blocks, dtype=int)
+
+
+def dims(plant: PlantParams, horizon: int, exact_steps: int | None = None, pooled: PlantParams | None = None,
+         n_steps: int | None = None) -> Dims:
     K = len(plant.class_names)
     streams = np.arange(plant.n_streams)
     defer = plant.deferrable[streams % K]
     n_days = math.ceil(horizon * plant.step_h / 24.0) + 1
     E = horizon if exact_steps is None else min(int(exact_steps), horizon)
+    horizon = horizon if n_steps is None else n_steps    # LP steps (tail blocks count once)
     pooled_streams = np.arange(pooled.n_streams if pooled is not None else 0)
     defer_a = plant.deferrable[pooled_streams % K]
     return Dims(horizon, E, plant.n_pairs, pooled.n_pairs if pooled is not None else 0, plant.n_pools,
@@ -111,12 +122,19 @@ class LinearProgram:
     """
 
     def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None,
-                 group_shares: bool = False) -> None:
+                 group_shares: bool = False, tail_block_steps: int = 1) -> None:
         if exact_steps is not None and exact_steps < 1:
             raise ValueError(f"exact_steps: {exact_steps}, at least 1 (the applied step is always exact)")
+        if tail_block_steps < 1:
+            raise ValueError(f"tail_block_steps: {tail_block_steps}, at least 1")
         self.plant = plant
         self.pooled = plant.regions_pooled() if exact_steps is not None and exact_steps < horizon else None
-        d = dims(plant, horizon, exact_steps, self.pooled)
+        self.step_hours = step_hours(horizon, exact_steps, tail_block_steps if self.pooled is not None else 1)
+        # the plant of each LP step: exact, or pooled with the block's length as its step
+        durations = {int(h): replace(self.pooled, step_h=plant.step_h * int(h)) for h in set(self.step_hours)} \
+            if self.pooled is not None else {}
+        d = dims(plant, horizon, exact_steps, self.pooled, len(self.step_hours))
+        self._step_plants = [plant if t < d.E else durations[int(self.step_hours[t])] for t in range(d.H)]
         self.d = d
         nd, nda = len(d.deferred), len(d.deferred_a)
         self._group_map(group_shares)
@@ -157,10 +175,11 @@ class LinearProgram:
         self.group_col = np.array([index[tuple(int(v) for v in k)] for k in key[self.group_pairs]], dtype=int)
 
     def step_plant(self, t: int) -> tuple[PlantParams, Any]:
-        """The plant and the served-load vector of step t (exact pairs, or pooled ones)."""
+        """The plant and the served-load vector of LP step t (exact pairs, or pooled ones; a
+        pooled block's plant has the block's length as its step)."""
         if t < self.d.E:
             return self.plant, self.x("x", t)
-        return self.pooled, self.x("xa", t - self.d.E)  # type: ignore[return-value]
+        return self._step_plants[t], self.x("xa", t - self.d.E)
 
     # ------------------------------------------------------------------ rows
     def _add(self, key: str, per_step: list[Any]) -> list[Any]:
@@ -199,11 +218,11 @@ class LinearProgram:
             if len(defer):
                 if exact:
                     q_prev = x("q", t - 1) if t else 0
-                    backlog.append(x("q", t) - q_prev + plant.step_s * served[defer.tolist()])
+                    backlog.append(x("q", t) - q_prev + sp.step_s * served[defer.tolist()])
                 else:
                     j = t - d.E
                     q_prev = x("qa", j - 1) if j else ca.mtimes(to_pooled, x("q", d.E - 1))
-                    backlog_a.append(x("qa", j) - q_prev + plant.step_s * served[defer.tolist()])
+                    backlog_a.append(x("qa", j) - q_prev + sp.step_s * served[defer.tolist()])
             ratio_rows = p("ratio", t) if exact else p("ratio_a", t - d.E)
             ratio = ca.mtimes(sp.casadi_matrices["stream_matrix"].T, ratio_rows)  # per pair
             cap.append(pl.pool_work_gpu(sp, xt) - plant.rho_max * x("n", t))
@@ -221,7 +240,7 @@ class LinearProgram:
             bal.append(pl.power_balance_residual_kw(fac, x("g", t), 0, x("c", t), ca.mtimes(at_site, x("bc", t)),
                                                     ca.mtimes(at_site, x("bd", t))))
             soc_prev = x("soc", t - 1) if t else 0
-            batt.append(x("soc", t) - pl.soc_next_kwh(plant, soc_prev, x("bc", t), x("bd", t)))
+            batt.append(x("soc", t) - pl.soc_next_kwh(sp, soc_prev, x("bc", t), x("bd", t)))
             starts.append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
             ramp.append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
         blocks = [("demand", demand), ("backlog", backlog), ("demand_a", demand_a), ("backlog_a", backlog_a),
@@ -239,11 +258,13 @@ class LinearProgram:
 
     def unserved_req(self) -> Any:
         """Requests left unserved over the horizon (exact and pooled steps)."""
-        return (ca.sum1(self.x.sym[self.x.slice("u")]) + ca.sum1(self.x.sym[self.x.slice("ua")])) * self.plant.step_s
+        d, x = self.d, self.x
+        return (sum(ca.sum1(x("u", t)) for t in range(d.E)) * self.plant.step_s
+                + sum(ca.sum1(x("ua", j)) * self._step_plants[d.E + j].step_s for j in range(d.T)))
 
     def water_step_l(self, t: int) -> Any:
         p = self.p
-        return pl.water_l(self.plant, p("wue", t), self.it_kw(t), p("ewif", t), self.x("g", t))
+        return pl.water_l(self._step_plants[t], p("wue", t), self.it_kw(t), p("ewif", t), self.x("g", t))
 
     def _water_rows(self) -> Any:
         """``wo[s, day] − Σ_t mask[t, day] · water[s, t]`` (≥ used-so-far on day 0 − budget)."""
@@ -258,7 +279,8 @@ class LinearProgram:
     def _terms(self) -> dict[str, Any]:
         plant, d, x, p = self.plant, self.d, self.x, self.p
         pen = plant.penalties
-        energy = sum(pl.energy_cost_eur(plant, p("price", t), x("g", t)) for t in range(d.H))
+        sps = self._step_plants
+        energy = sum(pl.energy_cost_eur(sps[t], p("price", t), x("g", t)) for t in range(d.H))
         drops = self.unserved_req() * pen.drop_eur_per_request
         starts = sum(ca.sum1(x("st", t)) for t in range(d.H)) * pen.gpu_start_eur
         water_pen = ca.sum1(x("wo")) * pen.water_eur_per_l
@@ -275,7 +297,7 @@ class LinearProgram:
             "penalties_eur": drops + starts + water_pen,
             "terminal_eur": terminal,
             "risk_eur": risk,
-            "carbon_kg": sum(pl.carbon_kg(plant, p("ci", t), x("g", t)) for t in range(d.H)),
+            "carbon_kg": sum(pl.carbon_kg(sps[t], p("ci", t), x("g", t)) for t in range(d.H)),
             "water_l": sum(ca.sum1(self.water_step_l(t)) for t in range(d.H)),
             "delay_req_s": sum(pl.delay_req_s(*self.step_plant(t)) for t in range(d.H)),
         }

@@ -12,7 +12,7 @@ failure never raises: the result's status says what happened and ``success`` is 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import casadi as ca
@@ -133,6 +133,8 @@ class AllocationMPC:
             ``control._lp.LinearProgram``): a smaller LP whose applied step is unchanged in form.
         group_shares: one split per (region group, pool, class) for the interactive streams of
             the applied step (see ``control._lp.LinearProgram``).
+        tail_block_steps: plant steps per LP step in the pooled tail (move blocking: a block's
+            decisions hold for all its steps and its inputs are their means); 1 = none.
         expiry_guard: the applied step's share of a deferrable stream serves the requests that
             expire in it even if no new request arrives (a share is a fraction of the realised
             work, so fewer arrivals than forecast would otherwise leave expiring work unserved).
@@ -157,7 +159,7 @@ class AllocationMPC:
                  backlog_value_eur_per_req: float | None = None, solver: str = "highs",
                  min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
                  burst_quantile: float = 0.95, exact_steps: int | None = None,
-                 group_shares: bool = False, expiry_guard: bool = False) -> None:
+                 group_shares: bool = False, expiry_guard: bool = False, tail_block_steps: int = 1) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -166,7 +168,11 @@ class AllocationMPC:
         self.order, self.epsilon, self.prices = tuple(order), epsilon, prices
         self.backlog_value = backlog_value_eur_per_req
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
-        self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares)
+        self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares, tail_block_steps)
+        hours = self.lp.step_hours
+        self._hours = hours.astype(float)
+        self._step_start = np.concatenate([[0], np.cumsum(hours)[:-1]])     # first hour of each LP step
+        self._step_of_hour = np.repeat(np.arange(len(hours)), hours)
         self.expiry_guard = bool(expiry_guard)
         lp = self.lp
         self.solver_name = solver
@@ -197,6 +203,7 @@ class AllocationMPC:
         kwargs.setdefault("exact_steps", control.exact_routing_steps or None)
         kwargs.setdefault("group_shares", control.group_interactive_shares)
         kwargs.setdefault("expiry_guard", control.expiry_guard)
+        kwargs.setdefault("tail_block_steps", control.tail_block_steps)
         return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
                    order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
 
@@ -208,8 +215,8 @@ class AllocationMPC:
         if self.min_gpus_interactive > 0:
             interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
             lp.x.pack(lbx, "n", np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0))
-        if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit
-            lp.x.pack(ubx, "st", plant.gpu_ramp_per_step)
+        if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit (per LP step)
+            lp.x.pack(ubx, "st", lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :])
         lp.x.pack(ubx, "g", plant.grid_limit_kw)
         for key in ("bc", "bd"):
             lp.x.pack(ubx, key, plant.battery_kw[plant.battery_sites])
@@ -233,7 +240,8 @@ class AllocationMPC:
         flat = cost.reshape(cost.shape[0], -1)[:, d.deferred]
         return np.maximum(flat.mean(axis=0), 0.0) * TERMINAL_TIE_BREAK
 
-    def _parameters(self, state: PlantState, fc: ControlForecast, end_step: int | None) -> np.ndarray:
+    def _parameters(self, state: PlantState, fc: ControlForecast, end_step: int | None,
+                    daymask: np.ndarray) -> np.ndarray:
         lp, plant, d = self.lp, self.plant, self.lp.d
         p = np.zeros(lp.p.size)
         pue_value = np.broadcast_to(self.fixed_pue, fc.temp_c.shape) if self.fixed_pue is not None \
@@ -258,7 +266,8 @@ class AllocationMPC:
         lp.p.pack(p, "burst", burst_ratio)
         if lp.group_shares:
             lp.p.pack(p, "pair_load0", med[0][plant.pair_stream])
-        lp.p.pack(p, "reserve_eur", self._shortfall_eur * (1.0 - self.load_quantile))
+        hours = self._hours[:, None]
+        lp.p.pack(p, "reserve_eur", hours * self._shortfall_eur * (1.0 - self.load_quantile))
         lp.p.pack(p, "burst_eur", self._pair_shortfall_eur * (1.0 - self.burst_quantile))
         # a request left unserved is dropped in the high-load cases too: its share of the excess
         # counts as exposed, so that dropping load never buys headroom
@@ -266,9 +275,8 @@ class AllocationMPC:
         exposed[0] += (1.0 - self.burst_quantile) * (lp.p.unpack(p, "burst")[0] - ratio[0])
         per_req = plant.penalties.drop_eur_per_request * plant.step_s
         lp.p.pack(p, "unserved_risk_eur", per_req * exposed[:d.E])
-        lp.p.pack(p, "unserved_risk_a", per_req * (1.0 - self.load_quantile) * (ratio_a - 1.0))
-        day = np.asarray(fc.day_index) - int(fc.day_index[0])
-        lp.p.pack(p, "daymask", np.eye(d.n_days)[np.minimum(day, d.n_days - 1)])
+        lp.p.pack(p, "unserved_risk_a", per_req * hours[d.E:] * (1.0 - self.load_quantile) * (ratio_a - 1.0))
+        lp.p.pack(p, "daymask", daymask)
         term = np.zeros((d.H, len(d.deferred)))
         term[-1] = self.terminal_value(fc, pue_value) if self.backlog_value is None else self.backlog_value
         if end_step is not None:
@@ -276,6 +284,24 @@ class AllocationMPC:
         lp.p.pack(p, "term", term[:d.E])
         lp.p.pack(p, "term_a", self._pooled_deferred(term[d.E:], mean=True))
         return p
+
+    def _lp_steps(self, fc: ControlForecast) -> ControlForecast:
+        """The forecast per LP step: each tail block's mean (rates, prices, intensities)."""
+        if len(self._hours) == fc.horizon:
+            return fc
+        mean = lambda a: np.add.reduceat(np.asarray(a, dtype=float), self._step_start, axis=0) \
+            / self._hours.reshape(-1, *([1] * (np.ndim(a) - 1)))  # noqa: E731
+        values = {f.name: mean(getattr(fc, f.name)) for f in fields(fc)
+                  if f.name != "day_index" and getattr(fc, f.name) is not None}
+        return replace(fc, **values, day_index=np.asarray(fc.day_index)[self._step_start])
+
+    def _daymask(self, fc: ControlForecast) -> np.ndarray:
+        """``(LP steps, days)``: the share of each LP step's plant steps on each UTC day of the
+        horizon (day 0 = the first step's)."""
+        n_days = self.lp.d.n_days
+        day = np.minimum(np.asarray(fc.day_index) - int(fc.day_index[0]), n_days - 1)
+        hourly = np.eye(n_days)[day]
+        return np.add.reduceat(hourly, self._step_start, axis=0) / self._hours[:, None]
 
     def _pooled(self, per_stream: np.ndarray) -> np.ndarray:
         """``(steps, R·K)`` → ``(steps, pooled streams)``: summed over each region group."""
@@ -295,10 +321,10 @@ class AllocationMPC:
         plant, d = self.plant, self.lp.d
         K = len(plant.class_names)
         hist = state.arrivals_history_req.reshape(state.arrivals_history_req.shape[0], -1)[::-1]
-        arr = np.concatenate([hist, fc.load_req_per_s.reshape(d.H, -1) * plant.step_s])
+        arr = np.concatenate([hist, fc.load_req_per_s.reshape(fc.horizon, -1) * plant.step_s])
         L = hist.shape[0]
         total = np.vstack([np.zeros((1, len(d.deferred))), np.cumsum(arr[:, d.deferred], axis=0)])
-        end = L + np.arange(d.H) + 1                                         # (H,) rows up to step t
+        end = L + np.arange(fc.horizon) + 1                                  # rows up to each plant step
         start = np.maximum(end[:, None] - plant.deadline_steps[d.deferred % K][None, :], 0)
         return total[end] - np.take_along_axis(total, start, axis=0)
 
@@ -310,7 +336,7 @@ class AllocationMPC:
         plant, d = self.plant, self.lp.d
         backlog = state.backlog_req.reshape(-1)[d.deferred]
         recent = recent_arrivals_req(plant, state.arrivals_history_req).reshape(-1)[d.deferred]
-        work = backlog + fc.load_req_per_s.reshape(d.H, -1)[0, d.deferred] * plant.step_s
+        work = backlog + fc.load_req_per_s.reshape(fc.horizon, -1)[0, d.deferred] * plant.step_s
         expiring = np.maximum(backlog - recent, 0.0)
         keep = np.where(backlog > 0, 1.0 - expiring / np.where(backlog > 0, backlog, 1.0), 1.0)
         return work * keep
@@ -336,7 +362,7 @@ class AllocationMPC:
         if "demand_a" in lp.rows:
             put("demand_a", load_a[:, d.interactive_a], load_a[:, d.interactive_a])
         if "backlog_a" in lp.rows:
-            rhs = load_a[:, d.deferred_a] * plant.step_s
+            rhs = load_a[:, d.deferred_a] * plant.step_s * self._hours[d.E:, None]   # a block's arrivals
             put("backlog_a", rhs, rhs)
         for key in ("capacity", "reserve", "burst"):
             put(key, -np.inf, 0.0)
@@ -350,7 +376,7 @@ class AllocationMPC:
         start[0] = -state.gpus_active
         put("starts", start, np.inf)
         if "ramp" in lp.rows:
-            stop = np.broadcast_to(plant.gpu_ramp_per_step, (d.H, d.P)).copy()
+            stop = lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :]
             stop[0] -= state.gpus_active
             put("ramp", -np.inf, stop)
         used = state.water_used_today_l if int(fc.day_index[0]) == state.water_day else 0.0
@@ -372,12 +398,14 @@ class AllocationMPC:
     def step_data(self, state: PlantState, fc: ControlForecast, end_step: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The step's LP data: parameters ``p``, variable bounds ``lbx, ubx`` and row bounds
-        ``lbg, ubg`` (``fc`` already checked and cut to the horizon)."""
-        p = self._parameters(state, fc, end_step)
-        lbg, ubg = self._row_bounds(state, fc)
+        ``lbg, ubg`` (``fc`` already checked and cut to the horizon; per plant step)."""
+        steps = self._lp_steps(fc)
+        end = None if end_step is None else int(self._step_of_hour[end_step])
+        p = self._parameters(state, steps, end, self._daymask(fc))
+        lbg, ubg = self._row_bounds(state, steps)
         ubx = self._ubx.copy()
         if len(self.lp.d.deferred):
-            fifo = self._fifo_bound_req(state, fc)
+            fifo = self._fifo_bound_req(state, fc)[self._step_start + self.lp.step_hours - 1]  # at each LP step's end
             if self.expiry_guard:
                 fifo[0] = np.minimum(fifo[0], self._guarded_backlog_req(state, fc))
             self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
@@ -434,7 +462,7 @@ class AllocationMPC:
         if best is None:
             return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed,
                              solver_time_s=backend.solver_time_s)
-        return MPCResult(self._plan(best, state, fc), self._objective_terms(best, p), status, True,
+        return MPCResult(self._plan(best, state, self._lp_steps(fc)), self._objective_terms(best, p), status, True,
                          tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
 
     def warm_start(self) -> object:
@@ -466,11 +494,12 @@ class AllocationMPC:
         backlog_start = np.zeros((d.H, d.RK))
         backlog_start[0] = state.backlog_req.reshape(-1)
         backlog_start[1:, d.deferred] = backlog[:-1]
-        work = load * plant.step_s + backlog_start
+        work = load * plant.step_s + backlog_start / self._hours[:, None]   # per plant step
         work = work.reshape(fc.load_req_per_s.shape)
         share = plan_shares(plant, served, work, get["n"])
-        return Plan(served, share, get["n"], get["g"], get["c"], get["bc"], get["bd"], get["soc"],
-                    dropped, backlog)
+        each = lambda a: np.repeat(a, lp.step_hours, axis=0)  # noqa: E731  (LP steps → plant steps)
+        return Plan(each(served), each(share), each(get["n"]), each(get["g"]), each(get["c"]), each(get["bc"]),
+                    each(get["bd"]), each(get["soc"]), each(dropped), each(backlog))
 
     def _pooled_to_streams(self, get: dict[str, np.ndarray], load: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,6 +50,8 @@ class ControlSettings:
         exact_routing_steps: steps of the horizon the MPC routes per (region, pool, class); later
             steps plan per (pool, class) with the regions pooled, a smaller LP (0 = every step
             exact); the applied step and the hindsight optimum are always exact.
+        tail_block_steps: steps per LP step after the exact ones (move blocking of the pooled
+            tail: one decision and the mean inputs per block; 1 = every step planned).
         group_interactive_shares: the applied step splits every interactive stream of a region
             group (regions with the same allowed pairs) over the pools in the same proportions, so
             that a burst of one stream spreads over every pool the group uses.
@@ -75,6 +77,7 @@ class ControlSettings:
     min_gpus_interactive: float = field(default=0.0, metadata=rng(0.0, 1000.0))
     exact_routing_steps: int = field(default=0, metadata=rng(0, 24 * 14))
     group_interactive_shares: bool = False
+    tail_block_steps: int = field(default=1, metadata=rng(1, 24))
     expiry_guard: bool = False
 
     def __post_init__(self) -> None:

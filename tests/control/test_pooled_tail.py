@@ -75,3 +75,32 @@ def test_warm_started_pooled_solves_equal_cold_ones():
         cold = AllocationMPC(plant, 4, exact_steps=2).solve(state, window)
         assert got.success and cold.success
         np.testing.assert_allclose(got.stage_values, cold.stage_values, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_tail_blocks_lose_nothing_on_constant_inputs_and_plan_every_step(solver):
+    # constant load, prices and weather: the best plan is the same every hour, so blocks of 3 h
+    # after 2 exact hours (LP steps 1, 1, 3, 3) reach the all-exact optimum
+    plant = tiny_plant(n_sites=2, n_regions=2, classes=("chat", "batch"), gpus=30.0,
+                       idle_kw_per_gpu=np.array([0.1, 0.1]))
+    fc = flat_forecast(plant, 8, load=np.array([[3.0, 2.0], [5.0, 1.0]]), price=np.array([40.0, 60.0]))
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    exact = AllocationMPC(plant, 8, solver=solver).solve(state, fc)
+    blocked_mpc = AllocationMPC(plant, 8, solver=solver, exact_steps=2, tail_block_steps=3)
+    assert blocked_mpc.lp.step_hours.tolist() == [1, 1, 3, 3]
+    blocked = blocked_mpc.solve(state, fc)
+    assert exact.success and blocked.success, (exact.status, blocked.status)
+    np.testing.assert_allclose(blocked.stage_values[:2], exact.stage_values[:2], rtol=SOLVER_RTOL)
+    assert blocked.plan.horizon == 8 and blocked.plan.share.shape == exact.plan.share.shape
+    # a block's decision holds for each of its hours
+    np.testing.assert_array_equal(blocked.plan.gpus[2:5], np.repeat(blocked.plan.gpus[2:3], 3, axis=0))
+
+
+def test_the_hindsight_optimum_bounds_an_mpc_with_tail_blocks():
+    plant, realised, state = random_instance(6, steps=14)
+    best = hindsight_optimum(plant, realised, 8, state)
+    ctrl = MPCController(AllocationMPC(plant, 6, exact_steps=2, tail_block_steps=2),
+                         CapacityProportional(plant), episode_steps=8)
+    episode = run_episode(plant, ctrl, realised, 8, state)
+    assert ctrl.events == []
+    assert best.stage_values[0] <= episode.cost_eur * (1 + SOLVER_RTOL)
