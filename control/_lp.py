@@ -1,14 +1,17 @@
 """The allocation LP over a horizon, built once from the plant's equations on CasADi symbols.
 
-Decision blocks (per step t of H): served req/s on allowed pairs ``x``, active GPUs ``n``, grid
-import ``g``, curtailment ``c``, battery charge/discharge ``bc``/``bd`` and end-of-step state of
-charge ``soc`` (at battery sites only), unserved req/s ``u`` per stream, end-of-step backlog ``q`` per deferrable stream,
-GPU starts ``st``, and litres over budget ``wo`` per (site, UTC day). Parameters are the
-coefficients that multiply decisions (PUE, WUE, EWIF, price, carbon, provisioning ratio, day mask,
-value of the backlog per step end, objective weights); additive data (load, renewables, initial state, deadlines)
-enter as constraint and variable bounds. Nothing here is rebuilt per solve.
+Decision blocks (per LP step t): served req/s on allowed pairs ``x`` (the first ``E`` exact steps)
+or on the pooled plant's pairs ``xa`` (the tail: regions with identical allowed pairs pooled, in
+blocks of ``tail_block_steps`` plant steps), active GPUs ``n``, grid import ``g``, curtailment
+``c``, battery charge/discharge ``bc``/``bd`` and end-of-step state of charge ``soc`` (at battery
+sites only), unserved req/s ``u``/``ua`` per stream, end-of-step backlog ``q``/``qa`` per
+deferrable stream, GPU starts ``st``, litres over budget ``wo`` per (site, UTC day), headroom
+shortfalls ``zr``/``zb`` and, with group shares, the applied step's split ``share0`` per (region
+group, pool, class). Parameters are the coefficients that multiply decisions (PUE, WUE, EWIF,
+price, carbon, provisioning ratio, day mask, value of the backlog per step end, objective
+weights); additive data (load, renewables, initial state, deadlines) enter as constraint and
+variable bounds. Nothing here is rebuilt per solve.
 """
-
 from __future__ import annotations
 
 import math

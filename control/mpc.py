@@ -7,6 +7,13 @@ an LP; later stages keep earlier objectives within ``(1 + ε)`` of their optimum
 weighted objective. Prices, carbon, temperature and renewables are read at the median forecast;
 GPUs are provisioned for ``load_provision_req_per_s`` (the configured load quantile). A solver
 failure never raises: the result's status says what happened and ``success`` is False.
+
+Size (``exact_steps``, ``tail_block_steps``): the first steps are routed per (region, pool,
+class); the tail per (region group, pool, class) in blocks of several steps — a smaller LP whose
+applied step keeps its exact form. Robustness of the applied step (``group_shares``,
+``expiry_guard``): interactive streams of a region group share one split, so that a burst of one
+stream spreads over every pool the group uses; a deferrable stream's share serves what expires
+even if nothing arrives. ``bench/mpc.py`` and ``bench/closed_loop.py`` measure both.
 """
 
 from __future__ import annotations
