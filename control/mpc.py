@@ -406,7 +406,10 @@ class AllocationMPC:
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The step's LP data: parameters ``p``, variable bounds ``lbx, ubx`` and row bounds
         ``lbg, ubg`` (``fc`` already checked and cut to the horizon; per plant step)."""
-        steps = self._lp_steps(fc)
+        return self._step_data(state, fc, self._lp_steps(fc), end_step)
+
+    def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast,
+                   end_step: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         end = None if end_step is None else int(self._step_of_hour[end_step])
         p = self._parameters(state, steps, end, self._daymask(fc))
         lbg, ubg = self._row_bounds(state, steps)
@@ -438,7 +441,8 @@ class AllocationMPC:
         fc = forecast.validate(plant, self.horizon).window(0, self.horizon)
         if end_step is not None and not 0 <= end_step < self.horizon:
             raise ValueError(f"end_step: {end_step} outside the horizon 0..{self.horizon - 1}")
-        p, lbx, ubx, lbg, ubg = self.step_data(state, fc, end_step)
+        steps = self._lp_steps(fc)
+        p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step)
         stages = self.order if self.objective == "lexicographic" else ("weighted",)
         obj_rows = lp.row_slice("objectives")
         best, statuses, values, iters, status = None, [], [], 0, "optimal"
@@ -469,7 +473,7 @@ class AllocationMPC:
         if best is None:
             return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed,
                              solver_time_s=backend.solver_time_s)
-        return MPCResult(self._plan(best, state, self._lp_steps(fc)), self._objective_terms(best, p), status, True,
+        return MPCResult(self._plan(best, state, steps), self._objective_terms(best, p), status, True,
                          tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
 
     def warm_start(self) -> object:
@@ -511,10 +515,10 @@ class AllocationMPC:
     def _pooled_to_streams(self, get: dict[str, np.ndarray], load: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Served pairs ``(H, m)``, unserved ``(H, R·K)`` and backlog ``(H, deferred streams)`` of
-        every step: the pooled steps' per-class values split over the regions in proportion to
-        their load, and a region's share of a class over its allowed pools in proportion to the
-        pooled plan's use of them (a plan for reading and for fallbacks; only step 0 is applied,
-        and it is always exact)."""
+        LP step: a pooled step's values per (region group, class) split over the group's regions in
+        proportion to their load; a region then uses its group's pools in the group's proportions
+        (the same allowed pairs). A plan for reading and for fallbacks; only step 0 is applied,
+        and it is always exact."""
         plant, d = self.plant, self.lp.d
         if not d.T:
             return get["x"], get["u"], get["q"]
