@@ -157,13 +157,14 @@ class LinearProgram:
                               "term_a": (d.T, nda), "burst": (1, d.RK), "reserve_eur": (d.H, d.P),
                               "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
                               "pair_load0": (1, d.m if group_shares else 0),
-                              "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(OBJECTIVES))})
+                              "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS))})
         self.rows: dict[str, tuple[int, int]] = {}
         self.row_offset: dict[str, int] = {}
         self.terms = self._terms()
         self.g = ca.vertcat(*self._rows())
         self.g_fn = ca.Function("rows", [self.x.sym, self.p.sym], [self.g])
-        self.objective = ca.dot(self.p("weights"), ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES]))
+        self.objective = ca.dot(self.p("weights"), ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES],
+                                                              self.unserved_req()))
 
     def _group_map(self, group_shares: bool) -> None:
         """With ``group_shares``: the interactive pairs of step 0 (``group_pairs``) and, for each,

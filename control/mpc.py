@@ -27,7 +27,7 @@ import numpy as np
 
 from control import plant as pl
 from control._backends import make_backend
-from control._lp import OBJECTIVES, LinearProgram
+from control._lp import KEPT_ROWS, OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
 from control.params import ControlSettings
 from control.plant import PlantParams
@@ -397,10 +397,19 @@ class AllocationMPC:
 
     # ------------------------------------------------------------------ solving
     def _stage_weights(self, stage: str) -> np.ndarray:
+        """Weights on the kept rows (``control._lp.KEPT_ROWS``: the objectives, then unserved)."""
         if stage == "weighted":
             carbon, water, delay = self.prices
-            return np.array([1.0, carbon, delay, water])
-        return np.array([1.0 if o == stage else 0.0 for o in OBJECTIVES])
+            return np.array([1.0, carbon, delay, water, 0.0])
+        return np.array([1.0 if o == stage else 0.0 for o in KEPT_ROWS])
+
+    def _stages(self) -> tuple[str, ...]:
+        """The stages solved in order. When cost (which prices drops) is not first, a first
+        stage minimises the requests left unserved and keeps them there: carbon or delay are
+        never bought with dropped requests."""
+        if self.objective != "lexicographic":
+            return ("weighted",)
+        return self.order if self.order[0] == "cost" else ("unserved", *self.order)
 
     def step_data(self, state: PlantState, fc: ControlForecast, end_step: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -443,7 +452,7 @@ class AllocationMPC:
             raise ValueError(f"end_step: {end_step} outside the horizon 0..{self.horizon - 1}")
         steps = self._lp_steps(fc)
         p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step)
-        stages = self.order if self.objective == "lexicographic" else ("weighted",)
+        stages = self._stages()
         obj_rows = lp.row_slice("objectives")
         best, statuses, values, iters, status = None, [], [], 0, "optimal"
         start = time.perf_counter()
@@ -462,11 +471,12 @@ class AllocationMPC:
                 backend.keep_basis()
             best = np.clip(x, lbx, ubx)  # round-off within the solver's tolerance (e.g. −1e-16)
             kept = backend.objective_values(x)        # cost, carbon, delay, water, unserved
-            values.append(float(kept[OBJECTIVES.index("cost" if stage == "weighted" else stage)]))
-            if stage != "weighted":
+            if stage in OBJECTIVES or stage == "weighted":
+                values.append(float(kept[OBJECTIVES.index("cost" if stage == "weighted" else stage)]))
+            if stage in OBJECTIVES:
                 row = obj_rows.start + OBJECTIVES.index(stage)
                 backend.set_row_upper(row, self._kept(values[-1], self.epsilon))
-            if stage == "cost":  # later stages may not buy carbon or delay with dropped requests
+            if stage in ("cost", "unserved"):  # later stages may not buy carbon or delay with drops
                 unserved = float(kept[-1])
                 backend.set_row_upper(obj_rows.stop - 1, unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ)
         elapsed = time.perf_counter() - start

@@ -192,3 +192,17 @@ def test_headroom_beyond_capacity_is_priced_never_bought_with_dropped_load():
     np.testing.assert_allclose(result.plan.gpus[0], [10.0, 10.0], atol=1e-6)
     assert result.terms.risk_eur > 0.0
     assert result.terms.cost_eur == pytest.approx(result.terms.energy_cost_eur + result.terms.risk_eur, rel=1e-9)
+
+
+def test_carbon_first_still_serves_every_request_it_can():
+    """Dropping a request emits nothing; carbon-first must not buy carbon with drops: it serves
+    all 10 req/s on the cleaner site, then cost and delay break ties."""
+    plant = tiny_plant(gpus=20.0)
+    fc = flat_forecast(plant, 2, load=10.0, price=np.array([40.0, 60.0]),
+                       carbon_g_per_kwh=np.array([500.0, 100.0]))
+    result = _solve(plant, fc, order=("carbon", "cost", "delay"))
+    np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=1e-7)
+    # the cleaner site; cost (stage 2) may spend the ε = 0.1 % of carbon on the cheaper one
+    np.testing.assert_allclose(_per_site(plant, result), [0.0, 10.0], atol=0.01)
+    assert len(result.stage_values) == 3
+    assert result.terms.carbon_kg <= AllocationMPC._kept(result.stage_values[0], 1e-3) * (1 + 1e-12)
