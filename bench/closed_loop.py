@@ -249,7 +249,7 @@ def main() -> None:
     for q, v in quantile.items():
         lines.append(f"| {q} | {v['cost_eur']:.2f} | {v['energy_cost_eur']:.2f} | {v['drops']:.0f} | {v['idle_kwh']:.0f} |")
     lines += ["", "## 2b. Burst headroom (main MPC; default burst level "
-              f"{cfg.control.burst_quantile:g}; 2d checks the level on a secondary window)", "",
+              f"{cfg.control.burst_quantile:g}; 2d chooses it on the secondary windows)", "",
               "| burst level | cost EUR | energy EUR | drops | idle energy kWh | burst factor |", "|---|---|---|---|---|---|"]
     for q, v in burst.items():
         factor = v["note"].split("f = ")[1].split(" ")[0] if "f = " in v["note"] else "—"
