@@ -122,6 +122,8 @@ class LinearProgram:
             ``share0``): each pool then takes a fixed part of the group's total load, so that a
             burst of one stream is spread over every pool the group uses instead of overflowing
             the few that suit that stream best (``control.group_interactive_shares``).
+        tail_block_steps: plant steps per LP step in the pooled tail (move blocking; the last
+            block is shorter when the tail does not divide); see ``step_hours``.
     """
 
     def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None,

@@ -19,7 +19,7 @@ even if nothing arrives. ``bench/mpc.py`` and ``bench/closed_loop.py`` measure b
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import casadi as ca
@@ -27,6 +27,7 @@ import numpy as np
 
 from control import plant as pl
 from control._backends import make_backend
+from control._horizon import HorizonMap
 from control._lp import KEPT_ROWS, OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
 from control.params import ControlSettings
@@ -176,10 +177,7 @@ class AllocationMPC:
         self.backlog_value = backlog_value_eur_per_req
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
         self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares, tail_block_steps)
-        hours = self.lp.step_hours
-        self._hours = hours.astype(float)
-        self._step_start = np.concatenate([[0], np.cumsum(hours)[:-1]])     # first hour of each LP step
-        self._step_of_hour = np.repeat(np.arange(len(hours)), hours)
+        self.horizon_map = HorizonMap(self.lp, plant)
         self.expiry_guard = bool(expiry_guard)
         lp = self.lp
         self.solver_name = solver
@@ -263,7 +261,7 @@ class AllocationMPC:
         safe = np.where(med > 1e-12, med, 1.0)
         ratio = np.where(med > 1e-12, prov / safe, 1.0)
         lp.p.pack(p, "ratio", ratio[:d.E])
-        med_a, prov_a = self._pooled(med[d.E:]), self._pooled(prov[d.E:])
+        med_a, prov_a = self.horizon_map.pooled(med[d.E:]), self.horizon_map.pooled(prov[d.E:])
         ratio_a = np.where(med_a > 1e-12, prov_a / np.where(med_a > 1e-12, med_a, 1.0), 1.0)
         lp.p.pack(p, "ratio_a", ratio_a)
         burst = fc.load_burst_req_per_s.reshape(d.H, -1)[0]
@@ -273,7 +271,7 @@ class AllocationMPC:
         lp.p.pack(p, "burst", burst_ratio)
         if lp.group_shares:
             lp.p.pack(p, "pair_load0", med[0][plant.pair_stream])
-        hours = self._hours[:, None]
+        hours = self.horizon_map.hours[:, None]
         lp.p.pack(p, "reserve_eur", hours * self._shortfall_eur * (1.0 - self.load_quantile))
         lp.p.pack(p, "burst_eur", self._pair_shortfall_eur * (1.0 - self.burst_quantile))
         # a request left unserved is dropped in the high-load cases too: its share of the excess
@@ -289,39 +287,8 @@ class AllocationMPC:
         if end_step is not None:
             term[end_step] = plant.penalties.drop_eur_per_request
         lp.p.pack(p, "term", term[:d.E])
-        lp.p.pack(p, "term_a", self._pooled_deferred(term[d.E:], mean=True))
+        lp.p.pack(p, "term_a", self.horizon_map.pooled_deferred(term[d.E:], mean=True))
         return p
-
-    def _lp_steps(self, fc: ControlForecast) -> ControlForecast:
-        """The forecast per LP step: each tail block's mean (rates, prices, intensities)."""
-        if len(self._hours) == fc.horizon:
-            return fc
-        mean = lambda a: np.add.reduceat(np.asarray(a, dtype=float), self._step_start, axis=0) \
-            / self._hours.reshape(-1, *([1] * (np.ndim(a) - 1)))  # noqa: E731
-        values = {f.name: mean(getattr(fc, f.name)) for f in fields(fc)
-                  if f.name != "day_index" and getattr(fc, f.name) is not None}
-        return replace(fc, **values, day_index=np.asarray(fc.day_index)[self._step_start])
-
-    def _daymask(self, fc: ControlForecast) -> np.ndarray:
-        """``(LP steps, days)``: the share of each LP step's plant steps on each UTC day of the
-        horizon (day 0 = the first step's)."""
-        n_days = self.lp.d.n_days
-        day = np.minimum(np.asarray(fc.day_index) - int(fc.day_index[0]), n_days - 1)
-        hourly = np.eye(n_days)[day]
-        return np.add.reduceat(hourly, self._step_start, axis=0) / self._hours[:, None]
-
-    def _pooled(self, per_stream: np.ndarray) -> np.ndarray:
-        """``(steps, R·K)`` → ``(steps, pooled streams)``: summed over each region group."""
-        return per_stream @ self.lp.stream_to_pooled.T
-
-    def _pooled_deferred(self, per_stream: np.ndarray, mean: bool = False) -> np.ndarray:
-        """``(steps, deferred streams)`` → ``(steps, pooled deferred streams)``: summed (or
-        averaged) over each region group."""
-        d = self.lp.d
-        member = self.lp.stream_to_pooled[np.ix_(d.deferred_a, d.deferred)].copy()
-        if mean:
-            member /= np.maximum(member.sum(axis=1, keepdims=True), 1.0)
-        return per_stream @ member.T
 
     def _fifo_bound_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
         """Most backlog allowed at each step end: arrivals of the last ``deadline`` steps."""
@@ -365,11 +332,11 @@ class AllocationMPC:
             rhs = load[:d.E, d.deferred] * plant.step_s
             rhs[0] += state.backlog_req.reshape(-1)[d.deferred]
             put("backlog", rhs, rhs)
-        load_a = self._pooled(load[d.E:])
+        load_a = self.horizon_map.pooled(load[d.E:])
         if "demand_a" in lp.rows:
             put("demand_a", load_a[:, d.interactive_a], load_a[:, d.interactive_a])
         if "backlog_a" in lp.rows:
-            rhs = load_a[:, d.deferred_a] * plant.step_s * self._hours[d.E:, None]   # a block's arrivals
+            rhs = load_a[:, d.deferred_a] * plant.step_s * self.horizon_map.hours[d.E:, None]   # a block's arrivals
             put("backlog_a", rhs, rhs)
         for key in ("capacity", "reserve", "burst"):
             put(key, -np.inf, 0.0)
@@ -415,20 +382,20 @@ class AllocationMPC:
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The step's LP data: parameters ``p``, variable bounds ``lbx, ubx`` and row bounds
         ``lbg, ubg`` (``fc`` already checked and cut to the horizon; per plant step)."""
-        return self._step_data(state, fc, self._lp_steps(fc), end_step)
+        return self._step_data(state, fc, self.horizon_map.lp_steps(fc), end_step)
 
     def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast,
                    end_step: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        end = None if end_step is None else int(self._step_of_hour[end_step])
-        p = self._parameters(state, steps, end, self._daymask(fc))
+        end = None if end_step is None else int(self.horizon_map.step_of_hour[end_step])
+        p = self._parameters(state, steps, end, self.horizon_map.daymask(fc))
         lbg, ubg = self._row_bounds(state, steps)
         ubx = self._ubx.copy()
         if len(self.lp.d.deferred):
-            fifo = self._fifo_bound_req(state, fc)[self._step_start + self.lp.step_hours - 1]  # at each LP step's end
+            fifo = self._fifo_bound_req(state, fc)[self.horizon_map.step_end]  # at each LP step's end
             if self.expiry_guard:
                 fifo[0] = np.minimum(fifo[0], self._guarded_backlog_req(state, fc))
             self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
-            self.lp.x.pack(ubx, "qa", self._pooled_deferred(fifo[self.lp.d.E:]))
+            self.lp.x.pack(ubx, "qa", self.horizon_map.pooled_deferred(fifo[self.lp.d.E:]))
         return p, self._lbx, ubx, lbg, ubg
 
     def solve(self, state: PlantState, forecast: ControlForecast, *,
@@ -450,7 +417,7 @@ class AllocationMPC:
         fc = forecast.validate(plant, self.horizon).window(0, self.horizon)
         if end_step is not None and not 0 <= end_step < self.horizon:
             raise ValueError(f"end_step: {end_step} outside the horizon 0..{self.horizon - 1}")
-        steps = self._lp_steps(fc)
+        steps = self.horizon_map.lp_steps(fc)
         p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step)
         stages = self._stages()
         obj_rows = lp.row_slice("objectives")
@@ -511,40 +478,13 @@ class AllocationMPC:
             full[:, plant.battery_sites] = get[key]
             get[key] = full
         load = fc.load_req_per_s.reshape(d.H, -1)
-        served, dropped, backlog = self._pooled_to_streams(get, load)
+        served, dropped, backlog = self.horizon_map.to_streams(get, load)
         backlog_start = np.zeros((d.H, d.RK))
         backlog_start[0] = state.backlog_req.reshape(-1)
         backlog_start[1:, d.deferred] = backlog[:-1]
-        work = load * plant.step_s + backlog_start / self._hours[:, None]   # per plant step
+        work = load * plant.step_s + backlog_start / self.horizon_map.hours[:, None]   # per plant step
         work = work.reshape(fc.load_req_per_s.shape)
         share = plan_shares(plant, served, work, get["n"])
-        each = lambda a: np.repeat(a, lp.step_hours, axis=0)  # noqa: E731  (LP steps → plant steps)
+        each = self.horizon_map.each_step
         return Plan(each(served), each(share), each(get["n"]), each(get["g"]), each(get["c"]), each(get["bc"]),
                     each(get["bd"]), each(get["soc"]), each(dropped), each(backlog))
-
-    def _pooled_to_streams(self, get: dict[str, np.ndarray], load: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Served pairs ``(H, m)``, unserved ``(H, R·K)`` and backlog ``(H, deferred streams)`` of
-        LP step: a pooled step's values per (region group, class) split over the group's regions in
-        proportion to their load; a region then uses its group's pools in the group's proportions
-        (the same allowed pairs). A plan for reading and for fallbacks; only step 0 is applied,
-        and it is always exact."""
-        plant, d = self.plant, self.lp.d
-        if not d.T:
-            return get["x"], get["u"], get["q"]
-        to_pooled = self.lp.stream_to_pooled                                # (RKa, RK)
-        groups = plant.region_groups
-        R, K = len(plant.region_names), d.K
-        pooled = self.lp.pooled.dense_pairs(get["xa"])[:, groups]          # (T, R, P, K) of the group
-        load_t = load[d.E:]
-        group_load = load_t @ to_pooled.T @ to_pooled                        # (T, RK): the group's load
-        region_share = np.where(group_load > 1e-12, load_t / np.maximum(group_load, 1e-12),
-                                to_pooled.T @ (1.0 / to_pooled.sum(axis=1)))  # (T, RK)
-        region_share = region_share.reshape(d.T, R, K)
-        dense = pooled * region_share[:, :, None, :]
-        tail = dense[:, plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]]
-        dropped = (get["ua"] @ to_pooled) * region_share.reshape(d.T, -1)
-        defer_map = to_pooled[np.ix_(d.deferred_a, d.deferred)]
-        backlog = (get["qa"] @ defer_map) * region_share.reshape(d.T, -1)[:, d.deferred]
-        return (np.concatenate([get["x"], tail]), np.concatenate([get["u"], dropped]),
-                np.concatenate([get["q"], backlog]))
