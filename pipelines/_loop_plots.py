@@ -87,7 +87,9 @@ def plot_cumulative(series: dict[str, pd.DataFrame], path: Path, title: str) -> 
     for name, frame in series.items():
         axes[0].plot(frame.index, frame["cost_eur"].cumsum(), label=name, lw=1.2)
         axes[1].plot(frame.index, frame["co2_kg"].cumsum(), label=name, lw=1.2)
-    axes[0].set(ylabel="cumulative cost, EUR", title=f"{title}: cost")
+    # drops make some controllers cost 1000× others: a log axis keeps the close ones apart
+    axes[0].set_yscale("symlog", linthresh=1.0)   # symmetric: negative prices can make a cost negative
+    axes[0].set(ylabel="cumulative cost, EUR (log scale above 1)", title=f"{title}: cost")
     axes[1].set(ylabel="cumulative CO2, kg", title=f"{title}: CO2")
     axes[0].legend(fontsize=7)
     fig.autofmt_xdate()
