@@ -141,6 +141,9 @@ class AllocationMPC:
             ``control._lp.LinearProgram``): a smaller LP whose applied step is unchanged in form.
         group_shares: one split per (region group, pool, class) for the interactive streams of
             the applied step (see ``control._lp.LinearProgram``).
+        share_cap: with ``group_shares``, a pool's split of a group's interactive class is at most
+            this multiple of its capacity-proportional split (installed GPUs at rho_max), so that no
+            pool takes a burst far beyond its size (0 = no cap; ``control.max_share_vs_capacity``).
         tail_block_steps: plant steps per LP step in the pooled tail (move blocking: a block's
             decisions hold for all its steps and its inputs are their means); 1 = none.
         expiry_guard: the applied step's share of a deferrable stream serves the requests that
@@ -167,7 +170,8 @@ class AllocationMPC:
                  backlog_value_eur_per_req: float | None = None, solver: str = "highs",
                  min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
                  burst_quantile: float = 0.95, exact_steps: int | None = None,
-                 group_shares: bool = False, expiry_guard: bool = False, tail_block_steps: int = 1) -> None:
+                 group_shares: bool = False, expiry_guard: bool = False, tail_block_steps: int = 1,
+                 share_cap: float = 0.0) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -179,6 +183,9 @@ class AllocationMPC:
         self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares, tail_block_steps)
         self.horizon_map = HorizonMap(self.lp, plant)
         self.expiry_guard = bool(expiry_guard)
+        if share_cap < 0 or (0 < share_cap < 1):
+            raise ValueError(f"share_cap: {share_cap}; valid: 0 (off) or ≥ 1")
+        self.share_cap = float(share_cap)
         lp = self.lp
         self.solver_name = solver
         self.min_gpus_interactive = float(min_gpus_interactive)
@@ -209,6 +216,7 @@ class AllocationMPC:
         kwargs.setdefault("group_shares", control.group_interactive_shares)
         kwargs.setdefault("expiry_guard", control.expiry_guard)
         kwargs.setdefault("tail_block_steps", control.tail_block_steps)
+        kwargs.setdefault("share_cap", control.max_share_vs_capacity)
         return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
                    order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
 
@@ -217,6 +225,12 @@ class AllocationMPC:
         lp, plant = self.lp, self.plant
         lbx, ubx = np.zeros(lp.x.size), np.full(lp.x.size, np.inf)
         lp.x.pack(ubx, "n", plant.gpus_max)
+        if self.share_cap > 0 and lp.group_keys:   # a pool's split ≤ cap × its capacity-proportional one
+            keys = np.array(lp.group_keys)                                       # (group, pool, class)
+            req_cap = plant.rho_max * plant.gpus_max[:, None] / plant.gpu_s_per_req   # (P, K) req/s
+            own = req_cap[keys[:, 1], keys[:, 2]]
+            total = np.array([own[(keys[:, 0] == g) & (keys[:, 2] == k)].sum() for g, _, k in keys])
+            lp.x.pack(ubx, "share0", np.minimum(self.share_cap * own / np.maximum(total, 1e-12), 1.0))
         if self.min_gpus_interactive > 0:
             interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
             lp.x.pack(lbx, "n", np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0))

@@ -57,6 +57,8 @@ class ControlSettings:
             that a burst of one stream spreads over every pool the group uses.
         expiry_guard: the applied step's share of a deferrable stream serves the requests that
             expire in it even if none arrive (shares are fractions of the realised work).
+        max_share_vs_capacity: with group shares, a pool's split of a group's interactive class
+            is at most this multiple of its capacity-proportional split (0 = no cap).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -79,8 +81,12 @@ class ControlSettings:
     group_interactive_shares: bool = False
     tail_block_steps: int = field(default=1, metadata=rng(1, 24))
     expiry_guard: bool = False
+    max_share_vs_capacity: float = field(default=0.0, metadata=rng(0.0, 100.0))
 
     def __post_init__(self) -> None:
+        if 0 < self.max_share_vs_capacity < 1:
+            raise ConfigError(f"control.max_share_vs_capacity: {self.max_share_vs_capacity}; valid: 0 (off) or ≥ 1 "
+                              "(below 1 the splits cannot add up to the whole stream)")
         if sorted(self.order) != ["carbon", "cost", "delay"]:
             raise ConfigError(
                 f"control.order: a permutation of cost, carbon, delay is needed (got {list(self.order)})"

@@ -129,7 +129,8 @@ def _mpc_kwargs(cfg: Config) -> dict[str, object]:
     return {**_objective_kwargs(cfg),
             "load_quantile": c.load_quantile, "burst_quantile": c.burst_quantile,
             "exact_steps": c.exact_routing_steps or None, "group_shares": c.group_interactive_shares,
-            "expiry_guard": c.expiry_guard, "tail_block_steps": c.tail_block_steps}
+            "expiry_guard": c.expiry_guard, "tail_block_steps": c.tail_block_steps,
+            "share_cap": c.max_share_vs_capacity}
 
 
 @dataclass

@@ -85,3 +85,19 @@ def test_the_expiry_guard_serves_expiring_work_even_when_nothing_arrives(solver)
         dropped[guard] = float(record.dropped_req.sum())
     assert dropped[False] == pytest.approx(18_000.0, rel=1e-6)
     assert dropped[True] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_the_share_cap_keeps_each_pool_within_its_capacity_share(solver):
+    # site 0 is cheaper and both have 6 GPUs: uncapped, the group's chat goes all to site 0;
+    # capped at 1.5 × the capacity share (0.5), site 0 takes 0.75 and site 1 the rest
+    plant = tiny_plant(n_sites=2, n_regions=2, gpus=6.0)
+    fc = flat_forecast(plant, 2, load=1.0, price=np.array([40.0, 60.0]))
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    free = AllocationMPC(plant, 2, solver=solver, group_shares=True).solve(state, fc)
+    capped = AllocationMPC(plant, 2, solver=solver, group_shares=True, share_cap=1.5).solve(state, fc)
+    assert free.success and capped.success
+    np.testing.assert_allclose(free.plan.share[0, :, :, 0], [[1.0, 0.0], [1.0, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(capped.plan.share[0, :, :, 0], [[0.75, 0.25], [0.75, 0.25]], atol=1e-7)
+    with pytest.raises(ValueError, match="share_cap: 0.5"):
+        AllocationMPC(plant, 2, group_shares=True, share_cap=0.5)
