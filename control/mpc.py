@@ -32,7 +32,7 @@ from control._lp import KEPT_ROWS, OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
 from control.params import ControlSettings
 from control.plant import PlantParams
-from control.shares import plan_shares, recent_arrivals_req
+from control.shares import capacity_shares, plan_shares, recent_arrivals_req
 from control.state import Allocation, PlantState
 
 __all__ = ["AllocationMPC", "MPCResult", "ObjectiveTerms", "Plan"]
@@ -227,10 +227,9 @@ class AllocationMPC:
         lp.x.pack(ubx, "n", plant.gpus_max)
         if self.share_cap > 0 and lp.group_keys:   # a pool's split ≤ cap × its capacity-proportional one
             keys = np.array(lp.group_keys)                                       # (group, pool, class)
-            req_cap = plant.rho_max * plant.gpus_max[:, None] / plant.gpu_s_per_req   # (P, K) req/s
-            own = req_cap[keys[:, 1], keys[:, 2]]
-            total = np.array([own[(keys[:, 0] == g) & (keys[:, 2] == k)].sum() for g, _, k in keys])
-            lp.x.pack(ubx, "share0", np.minimum(self.share_cap * own / np.maximum(total, 1e-12), 1.0))
+            first = np.array([np.flatnonzero(plant.region_groups == g)[0] for g in keys[:, 0]])
+            fair = capacity_shares(plant, plant.gpus_max)[first, keys[:, 1], keys[:, 2]]
+            lp.x.pack(ubx, "share0", np.minimum(self.share_cap * fair, 1.0))
         if self.min_gpus_interactive > 0:
             interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
             lp.x.pack(lbx, "n", np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0))
