@@ -206,19 +206,24 @@ class AllocationMPC:
     @classmethod
     def from_settings(cls, plant: PlantParams, control: ControlSettings, horizon_steps: int | None = None,
                       **kwargs: object) -> AllocationMPC:
-        """An MPC with the config's horizon, objective, order, ε, weighted-mode prices and GPU floor."""
-        prices = (control.carbon_price_eur_per_kg, control.water_price_eur_per_l,
-                  control.delay_price_eur_per_s)
-        kwargs.setdefault("min_gpus_interactive", control.min_gpus_interactive)
-        kwargs.setdefault("load_quantile", control.load_quantile)
-        kwargs.setdefault("burst_quantile", control.burst_quantile)
-        kwargs.setdefault("exact_steps", control.exact_routing_steps or None)
-        kwargs.setdefault("group_shares", control.group_interactive_shares)
-        kwargs.setdefault("expiry_guard", control.expiry_guard)
-        kwargs.setdefault("tail_block_steps", control.tail_block_steps)
-        kwargs.setdefault("share_cap", control.max_share_vs_capacity)
-        return cls(plant, horizon_steps or control.horizon_steps, objective=control.objective,
-                   order=control.order, epsilon=control.epsilon, prices=prices, **kwargs)  # type: ignore[arg-type]
+        """An MPC with the config's horizon and ``settings_kwargs`` (``kwargs`` override them)."""
+        return cls(plant, horizon_steps or control.horizon_steps,
+                   **{**cls.settings_kwargs(control), **kwargs})  # type: ignore[arg-type]
+
+    @staticmethod
+    def settings_kwargs(control: ControlSettings) -> dict[str, object]:
+        """The constructor arguments a config's ``control:`` section sets: the objective (mode,
+        order, ε, weighted-mode prices) and the planning policy (GPU floor, load and burst levels,
+        pooled and blocked tail, group shares and their cap, expiry guard)."""
+        return {"objective": control.objective, "order": control.order, "epsilon": control.epsilon,
+                "prices": (control.carbon_price_eur_per_kg, control.water_price_eur_per_l,
+                           control.delay_price_eur_per_s),
+                "min_gpus_interactive": control.min_gpus_interactive,
+                "load_quantile": control.load_quantile, "burst_quantile": control.burst_quantile,
+                "exact_steps": control.exact_routing_steps or None,
+                "tail_block_steps": control.tail_block_steps,
+                "group_shares": control.group_interactive_shares,
+                "share_cap": control.max_share_vs_capacity, "expiry_guard": control.expiry_guard}
 
     # ------------------------------------------------------------------ bounds and parameters
     def _static_bounds(self) -> tuple[np.ndarray, np.ndarray]:

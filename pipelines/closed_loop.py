@@ -103,10 +103,9 @@ def make_controller(name: str, s: Setup) -> Controller:
     if name == "mpc-temperature-unaware":
         mean_pue = annual_mean_pue(plant, s.data.wide("temp_c")[list(plant.site_names)].to_numpy())
         return temperature_unaware(plant, s.horizon, mean_pue, fb, episode_steps=s.steps,
-                                   min_gpus_interactive=cfg.control.min_gpus_interactive, **_mpc_kwargs(cfg))
+                                   **AllocationMPC.settings_kwargs(cfg.control))
     if name == "myopic":
-        return myopic(plant, fb, episode_steps=s.steps, min_gpus_interactive=cfg.control.min_gpus_interactive,
-                      **_mpc_kwargs(cfg))
+        return myopic(plant, fb, episode_steps=s.steps, **AllocationMPC.settings_kwargs(cfg.control))
     greedy = {"nearest-site": "nearest", "cheapest-price": "price", "lowest-carbon": "carbon"}
     if name in greedy:
         return GreedyController(plant, greedy[name])  # type: ignore[arg-type]
@@ -116,21 +115,10 @@ def make_controller(name: str, s: Setup) -> Controller:
 
 
 def _objective_kwargs(cfg: Config) -> dict[str, object]:
-    """The objective every optimiser shares, the hindsight optimum included."""
-    c = cfg.control
-    return {"objective": c.objective, "order": c.order, "epsilon": c.epsilon,
-            "prices": (c.carbon_price_eur_per_kg, c.water_price_eur_per_l, c.delay_price_eur_per_s)}
-
-
-def _mpc_kwargs(cfg: Config) -> dict[str, object]:
-    """The objective and the planning policy every causal optimising controller shares (see
-    ``AllocationMPC.from_settings``); the hindsight optimum takes the objective only."""
-    c = cfg.control
-    return {**_objective_kwargs(cfg),
-            "load_quantile": c.load_quantile, "burst_quantile": c.burst_quantile,
-            "exact_steps": c.exact_routing_steps or None, "group_shares": c.group_interactive_shares,
-            "expiry_guard": c.expiry_guard, "tail_block_steps": c.tail_block_steps,
-            "share_cap": c.max_share_vs_capacity}
+    """The objective every optimiser shares, the hindsight optimum included (not the planning
+    policy: the hindsight optimum plans on the realised data, all exact)."""
+    settings = AllocationMPC.settings_kwargs(cfg.control)
+    return {key: settings[key] for key in ("objective", "order", "epsilon", "prices")}
 
 
 @dataclass
