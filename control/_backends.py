@@ -45,8 +45,6 @@ class Backend(Protocol):
 
     def set_row_upper(self, row: int, value: float) -> None: ...
 
-    def row_values(self, x: np.ndarray) -> np.ndarray: ...
-
     def objective_values(self, x: np.ndarray) -> np.ndarray: ...
 
     def keep_basis(self) -> None: ...
@@ -92,12 +90,10 @@ class QpsolBackend:
     def set_row_upper(self, row: int, value: float) -> None:
         self.ubg[row] = value
 
-    def row_values(self, x: np.ndarray) -> np.ndarray:
-        return np.array(self.lp.g_fn(x, self.p), dtype=float).ravel()
-
     def objective_values(self, x: np.ndarray) -> np.ndarray:
         """The objective rows at ``x`` (``control._lp.KEPT_ROWS`` order)."""
-        return self.row_values(x)[self.lp.row_slice("objectives")]
+        rows = np.array(self.lp.g_fn(x, self.p), dtype=float).ravel()
+        return rows[self.lp.row_slice("objectives")]
 
     def keep_basis(self) -> None:
         """Nothing to keep: CasADi's interface has no basis."""
@@ -200,8 +196,8 @@ class HighsBackend:
 
     def keep_basis(self) -> None:
         """Keep the current (stage-1 optimal) basis for the next solve's first stage."""
-        basis = self.highs.getBasis()
-        self._warm = basis if basis.valid and len(basis.row_status) == self.n_core else None
+        basis = self.highs.getBasis()   # kept before any objective row is added: n_core rows
+        self._warm = basis if basis.valid and self.highs.getNumRow() == self.n_core else None
 
     def export_warm(self) -> object:
         """The kept stage-1 basis as integer status lists (None when there is none)."""
@@ -233,10 +229,6 @@ class HighsBackend:
             idx = np.flatnonzero(coef).astype(np.int32)
             self.highs.addRow(-INF, float(hi), len(idx), idx, coef[idx])
             self._added[row] = self.highs.getNumRow() - 1
-
-    def row_values(self, x: np.ndarray) -> np.ndarray:
-        core = np.asarray(self.highs.getSolution().row_value, dtype=float)[:self.n_core]
-        return np.concatenate([core, self._extra @ x]) + self._offset
 
     def objective_values(self, x: np.ndarray) -> np.ndarray:
         """The objective rows at ``x`` (``control._lp.KEPT_ROWS`` order)."""

@@ -183,9 +183,8 @@ class LinearProgram:
     def step_plant(self, t: int) -> tuple[PlantParams, Any]:
         """The plant and the served-load vector of LP step t (exact pairs, or pooled ones; a
         pooled block's plant has the block's length as its step)."""
-        if t < self.d.E:
-            return self.plant, self.x("x", t)
-        return self._step_plants[t], self.x("xa", t - self.d.E)
+        x = self.x("x", t) if t < self.d.E else self.x("xa", t - self.d.E)
+        return self._step_plants[t], x
 
     # ------------------------------------------------------------------ rows
     def _add(self, key: str, per_step: list[Any]) -> list[Any]:
