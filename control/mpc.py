@@ -19,7 +19,7 @@ even if nothing arrives. ``bench/mpc.py`` and ``bench/closed_loop.py`` measure b
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import casadi as ca
@@ -32,6 +32,7 @@ from control._lp import KEPT_ROWS, OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
 from control.params import ControlSettings
 from control.plant import PlantParams
+from control.realised import slo_aware_gpus
 from control.shares import capacity_shares, plan_shares, recent_arrivals_req
 from control.state import Allocation, PlantState
 
@@ -149,6 +150,13 @@ class AllocationMPC:
         expiry_guard: the applied step's share of a deferrable stream serves the requests that
             expire in it even if no new request arrives (a share is a fraction of the realised
             work, so fewer arrivals than forecast would otherwise leave expiring work unserved).
+        slo_gpus: the applied step runs, per pool, the whole GPUs that minimise idle cost + the
+            plant's Erlang-C SLO-miss penalty for the load its shares route at the provisioning
+            level, never fewer than the plan's (``control.realised.slo_aware_gpus``;
+            ``control.slo_aware_gpus``).
+        provision_correlation: with ``group_shares``, how a region group's interactive streams'
+            excesses over their medians add up in the load its pools are provisioned for (1: the
+            sum of each stream's quantile; 0: independent errors); see ``_group_ratio``.
 
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
@@ -171,7 +179,7 @@ class AllocationMPC:
                  min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
                  burst_quantile: float = 0.95, exact_steps: int | None = None,
                  group_shares: bool = False, expiry_guard: bool = False, tail_block_steps: int = 1,
-                 share_cap: float = 0.0) -> None:
+                 share_cap: float = 0.0, slo_gpus: bool = False, provision_correlation: float = 1.0) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -186,6 +194,10 @@ class AllocationMPC:
         if share_cap < 0 or (0 < share_cap < 1):
             raise ValueError(f"share_cap: {share_cap}; valid: 0 (off) or ≥ 1")
         self.share_cap = float(share_cap)
+        self.slo_gpus = bool(slo_gpus)
+        if not 0.0 <= provision_correlation <= 1.0:
+            raise ValueError(f"provision_correlation: {provision_correlation}; valid: 0 … 1")
+        self.provision_correlation = float(provision_correlation)
         lp = self.lp
         self.solver_name = solver
         self.min_gpus_interactive = float(min_gpus_interactive)
@@ -223,7 +235,9 @@ class AllocationMPC:
                 "exact_steps": control.exact_routing_steps or None,
                 "tail_block_steps": control.tail_block_steps,
                 "group_shares": control.group_interactive_shares,
-                "share_cap": control.max_share_vs_capacity, "expiry_guard": control.expiry_guard}
+                "share_cap": control.max_share_vs_capacity, "expiry_guard": control.expiry_guard,
+                "slo_gpus": control.slo_aware_gpus,
+                "provision_correlation": control.group_provision_correlation}
 
     # ------------------------------------------------------------------ bounds and parameters
     def _static_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -278,6 +292,9 @@ class AllocationMPC:
         prov = fc.load_provision_req_per_s.reshape(d.H, -1)
         safe = np.where(med > 1e-12, med, 1.0)
         ratio = np.where(med > 1e-12, prov / safe, 1.0)
+        if lp.group_shares and self.provision_correlation < 1.0:
+            ratio = self._group_ratio(med, prov, ratio)
+            prov = ratio * med
         lp.p.pack(p, "ratio", ratio[:d.E])
         med_a, prov_a = self.horizon_map.pooled(med[d.E:]), self.horizon_map.pooled(prov[d.E:])
         ratio_a = np.where(med_a > 1e-12, prov_a / np.where(med_a > 1e-12, med_a, 1.0), 1.0)
@@ -307,6 +324,25 @@ class AllocationMPC:
         lp.p.pack(p, "term", term[:d.E])
         lp.p.pack(p, "term_a", self.horizon_map.pooled_deferred(term[d.E:], mean=True))
         return p
+
+    def _group_ratio(self, med: np.ndarray, prov: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+        """Provisioning ratios ``(H, R·K)`` with each region group's interactive streams provisioned
+        for the group's total: its median plus the streams' excesses over their medians combined
+        with correlation ``provision_correlation`` (1: their sum, the streams' own quantiles;
+        0: the root of their sum of squares, independent errors). With group shares every pool
+        takes a fixed part of the group's total, so the total's spread is what it must hold."""
+        d, plant = self.lp.d, self.plant
+        stream = np.arange(d.RK)
+        key = plant.region_groups[stream // d.K] * d.K + stream % d.K
+        to_group = (key[None, :] == np.arange(key.max() + 1)[:, None]).astype(float)  # (group streams, streams)
+        inter = np.zeros(d.RK, dtype=bool)
+        inter[d.interactive] = True
+        excess = np.maximum(prov - med, 0.0) * inter
+        total = med @ to_group.T
+        rho = self.provision_correlation
+        spread = rho * (excess @ to_group.T) + (1.0 - rho) * np.sqrt((excess ** 2) @ to_group.T)
+        group = np.where(total > 1e-12, 1.0 + spread / np.where(total > 1e-12, total, 1.0), 1.0) @ to_group
+        return np.where(inter[None, :] & (med > 1e-12), group, ratio)
 
     def _fifo_bound_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
         """Most backlog allowed at each step end: arrivals of the last ``deadline`` steps."""
@@ -468,8 +504,24 @@ class AllocationMPC:
         if best is None:
             return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed,
                              solver_time_s=backend.solver_time_s)
-        return MPCResult(self._plan(best, state, steps), self._objective_terms(best, p), status, True,
+        plan = self._plan(best, state, steps)
+        if self.slo_gpus:
+            plan = self._with_slo_gpus(plan, state, fc)
+        return MPCResult(plan, self._objective_terms(best, p), status, True,
                          tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
+
+    def _with_slo_gpus(self, plan: Plan, state: PlantState, fc: ControlForecast) -> Plan:
+        """The plan with the applied step's GPUs from ``slo_aware_gpus`` (the load its shares route
+        at the provisioning level, priced at step 0's PUE and price)."""
+        plant = self.plant
+        work = fc.load_provision_req_per_s[0] + np.where(plant.deferrable[None, :], state.backlog_req, 0.0) / plant.step_s
+        served = plan.share[0] * work[:, None, :]
+        pue0 = self.fixed_pue if self.fixed_pue is not None else pl.pue(plant, fc.temp_c[0])
+        idle_eur = (plant.idle_kw_per_gpu * np.asarray(pue0)[plant.pool_site]
+                    * fc.price_eur_per_mwh[0][plant.pool_site] / 1000.0 * plant.step_h)
+        gpus = plan.gpus.copy()
+        gpus[0] = slo_aware_gpus(plant, served, gpus[0], idle_eur)
+        return replace(plan, gpus=gpus)
 
     def warm_start(self) -> object:
         """The solver's warm start for the next solve, as plain data (for checkpoints)."""

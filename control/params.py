@@ -59,6 +59,11 @@ class ControlSettings:
             expire in it even if none arrive (shares are fractions of the realised work).
         max_share_vs_capacity: with group shares, a pool's split of a group's interactive class
             is at most this multiple of its capacity-proportional split (0 = no cap).
+        slo_aware_gpus: the applied step runs the whole GPUs per pool that minimise idle cost + the
+            plant's Erlang-C SLO-miss penalty for the routed load (never fewer than planned).
+        group_provision_correlation: with group shares, the correlation assumed between the
+            forecast errors of a region group's interactive streams when their provisioning
+            levels are added up (1: the sum of the streams' quantiles; 0: independent errors).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -82,6 +87,8 @@ class ControlSettings:
     tail_block_steps: int = field(default=1, metadata=rng(1, 24))
     expiry_guard: bool = False
     max_share_vs_capacity: float = field(default=0.0, metadata=rng(0.0, 100.0))
+    slo_aware_gpus: bool = False
+    group_provision_correlation: float = field(default=1.0, metadata=rng(0.0, 1.0))
 
     def __post_init__(self) -> None:
         if 0 < self.max_share_vs_capacity < 1:

@@ -21,7 +21,7 @@ from control.plant import PlantParams
 from control.shares import recent_arrivals_req
 from control.state import Allocation, PlantState, StepRecord
 
-__all__ = ["step"]
+__all__ = ["slo_aware_gpus", "step"]
 
 
 def _applied_gpus(plant: PlantParams, gpus: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -66,18 +66,56 @@ def _battery(plant: PlantParams, soc: np.ndarray, decision: Allocation) -> tuple
     return charge, discharge
 
 
-def _ttft(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean TTFT per (region, pool, class), s (NaN where nothing is served), and the share of its
-    requests over the class SLO: RTT + prefill + an M/M/c wait longer than the slack left."""
+def _late(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean queueing wait per pool, s, and the share of each (region, pool, class)'s requests over
+    the class SLO: RTT + prefill + an M/M/c wait longer than the slack left."""
     rate = served.sum(axis=(0, 2))
     work = np.einsum("rpk,pk->p", served, plant.gpu_s_per_req)
     service_s = np.where(rate > 0, work / np.where(rate > 0, rate, 1.0), 0.0)
     wait = erlang_c_wait_s(gpus, work, service_s)
-    base = plant.rtt_s[:, plant.pool_site][:, :, None] + plant.prefill_s[None]      # (R, P, K)
-    ttft = base + wait[None, :, None]
-    slack = plant.slo_ttft_s[None, None, :] - base
+    slack = plant.slo_ttft_s[None, None, :] - _base_ttft_s(plant)
     late = erlang_c_late_fraction(gpus[None, :, None], work[None, :, None], service_s[None, :, None], slack)
-    return np.where(served > 0, ttft, np.nan), np.where(served > 0, late, 0.0)
+    return wait, np.where(served > 0, late, 0.0)
+
+
+def _base_ttft_s(plant: PlantParams) -> np.ndarray:
+    return plant.rtt_s[:, plant.pool_site][:, :, None] + plant.prefill_s[None]      # (R, P, K)
+
+
+def _ttft(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean TTFT per (region, pool, class), s (NaN where nothing is served), and the share of its
+    requests over the class SLO."""
+    wait, late = _late(plant, served, gpus)
+    ttft = _base_ttft_s(plant) + wait[None, :, None]
+    return np.where(served > 0, ttft, np.nan), late
+
+
+def slo_aware_gpus(plant: PlantParams, served: np.ndarray, gpus_min: np.ndarray,
+                   idle_eur_per_gpu_step: np.ndarray) -> np.ndarray:
+    """Whole GPUs per pool that minimise idle cost + the SLO-miss penalty of serving ``served``.
+
+    The plant's own rule (Erlang-C late share per region and class) on the load a controller expects,
+    searched over ``ceil(gpus_min) … gpus_max``: what the linear model cannot see (one or two GPUs
+    queue like M/M/1), priced as the plant prices it.
+
+    Args:
+        plant: coefficients.
+        served: req/s per (region, pool, class) the controller expects to serve ``(R, P, K)``.
+        gpus_min: GPUs the decision needs anyway (capacity, headroom) ``(P,)``.
+        idle_eur_per_gpu_step: what one more active GPU costs over the step, EUR ``(P,)``.
+    """
+    low = np.minimum(np.ceil(np.asarray(gpus_min, dtype=float) - 1e-9), plant.gpus_max)
+    best, best_eur = low.copy(), np.full(plant.n_pools, np.inf)
+    miss_eur = plant.penalties.slo_miss_eur_per_request * plant.step_s
+    for extra in range(int(plant.gpus_max.max()) + 1):
+        c = np.minimum(low + extra, plant.gpus_max)
+        _, late = _late(plant, served, c)
+        eur = c * idle_eur_per_gpu_step + miss_eur * (served * late).sum(axis=(0, 2))
+        better = eur < best_eur - 1e-12
+        best, best_eur = np.where(better, c, best), np.where(better, eur, best_eur)
+        if (c >= plant.gpus_max).all():
+            break
+    return best
 
 
 def _water(plant: PlantParams, state: PlantState, day: int, water_step_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from control import plant as pl
 from control.mpc import AllocationMPC
-from control.realised import step
-from control.state import PlantState
+from control.params import Penalties
+from control.realised import slo_aware_gpus, step
+from control.state import Allocation, PlantState
 from tests.control.cases import flat_forecast, tiny_plant
 
 SOLVERS = ("highs", "qpsol")
@@ -101,3 +103,67 @@ def test_the_share_cap_keeps_each_pool_within_its_capacity_share(solver):
     np.testing.assert_allclose(capped.plan.share[0, :, :, 0], [[0.75, 0.25], [0.75, 0.25]], atol=1e-7)
     with pytest.raises(ValueError, match="share_cap: 0.5"):
         AllocationMPC(plant, 2, group_shares=True, share_cap=0.5)
+
+
+def _queueing_pool():
+    """One pool of 10 whole GPUs at 1 GPU-s per request, 0.5 kW idle each, SLO misses priced:
+    3 req/s need 4 GPUs at rho_max 0.8, but 4 GPUs queue (Erlang C) past the 2-s SLO often."""
+    plant = tiny_plant(n_sites=1, gpus=10.0, idle_kw_per_gpu=np.array([0.5]), rho_max=0.8,
+                       round_gpus_up=True,
+                       penalties=Penalties(drop_eur_per_request=1.0, slo_miss_eur_per_request=1e-4,
+                                           water_eur_per_l=0.0, gpu_start_eur=0.0))
+    return plant, flat_forecast(plant, 2, load=3.0, price=100.0)
+
+
+def _realised_eur(plant, state, fc, gpus: float) -> float:
+    decision = Allocation(np.ones((1, 1, 1)), np.array([gpus]), np.zeros(1), np.zeros(1), "test")
+    _, record = step(plant, state, decision, fc)
+    return record.energy_cost_eur + record.slo_penalty_eur + record.drop_penalty_eur
+
+
+def test_slo_aware_gpus_pick_the_count_the_plant_prices_cheapest():
+    plant, fc = _queueing_pool()
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    idle_eur = plant.idle_kw_per_gpu * pl.pue(plant, fc.temp_c[0]) * fc.price_eur_per_mwh[0] / 1000.0
+    served = np.full((1, 1, 1), 3.0)
+    chosen = slo_aware_gpus(plant, served, np.array([3.75]), idle_eur)
+    realised = {c: _realised_eur(plant, state, fc, c) for c in range(4, 11)}
+    best = min(realised, key=realised.get)
+    assert chosen[0] == best
+    assert 4 < best < 10                      # an interior optimum: the rule has work to do
+    # never below what the decision needs, and no SLO price: the fewest GPUs
+    assert slo_aware_gpus(plant, served, np.array([7.2]), idle_eur)[0] >= 8
+    free = replace(plant, penalties=replace(plant.penalties, slo_miss_eur_per_request=0.0))
+    assert slo_aware_gpus(free, served, np.array([3.75]), idle_eur)[0] == 4
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_the_mpc_applies_slo_aware_gpus_and_the_plant_charges_less(solver):
+    plant, fc = _queueing_pool()
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    eur = {}
+    for aware in (False, True):
+        result = AllocationMPC(plant, 2, solver=solver, slo_gpus=aware).solve(state, fc)
+        assert result.success, result.status
+        assert result.plan.gpus[0, 0] >= 3.75 - 1e-7          # at least the capacity the LP needs
+        eur[aware] = _realised_eur(plant, state, fc, float(result.plan.gpus[0, 0]))
+    assert eur[True] < eur[False]
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_group_provisioning_adds_the_streams_excesses_as_correlated(solver):
+    # two regions in one group, each 4 req/s at the median and 6 at p90 (no burst above p90):
+    # correlation 1 provisions the sum of the quantiles (12 GPUs at 1 GPU-s per request),
+    # 0 the median plus the root of the summed squared excesses (8 + 2·√2); idle power makes
+    # the fewest GPUs that hold it the optimum
+    plant, fc = _two_regions_two_sites()
+    plant = replace(plant, idle_kw_per_gpu=np.full(2, 0.1))
+    fc = replace(fc, load_burst_req_per_s=fc.load_req_per_s.copy())
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    for rho, expected in ((1.0, 12.0), (0.5, 10.0 + np.sqrt(2.0)), (0.0, 8.0 + 2.0 * np.sqrt(2.0))):
+        mpc = AllocationMPC(plant, 2, solver=solver, group_shares=True, provision_correlation=rho)
+        result = mpc.solve(state, fc)
+        assert result.success, result.status
+        assert result.plan.gpus[0].sum() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="provision_correlation: 1.5"):
+        AllocationMPC(plant, 2, group_shares=True, provision_correlation=1.5)
