@@ -107,14 +107,16 @@ def slo_aware_gpus(plant: PlantParams, served: np.ndarray, gpus_min: np.ndarray,
     low = np.minimum(np.ceil(np.asarray(gpus_min, dtype=float) - 1e-9), plant.gpus_max)
     best, best_eur = low.copy(), np.full(plant.n_pools, np.inf)
     miss_eur = plant.penalties.slo_miss_eur_per_request * plant.step_s
-    for extra in range(int(plant.gpus_max.max()) + 1):
-        c = np.minimum(low + extra, plant.gpus_max)
+    searching = np.ones(plant.n_pools, dtype=bool)
+    c = low.copy()
+    while searching.any():
         _, late = _late(plant, served, c)
         eur = c * idle_eur_per_gpu_step + miss_eur * (served * late).sum(axis=(0, 2))
-        better = eur < best_eur - 1e-12
+        better = searching & (eur < best_eur - 1e-12)
         best, best_eur = np.where(better, c, best), np.where(better, eur, best_eur)
-        if (c >= plant.gpus_max).all():
-            break
+        # idle cost grows linearly and the misses fall with every GPU: past the minimum, stop
+        searching &= better & (c < plant.gpus_max)
+        c = np.where(searching, c + 1, best)
     return best
 
 
