@@ -105,6 +105,8 @@ def slo_aware_gpus(plant: PlantParams, served: np.ndarray, gpus_min: np.ndarray,
         idle_eur_per_gpu_step: what one more active GPU costs over the step, EUR ``(P,)``.
     """
     low = np.minimum(np.ceil(np.asarray(gpus_min, dtype=float) - 1e-9), plant.gpus_max)
+    work = np.einsum("rpk,pk->p", served, plant.gpu_s_per_req)
+    low = np.where(work > 0, np.maximum(low, np.minimum(np.floor(work) + 1.0, plant.gpus_max)), low)  # stable queue
     best, best_eur = low.copy(), np.full(plant.n_pools, np.inf)
     miss_eur = plant.penalties.slo_miss_eur_per_request * plant.step_s
     searching = np.ones(plant.n_pools, dtype=bool)
@@ -114,7 +116,7 @@ def slo_aware_gpus(plant: PlantParams, served: np.ndarray, gpus_min: np.ndarray,
         eur = c * idle_eur_per_gpu_step + miss_eur * (served * late).sum(axis=(0, 2))
         better = searching & (eur < best_eur - 1e-12)
         best, best_eur = np.where(better, c, best), np.where(better, eur, best_eur)
-        # idle cost grows linearly and the misses fall with every GPU: past the minimum, stop
+        # from a stable queue on, idle cost grows linearly and the misses fall convexly: past the minimum, stop
         searching &= better & (c < plant.gpus_max)
         c = np.where(searching, c + 1, best)
     return best
