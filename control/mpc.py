@@ -145,6 +145,8 @@ class AllocationMPC:
         share_cap: with ``group_shares``, a pool's split of a group's interactive class is at most
             this multiple of its capacity-proportional split (installed GPUs at rho_max), so that no
             pool takes a burst far beyond its size (0 = no cap; ``control.max_share_vs_capacity``).
+            It binds only where the (group, class) total's forecast has spread in the applied step
+            (burst level above the median): without spread there is no burst to guard against.
         tail_block_steps: plant steps per LP step in the pooled tail (move blocking: a block's
             decisions hold for all its steps and its inputs are their means); 1 = none.
         expiry_guard: the applied step's share of a deferrable stream serves the requests that
@@ -157,6 +159,9 @@ class AllocationMPC:
         provision_correlation: with ``group_shares``, how a region group's interactive streams'
             excesses over their medians add up in the load its pools are provisioned for (1: the
             sum of each stream's quantile; 0: independent errors); see ``_group_ratio``.
+        group_bursts: with ``group_shares``, the N−1 rows hold one (region group, class) total at
+            its burst level (the streams' burst excesses combined like the provisioning ones)
+            instead of one stream; see ``_group_burst_ratio``.
 
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
@@ -179,7 +184,8 @@ class AllocationMPC:
                  min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
                  burst_quantile: float = 0.95, exact_steps: int | None = None,
                  group_shares: bool = False, expiry_guard: bool = False, tail_block_steps: int = 1,
-                 share_cap: float = 0.0, slo_gpus: bool = False, provision_correlation: float = 1.0) -> None:
+                 share_cap: float = 0.0, slo_gpus: bool = False, provision_correlation: float = 1.0,
+                 group_bursts: bool = False) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not order or any(o not in OBJECTIVES for o in order):
@@ -198,6 +204,7 @@ class AllocationMPC:
         if not 0.0 <= provision_correlation <= 1.0:
             raise ValueError(f"provision_correlation: {provision_correlation}; valid: 0 … 1")
         self.provision_correlation = float(provision_correlation)
+        self.group_bursts = bool(group_bursts)
         lp = self.lp
         self.solver_name = solver
         self.min_gpus_interactive = float(min_gpus_interactive)
@@ -237,7 +244,8 @@ class AllocationMPC:
                 "group_shares": control.group_interactive_shares,
                 "share_cap": control.max_share_vs_capacity, "expiry_guard": control.expiry_guard,
                 "slo_gpus": control.slo_aware_gpus,
-                "provision_correlation": control.group_provision_correlation}
+                "provision_correlation": control.group_provision_correlation,
+                "group_bursts": control.group_bursts}
 
     # ------------------------------------------------------------------ bounds and parameters
     def _static_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -249,6 +257,8 @@ class AllocationMPC:
             first = np.array([np.flatnonzero(plant.region_groups == g)[0] for g in keys[:, 0]])
             fair = capacity_shares(plant, plant.gpus_max)[first, keys[:, 1], keys[:, 2]]
             lp.x.pack(ubx, "share0", np.minimum(self.share_cap * fair, 1.0))
+            # (region group, class) of each share: the cap binds only where that total's forecast has spread
+            self._share_group_stream = keys[:, 0] * len(plant.class_names) + keys[:, 2]
         if self.min_gpus_interactive > 0:
             interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
             lp.x.pack(lbx, "n", np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0))
@@ -301,6 +311,9 @@ class AllocationMPC:
         lp.p.pack(p, "ratio_a", ratio_a)
         burst = fc.load_burst_req_per_s.reshape(d.H, -1)[0]
         burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst / safe[0], 1.0), ratio[0])
+        if lp.group_shares and self.group_bursts:
+            burst_ratio = self._group_burst_ratio(med[0], fc.load_provision_req_per_s.reshape(d.H, -1)[0],
+                                                  burst, ratio[0])
         # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
         burst_ratio[d.deferred] = ratio[0, d.deferred]
         lp.p.pack(p, "burst", burst_ratio)
@@ -325,24 +338,44 @@ class AllocationMPC:
         lp.p.pack(p, "term_a", self.horizon_map.pooled_deferred(term[d.E:], mean=True))
         return p
 
-    def _group_ratio(self, med: np.ndarray, prov: np.ndarray, ratio: np.ndarray) -> np.ndarray:
-        """Provisioning ratios ``(H, R·K)`` with each region group's interactive streams provisioned
-        for the group's total: its median plus the streams' excesses over their medians combined
-        with correlation ``provision_correlation`` (1: their sum, the streams' own quantiles;
-        0: the root of their sum of squares, independent errors). With group shares every pool
-        takes a fixed part of the group's total, so the total's spread is what it must hold."""
+    def _group_excess(self, med: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each region group's interactive total above its median at a level ``(H, group streams)``
+        (the streams' excesses combined with correlation ``provision_correlation``: 1 their sum,
+        0 the root of their sum of squares), and the (group streams, streams) map."""
         d, plant = self.lp.d, self.plant
         stream = np.arange(d.RK)
         key = plant.region_groups[stream // d.K] * d.K + stream % d.K
-        to_group = (key[None, :] == np.arange(key.max() + 1)[:, None]).astype(float)  # (group streams, streams)
-        inter = np.zeros(d.RK, dtype=bool)
-        inter[d.interactive] = True
-        excess = np.maximum(prov - med, 0.0) * inter
-        total = med @ to_group.T
+        to_group = (key[None, :] == np.arange(key.max() + 1)[:, None]).astype(float)
+        inter = np.zeros(d.RK)
+        inter[d.interactive] = 1.0
+        excess = np.maximum(level - med, 0.0) * inter
         rho = self.provision_correlation
-        spread = rho * (excess @ to_group.T) + (1.0 - rho) * np.sqrt((excess ** 2) @ to_group.T)
-        group = np.where(total > 1e-12, 1.0 + spread / np.where(total > 1e-12, total, 1.0), 1.0) @ to_group
+        return rho * (excess @ to_group.T) + (1.0 - rho) * np.sqrt((excess ** 2) @ to_group.T), to_group
+
+    def _group_ratio(self, med: np.ndarray, prov: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+        """Provisioning ratios ``(H, R·K)`` with each region group's interactive streams provisioned
+        for the group's total: its median plus ``_group_excess`` at the provisioning level. With
+        group shares every pool takes a fixed part of the group's total, so the total's spread is
+        what it must hold."""
+        excess, to_group = self._group_excess(med, prov)
+        total = med @ to_group.T
+        group = np.where(total > 1e-12, 1.0 + excess / np.where(total > 1e-12, total, 1.0), 1.0) @ to_group
+        inter = np.zeros(self.lp.d.RK, dtype=bool)
+        inter[self.lp.d.interactive] = True
         return np.where(inter[None, :] & (med > 1e-12), group, ratio)
+
+    def _group_burst_ratio(self, med0: np.ndarray, prov0: np.ndarray, burst0: np.ndarray,
+                           ratio0: np.ndarray) -> np.ndarray:
+        """Applied-step burst ratios ``(R·K,)`` for the N−1 rows with group bursts: a pair's row
+        adds ``(B − P)·x / med`` for its stream, which with group shares is the pool's share of
+        its group total's excess from the provisioning level P to the burst level B (both
+        ``_group_excess``): one (group, class) total at its burst, the others provisioned."""
+        up, to_group = self._group_excess(med0[None], burst0[None])
+        prov, _ = self._group_excess(med0[None], prov0[None])
+        extra = (np.maximum(up - prov, 0.0) @ to_group)[0]
+        inter = np.zeros(self.lp.d.RK, dtype=bool)
+        inter[self.lp.d.interactive] = True
+        return np.where(inter & (med0 > 1e-12), ratio0 + extra / np.where(med0 > 1e-12, med0, 1.0), ratio0)
 
     def _fifo_bound_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
         """Most backlog allowed at each step end: arrivals of the last ``deadline`` steps."""
@@ -450,7 +483,24 @@ class AllocationMPC:
                 fifo[0] = np.minimum(fifo[0], self._guarded_backlog_req(state, fc))
             self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
             self.lp.x.pack(ubx, "qa", self.horizon_map.pooled_deferred(fifo[self.lp.d.E:]))
+        if self.share_cap > 0 and self.lp.group_keys:
+            self._uncap_certain_groups(ubx, fc)
         return p, self._lbx, ubx, lbg, ubg
+
+    def _uncap_certain_groups(self, ubx: np.ndarray, fc: ControlForecast) -> None:
+        """Lift the share cap of the (region group, class) totals whose applied-step forecast has
+        no spread (burst level = median): the cap guards against bursts, and there are none to
+        guard against (perfect forecasts keep the LP's freedom)."""
+        plant = self.plant
+        groups = plant.region_groups
+        G, K = int(groups.max()) + 1, len(plant.class_names)
+        med = np.zeros((G, K))
+        burst = np.zeros((G, K))
+        np.add.at(med, groups, fc.load_req_per_s[0])
+        np.add.at(burst, groups, np.maximum(fc.load_burst_req_per_s[0], fc.load_provision_req_per_s[0]))
+        certain = (burst - med <= 1e-9 * np.maximum(med, 1.0)).ravel()[self._share_group_stream]
+        sl = self.lp.x.slice("share0")
+        ubx[sl] = np.where(certain, 1.0, ubx[sl])
 
     def solve(self, state: PlantState, forecast: ControlForecast, *,
               end_step: int | None = None) -> MPCResult:

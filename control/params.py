@@ -58,12 +58,15 @@ class ControlSettings:
         expiry_guard: the applied step's share of a deferrable stream serves the requests that
             expire in it even if none arrive (shares are fractions of the realised work).
         max_share_vs_capacity: with group shares, a pool's split of a group's interactive class
-            is at most this multiple of its capacity-proportional split (0 = no cap).
+            is at most this multiple of its capacity-proportional split (0 = no cap), where the
+            forecast of the group's class total has spread (none to guard against otherwise).
         slo_aware_gpus: the applied step runs the whole GPUs per pool that minimise idle cost + the
             plant's Erlang-C SLO-miss penalty for the routed load (never fewer than planned).
         group_provision_correlation: with group shares, the correlation assumed between the
             forecast errors of a region group's interactive streams when their provisioning
             levels are added up (1: the sum of the streams' quantiles; 0: independent errors).
+        group_bursts: with group shares, the applied step keeps headroom for one region group's
+            class total at its burst level (fitted on group totals) instead of one stream's.
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -89,6 +92,7 @@ class ControlSettings:
     max_share_vs_capacity: float = field(default=0.0, metadata=rng(0.0, 100.0))
     slo_aware_gpus: bool = False
     group_provision_correlation: float = field(default=1.0, metadata=rng(0.0, 1.0))
+    group_bursts: bool = False
 
     def __post_init__(self) -> None:
         if 0 < self.max_share_vs_capacity < 1:

@@ -87,7 +87,7 @@ def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float,
 
 def fit_burst_factor(predict: Callable[[pd.Timestamp], Forecast], truth: pd.DataFrame, plant: PlantParams,
                      t0: pd.Timestamp, load_quantile: float, burst_quantile: float,
-                     days: int = TAIL_DAYS) -> np.ndarray:
+                     days: int = TAIL_DAYS, group_correlation: float | None = None) -> np.ndarray:
     """Per stream ``(R·K,)``: the split-conformal ``burst_quantile`` of ``(y − p50) / (p_q − p50)``
     over forecasts issued hourly in the ``days`` days before ``t0``, scored on values before t0,
     pooled over streams and steps (one factor: two days are too few for a stream's own 1 % tail).
@@ -99,6 +99,11 @@ def fit_burst_factor(predict: Callable[[pd.Timestamp], Forecast], truth: pd.Data
         t0: the episode start; nothing at or after it is read.
         load_quantile: the provisioning quantile (the spread's upper end).
         burst_quantile: the level of the burst.
+        days: days of forecasts scored.
+        group_correlation: score each region group's interactive class totals instead of the
+            streams (the MPC's group bursts): ``(Y − ΣP50) / spread`` with the streams' spreads
+            combined with this correlation (1: summed, 0: root of the summed squares), as the
+            MPC combines them; pooled over groups, classes and steps.
     """
     streams = [f"{r}/{k}" for r in plant.region_names for k in plant.class_names]
     seen = truth.loc[truth.index < t0, streams]
@@ -110,6 +115,8 @@ def fit_burst_factor(predict: Callable[[pd.Timestamp], Forecast], truth: pd.Data
         y = seen.reindex(fc.timestamps[keep]).to_numpy()
         p50 = fc.quantile(_nearest_q(fc, 0.5))[LOAD][:, cols][keep]
         spread = fc.quantile(_nearest_q(fc, load_quantile))[LOAD][:, cols][keep] - p50
+        if group_correlation is not None:
+            y, p50, spread = _group_totals(plant, y, p50, spread, group_correlation)
         scores.append(np.where(spread > 1e-6, (y - p50) / np.maximum(spread, 1e-6), np.nan))
     s = np.concatenate(scores).ravel()                         # pooled over streams and steps
     s = np.sort(s[np.isfinite(s)])
@@ -118,6 +125,25 @@ def fit_burst_factor(predict: Callable[[pd.Timestamp], Forecast], truth: pd.Data
     rank = min(len(s), int(np.ceil((len(s) + 1) * burst_quantile)))
     out = np.full(len(streams), s[rank - 1])
     return np.clip(out, *TAIL_FACTOR_RANGE)
+
+
+def _group_totals(plant: PlantParams, y: np.ndarray, p50: np.ndarray, spread: np.ndarray,
+                  rho: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (step, region group, interactive class): realised and median totals and the combined
+    spread (``rho``·sum + (1 − ``rho``)·root of the sum of squares)."""
+    K = len(plant.class_names)
+    groups = plant.region_groups
+    inter = np.flatnonzero(~plant.deferrable)
+    out = []
+    for arr, how in ((y, "sum"), (p50, "sum"), (spread, "spread")):
+        a = arr.reshape(len(arr), -1, K)[:, :, inter]                         # (T, R, interactive)
+        cols = []
+        for g in range(int(groups.max()) + 1):
+            part = np.maximum(a[:, groups == g], 0.0) if how == "spread" else a[:, groups == g]
+            cols.append(part.sum(axis=1) if how == "sum"
+                        else rho * part.sum(axis=1) + (1 - rho) * np.sqrt((part ** 2).sum(axis=1)))
+        out.append(np.concatenate(cols, axis=1))
+    return out[0], out[1], out[2]
 
 
 def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],
@@ -129,8 +155,8 @@ def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],
 
 def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: ControlForecast,
                    t0: pd.Timestamp, horizon: int, load_quantile: float,
-                   suite: ForecasterSuite | None = None, burst_quantile: float | None = None
-                   ) -> tuple[LoopForecaster, str]:
+                   suite: ForecasterSuite | None = None, burst_quantile: float | None = None,
+                   group_correlation: float | None = None) -> tuple[LoopForecaster, str]:
     """The closed loop's ``t -> ControlForecast`` and a one-line description of it.
 
     Args:
@@ -143,6 +169,7 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
         load_quantile: the quantile GPUs are provisioned for.
         suite: the learned forecasters (``kind == "learned"``).
         burst_quantile: the burst level the MPC keeps headroom for (None: no burst reserve).
+        group_correlation: fit the burst factor on region-group totals (``fit_burst_factor``).
     """
     if kind == "perfect":
         return (lambda t: realised.window(t, min(horizon, realised.horizon - t))), "perfect foresight (realised data)"
@@ -170,9 +197,11 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
 
     factor = None
     if burst_quantile is not None:
-        factor = fit_burst_factor(predict, history[LOAD], plant, t0, load_quantile, burst_quantile)
+        factor = fit_burst_factor(predict, history[LOAD], plant, t0, load_quantile, burst_quantile,
+                                  group_correlation=group_correlation)
+        on = "region-group totals" if group_correlation is not None else "streams"
         note += (f"; burst p{burst_quantile * 100:g} = p50 + f·(p{load_quantile * 100:g} − p50), "
-                 f"f = {factor[0]:.2f} (split-conformal on the {TAIL_DAYS} days before t0)")
+                 f"f = {factor[0]:.2f} (split-conformal on the {TAIL_DAYS} days before t0, {on})")
 
     def forecast(t: int) -> ControlForecast:
         return control_forecast(predict(t0 + pd.Timedelta(hours=t)), plant, load_quantile, factor)

@@ -28,6 +28,7 @@ from control.controllers import (CapacityProportional, Controller, GreedyControl
 from control.from_data import plant_for, realised_inputs
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC
+from control.params import ControlSettings
 from control.plant import PlantParams
 from control.simulate import EpisodeResult, hindsight_optimum, run_episode
 from control.state import PlantState
@@ -114,6 +115,14 @@ def make_controller(name: str, s: Setup) -> Controller:
     raise ValueError(f"controller: {name!r}; valid: {', '.join(CONTROLLERS)}")
 
 
+def burst_group_correlation(control: ControlSettings) -> float | None:
+    """How the loop's burst factor is fitted: on region-group totals combined with the MPC's
+    provision correlation when the MPC keeps group bursts, else on streams (None)."""
+    if control.group_bursts and control.group_interactive_shares:
+        return control.group_provision_correlation
+    return None
+
+
 def _objective_kwargs(cfg: Config) -> dict[str, object]:
     """The objective every optimiser shares, the hindsight optimum included (not the planning
     policy: the hindsight optimum plans on the realised data, all exact)."""
@@ -157,7 +166,8 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
     """
     ctrl = make_controller(controller_name, s)
     fc_fn, note = forecaster_for(forecaster, s.data, s.plant, s.realised, s.t0, s.horizon,
-                                 s.cfg.control.load_quantile, suite, s.cfg.control.burst_quantile)
+                                 s.cfg.control.load_quantile, suite, s.cfg.control.burst_quantile,
+                                 burst_group_correlation(s.cfg.control))
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     key = _run_key(s, controller_name, forecaster)
     start, prior = 0, None
@@ -415,7 +425,8 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any
     suite = _load_suite(uri)[0] if kind == "learned" else None
     s = prepare(cfg, at, 1)
     fc_fn, note = forecaster_for(kind, s.data, s.plant, s.realised, s.t0, s.horizon,
-                                 cfg.control.load_quantile, suite, cfg.control.burst_quantile)
+                                 cfg.control.load_quantile, suite, cfg.control.burst_quantile,
+                                 burst_group_correlation(cfg.control))
     mpc = AllocationMPC.from_settings(s.plant, cfg.control)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     result = mpc.solve(state, fc_fn(0))

@@ -92,15 +92,21 @@ def test_the_expiry_guard_serves_expiring_work_even_when_nothing_arrives(solver)
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_the_share_cap_keeps_each_pool_within_its_capacity_share(solver):
     # site 0 is cheaper and both have 6 GPUs: uncapped, the group's chat goes all to site 0;
-    # capped at 1.5 × the capacity share (0.5), site 0 takes 0.75 and site 1 the rest
+    # capped at 1.5 × the capacity share (0.5), site 0 takes 0.75 and site 1 the rest; the
+    # forecast has spread (p90 1.2 req/s), which is what the cap guards against
     plant = tiny_plant(n_sites=2, n_regions=2, gpus=6.0)
-    fc = flat_forecast(plant, 2, load=1.0, price=np.array([40.0, 60.0]))
+    fc = flat_forecast(plant, 2, load=1.0, price=np.array([40.0, 60.0]),
+                       load_provision_req_per_s=np.full((2, 2, 1), 1.2))
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     free = AllocationMPC(plant, 2, solver=solver, group_shares=True).solve(state, fc)
     capped = AllocationMPC(plant, 2, solver=solver, group_shares=True, share_cap=1.5).solve(state, fc)
     assert free.success and capped.success
     np.testing.assert_allclose(free.plan.share[0, :, :, 0], [[1.0, 0.0], [1.0, 0.0]], atol=1e-7)
     np.testing.assert_allclose(capped.plan.share[0, :, :, 0], [[0.75, 0.25], [0.75, 0.25]], atol=1e-7)
+    # a forecast without spread (burst level = median) has no burst to guard against: no cap
+    certain = flat_forecast(plant, 2, load=1.0, price=np.array([40.0, 60.0]))
+    uncapped = AllocationMPC(plant, 2, solver=solver, group_shares=True, share_cap=1.5).solve(state, certain)
+    np.testing.assert_allclose(uncapped.plan.share[0, :, :, 0], [[1.0, 0.0], [1.0, 0.0]], atol=1e-7)
     with pytest.raises(ValueError, match="share_cap: 0.5"):
         AllocationMPC(plant, 2, group_shares=True, share_cap=0.5)
 
@@ -167,3 +173,25 @@ def test_group_provisioning_adds_the_streams_excesses_as_correlated(solver):
         assert result.plan.gpus[0].sum() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="provision_correlation: 1.5"):
         AllocationMPC(plant, 2, group_shares=True, provision_correlation=1.5)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_group_bursts_hold_the_group_total_at_its_burst_level(solver):
+    # two regions in one group, each 4 req/s at the median, 6 at p90 and 10 at the burst level,
+    # independent errors: the group is provisioned for 8 + √(2² + 2²) and, with group bursts,
+    # holds 8 + √(6² + 6²) in the applied step (one stream at 10 with the other provisioned
+    # without: 8 + 2√2 + (10 − 4·(1 + 2√2/8)))
+    plant = tiny_plant(n_sites=2, n_regions=2, gpus=20.0, idle_kw_per_gpu=np.full(2, 0.1),
+                       rtt_s=np.array([[0.01, 0.05], [0.05, 0.01]]))
+    fc = flat_forecast(plant, 2, load=4.0, load_provision_req_per_s=np.full((2, 2, 1), 6.0),
+                       load_burst_req_per_s=np.full((2, 2, 1), 10.0))
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    held = {}
+    for grouped in (False, True):
+        mpc = AllocationMPC(plant, 2, solver=solver, group_shares=True, provision_correlation=0.0,
+                            group_bursts=grouped)
+        result = mpc.solve(state, fc)
+        assert result.success, result.status
+        held[grouped] = float(result.plan.gpus[0].sum())
+    assert held[True] == pytest.approx(8.0 + 6.0 * np.sqrt(2.0), rel=1e-6)
+    assert held[False] == pytest.approx(8.0 + 2.0 * np.sqrt(2.0) + 10.0 - 4.0 * (1.0 + np.sqrt(8.0) / 8.0), rel=1e-6)

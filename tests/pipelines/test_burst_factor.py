@@ -53,3 +53,25 @@ def test_burst_level_extrapolates_the_spread_and_never_falls_below_the_provision
     np.testing.assert_allclose(cf.load_burst_req_per_s, 10.0 + 4.0 * 2.0)
     np.testing.assert_allclose(cf.load_provision_req_per_s, 12.0)
     assert (control_forecast(fc, plant, 0.9).load_burst_req_per_s == 12.0).all()
+
+
+def _predict_two(at: pd.Timestamp) -> Forecast:
+    """Two regions' chat, each p50 = 10, p90 = 12."""
+    values = np.tile(np.array([8.0, 10.0, 12.0]), (H, 2, 1)).reshape(H, 2, 3)
+    return Forecast(at, pd.Timedelta(hours=1), (0.1, 0.5, 0.9), {LOAD: ("R0/chat", "R1/chat")}, {LOAD: values})
+
+
+def test_group_burst_factor_scores_the_region_group_total_with_the_combined_spread():
+    plant = tiny_plant(n_sites=1, n_regions=2)
+    assert (plant.region_groups == 0).all()
+    scores = np.linspace(0.0, 9.5, 48)
+    one = _truth(scores, after=0.0)["R0/chat"]
+    same = pd.DataFrame({"R0/chat": one, "R1/chat": one})                # comonotone streams
+    mirror = pd.DataFrame({"R0/chat": one, "R1/chat": 20.0 - one})       # the total never moves
+    per_stream = fit_burst_factor(_predict_two, same, plant, T0, 0.9, 0.95)[0]
+    summed = fit_burst_factor(_predict_two, same, plant, T0, 0.9, 0.95, group_correlation=1.0)[0]
+    independent = fit_burst_factor(_predict_two, same, plant, T0, 0.9, 0.95, group_correlation=0.0)[0]
+    assert summed == pytest.approx(per_stream)                  # total excess 4s over a spread of 4
+    assert independent == pytest.approx(np.sqrt(2.0) * per_stream)   # ... over a spread of 2·√2
+    flat = fit_burst_factor(_predict_two, mirror, plant, T0, 0.9, 0.95, group_correlation=0.0)[0]
+    assert flat == 1.0     # no excess of the total: the burst level is the provisioning level
