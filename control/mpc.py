@@ -13,7 +13,9 @@ class); the tail per (region group, pool, class) in blocks of several steps — 
 applied step keeps its exact form. Robustness of the applied step (``group_shares``,
 ``expiry_guard``): interactive streams of a region group share one split, so that a burst of one
 stream spreads over every pool the group uses; a deferrable stream's share serves what expires
-even if nothing arrives. ``bench/mpc.py`` and ``bench/closed_loop.py`` measure both.
+even if nothing arrives; with group shares the reserve and N−1 rows hold group totals
+(``control._headroom``), and the applied GPUs are SLO-aware (``slo_gpus``). ``bench/mpc.py``
+and ``bench/closed_loop.py`` measure them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from control import plant as pl
 from control._backends import make_backend
+from control._headroom import certain_totals, group_burst_ratio, group_ratio
 from control._horizon import HorizonMap
 from control._lp import KEPT_ROWS, OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
@@ -158,16 +161,16 @@ class AllocationMPC:
             ``control.slo_aware_gpus``).
         provision_correlation: with ``group_shares``, how a region group's interactive streams'
             excesses over their medians add up in the load its pools are provisioned for (1: the
-            sum of each stream's quantile; 0: independent errors); see ``_group_ratio``.
+            sum of each stream's quantile; 0: independent errors); see ``control._headroom``.
         group_bursts: with ``group_shares``, the N−1 rows hold one (region group, class) total at
             its burst level (the streams' burst excesses combined like the provisioning ones)
-            instead of one stream; see ``_group_burst_ratio``.
+            instead of one stream; see ``control._headroom``.
 
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
     with the others at the provisioning level (an N−1 rule, as grid operators plan for one outage;
     one row per allowed pair; interactive streams only, as deferrable overflow waits in the
-    backlog). The last two are soft (a shortfall per pool and step, and per pair for bursts):
+    backlog; with ``group_bursts`` one region group's class total instead of one stream). The last two are soft (a shortfall per pool and step, and per pair for bursts):
     GPU-seconds per second left short are priced at the drops they expose,
     ``drop penalty × Δt × (1 − level) ÷ (GPU-s per request)`` (the newsvendor rate: the load
     exceeds a level-τ quantile with probability 1 − τ), so that GPUs are always bought while the
@@ -303,7 +306,7 @@ class AllocationMPC:
         safe = np.where(med > 1e-12, med, 1.0)
         ratio = np.where(med > 1e-12, prov / safe, 1.0)
         if lp.group_shares and self.provision_correlation < 1.0:
-            ratio = self._group_ratio(med, prov, ratio)
+            ratio = group_ratio(plant, med, prov, ratio, self.provision_correlation)
             prov = ratio * med
         lp.p.pack(p, "ratio", ratio[:d.E])
         med_a, prov_a = self.horizon_map.pooled(med[d.E:]), self.horizon_map.pooled(prov[d.E:])
@@ -312,8 +315,8 @@ class AllocationMPC:
         burst = fc.load_burst_req_per_s.reshape(d.H, -1)[0]
         burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst / safe[0], 1.0), ratio[0])
         if lp.group_shares and self.group_bursts:
-            burst_ratio = self._group_burst_ratio(med[0], fc.load_provision_req_per_s.reshape(d.H, -1)[0],
-                                                  burst, ratio[0])
+            burst_ratio = group_burst_ratio(plant, med[0], fc.load_provision_req_per_s.reshape(d.H, -1)[0],
+                                            burst, ratio[0], self.provision_correlation)
         # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
         burst_ratio[d.deferred] = ratio[0, d.deferred]
         lp.p.pack(p, "burst", burst_ratio)
@@ -337,45 +340,6 @@ class AllocationMPC:
         lp.p.pack(p, "term", term[:d.E])
         lp.p.pack(p, "term_a", self.horizon_map.pooled_deferred(term[d.E:], mean=True))
         return p
-
-    def _group_excess(self, med: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each region group's interactive total above its median at a level ``(H, group streams)``
-        (the streams' excesses combined with correlation ``provision_correlation``: 1 their sum,
-        0 the root of their sum of squares), and the (group streams, streams) map."""
-        d, plant = self.lp.d, self.plant
-        stream = np.arange(d.RK)
-        key = plant.region_groups[stream // d.K] * d.K + stream % d.K
-        to_group = (key[None, :] == np.arange(key.max() + 1)[:, None]).astype(float)
-        inter = np.zeros(d.RK)
-        inter[d.interactive] = 1.0
-        excess = np.maximum(level - med, 0.0) * inter
-        rho = self.provision_correlation
-        return rho * (excess @ to_group.T) + (1.0 - rho) * np.sqrt((excess ** 2) @ to_group.T), to_group
-
-    def _group_ratio(self, med: np.ndarray, prov: np.ndarray, ratio: np.ndarray) -> np.ndarray:
-        """Provisioning ratios ``(H, R·K)`` with each region group's interactive streams provisioned
-        for the group's total: its median plus ``_group_excess`` at the provisioning level. With
-        group shares every pool takes a fixed part of the group's total, so the total's spread is
-        what it must hold."""
-        excess, to_group = self._group_excess(med, prov)
-        total = med @ to_group.T
-        group = np.where(total > 1e-12, 1.0 + excess / np.where(total > 1e-12, total, 1.0), 1.0) @ to_group
-        inter = np.zeros(self.lp.d.RK, dtype=bool)
-        inter[self.lp.d.interactive] = True
-        return np.where(inter[None, :] & (med > 1e-12), group, ratio)
-
-    def _group_burst_ratio(self, med0: np.ndarray, prov0: np.ndarray, burst0: np.ndarray,
-                           ratio0: np.ndarray) -> np.ndarray:
-        """Applied-step burst ratios ``(R·K,)`` for the N−1 rows with group bursts: a pair's row
-        adds ``(B − P)·x / med`` for its stream, which with group shares is the pool's share of
-        its group total's excess from the provisioning level P to the burst level B (both
-        ``_group_excess``): one (group, class) total at its burst, the others provisioned."""
-        up, to_group = self._group_excess(med0[None], burst0[None])
-        prov, _ = self._group_excess(med0[None], prov0[None])
-        extra = (np.maximum(up - prov, 0.0) @ to_group)[0]
-        inter = np.zeros(self.lp.d.RK, dtype=bool)
-        inter[self.lp.d.interactive] = True
-        return np.where(inter & (med0 > 1e-12), ratio0 + extra / np.where(med0 > 1e-12, med0, 1.0), ratio0)
 
     def _fifo_bound_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
         """Most backlog allowed at each step end: arrivals of the last ``deadline`` steps."""
@@ -489,16 +453,10 @@ class AllocationMPC:
 
     def _uncap_certain_groups(self, ubx: np.ndarray, fc: ControlForecast) -> None:
         """Lift the share cap of the (region group, class) totals whose applied-step forecast has
-        no spread (burst level = median): the cap guards against bursts, and there are none to
-        guard against (perfect forecasts keep the LP's freedom)."""
-        plant = self.plant
-        groups = plant.region_groups
-        G, K = int(groups.max()) + 1, len(plant.class_names)
-        med = np.zeros((G, K))
-        burst = np.zeros((G, K))
-        np.add.at(med, groups, fc.load_req_per_s[0])
-        np.add.at(burst, groups, np.maximum(fc.load_burst_req_per_s[0], fc.load_provision_req_per_s[0]))
-        certain = (burst - med <= 1e-9 * np.maximum(med, 1.0)).ravel()[self._share_group_stream]
+        no spread: the cap guards against bursts, and there are none to guard against (perfect
+        forecasts keep the LP's freedom)."""
+        high = np.maximum(fc.load_burst_req_per_s[0], fc.load_provision_req_per_s[0])
+        certain = certain_totals(self.plant, fc.load_req_per_s[0], high)[self._share_group_stream]
         sl = self.lp.x.slice("share0")
         ubx[sl] = np.where(certain, 1.0, ubx[sl])
 
