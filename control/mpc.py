@@ -135,7 +135,8 @@ class AllocationMPC:
             interface to HiGHS, cold starts); see ``control._backends``.
         min_gpus_interactive: GPUs kept on at every pool that may serve an interactive class (a
             controller policy against M/M/1-like queueing on one or two GPUs, which the linear
-            latency model cannot see; the hindsight optimum does not use it).
+            latency model cannot see; the hindsight optimum does not use it). With ``slo_gpus``
+            it holds in the planned steps only: the applied step gets the SLO-aware count.
         backlog_value_eur_per_req: value of a request left in the backlog at the horizon's end;
             None: ``terminal_value`` (an estimate of serving it later).
         load_quantile: the quantile level of ``load_provision_req_per_s`` (default 0.9).
@@ -264,7 +265,11 @@ class AllocationMPC:
             self._share_group_stream = keys[:, 0] * len(plant.class_names) + keys[:, 2]
         if self.min_gpus_interactive > 0:
             interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
-            lp.x.pack(lbx, "n", np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0))
+            floor = np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0)
+            # with SLO-aware GPUs the applied step's count is the plant's own rule; the floor stands in
+            # for it in the planned steps (and keeps the LP as quick to solve as with a floor everywhere)
+            first = 1 if self.slo_gpus else 0
+            lp.x.pack(lbx, "n", np.where(np.arange(lp.d.H)[:, None] >= first, floor[None, :], 0.0))
         if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit (per LP step)
             lp.x.pack(ubx, "st", lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :])
         lp.x.pack(ubx, "g", plant.grid_limit_kw)

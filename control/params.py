@@ -46,7 +46,8 @@ class ControlSettings:
         slo_wait_margin_services: a region–pool pair gets a variable only when RTT + prefill +
             this many of the pool's service times fit in the class SLO (room for queueing).
         min_gpus_interactive: GPUs the MPC keeps on at every pool that may serve an interactive
-            class (0 = none); the hindsight optimum does not use it.
+            class (0 = none; with ``slo_aware_gpus`` in the planned steps only); the hindsight
+            optimum does not use it.
         exact_routing_steps: steps of the horizon the MPC routes per (region, pool, class); later
             steps plan per (pool, class) with the regions pooled, a smaller LP (0 = every step
             exact); the applied step and the hindsight optimum are always exact.

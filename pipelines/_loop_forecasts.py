@@ -14,7 +14,9 @@ headroom for one stream's *burst* (``control.burst_quantile``, default 0.95), a 
 do not carry: it is extrapolated from each stream's spread, ``p50 + f · (p_q − p50)``, with ``f``
 the split-conformal ``burst_quantile`` of the scores ``(y − p50) / (p_q − p50)`` of the same
 forecaster on the ``TAIL_DAYS`` days before the episode (data before t0 only; for the primary
-window these are the load model's validation days, never its training days).
+window these are the load model's validation days, never its training days). With the MPC's group
+bursts (``control.group_bursts``) the scores are those of each region group's interactive class
+totals, their spread combined as the MPC combines it (``control.group_provision_correlation``).
 """
 
 from __future__ import annotations

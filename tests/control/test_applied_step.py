@@ -195,3 +195,16 @@ def test_group_bursts_hold_the_group_total_at_its_burst_level(solver):
         held[grouped] = float(result.plan.gpus[0].sum())
     assert held[True] == pytest.approx(8.0 + 6.0 * np.sqrt(2.0), rel=1e-6)
     assert held[False] == pytest.approx(8.0 + 2.0 * np.sqrt(2.0) + 10.0 - 4.0 * (1.0 + np.sqrt(8.0) / 8.0), rel=1e-6)
+
+
+def test_with_slo_aware_gpus_the_floor_holds_in_the_planned_steps_only():
+    plant, fc = _queueing_pool()
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    idle_eur = plant.idle_kw_per_gpu * pl.pue(plant, fc.temp_c[0]) * fc.price_eur_per_mwh[0] / 1000.0
+    best = slo_aware_gpus(plant, np.full((1, 1, 1), 3.0), np.array([3.75]), idle_eur)[0]
+    assert best < 9
+    floored = AllocationMPC(plant, 2, min_gpus_interactive=9.0).solve(state, fc)
+    aware = AllocationMPC(plant, 2, min_gpus_interactive=9.0, slo_gpus=True).solve(state, fc)
+    assert floored.plan.gpus[0, 0] >= 9.0 - 1e-9 and floored.plan.gpus[1, 0] >= 9.0 - 1e-9
+    assert aware.plan.gpus[0, 0] == best                     # the applied step: the plant's rule
+    assert aware.plan.gpus[1, 0] >= 9.0 - 1e-9              # the plan after it keeps the floor
