@@ -156,7 +156,7 @@ class LinearProgram:
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
                               "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
                               "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
-                              "term_a": (d.T, nda), "burst": (1, d.RK), "reserve_eur": (d.H, d.P),
+                              "term_a": (d.T, nda), "episode_end": (1, d.H), "burst": (1, d.RK), "reserve_eur": (d.H, d.P),
                               "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
                               "pair_load0": (1, d.m if group_shares else 0),
                               "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS))})
@@ -262,7 +262,18 @@ class LinearProgram:
         return out
 
     def unserved_req(self) -> Any:
-        """Requests left unserved over the horizon (exact and pooled steps)."""
+        """Requests left unserved over the horizon (exact and pooled steps), and the backlog left
+        at the episode's end (parameter ``episode_end``: 1 at that LP step), which the end rule drops
+        (the cost objective prices it through the backlog's terminal value instead)."""
+        d, x, p = self.d, self.x, self.p
+        unserved = self._unserved_in_steps_req()
+        if len(d.deferred):
+            end = p("episode_end")
+            unserved = unserved + (sum(end[t] * ca.sum1(x("q", t)) for t in range(d.E))
+                                   + sum(end[d.E + j] * ca.sum1(x("qa", j)) for j in range(d.T)))
+        return unserved
+
+    def _unserved_in_steps_req(self) -> Any:
         d, x = self.d, self.x
         return (sum(ca.sum1(x("u", t)) for t in range(d.E)) * self.plant.step_s
                 + sum(ca.sum1(x("ua", j)) * self._step_plants[d.E + j].step_s for j in range(d.T)))
@@ -286,7 +297,7 @@ class LinearProgram:
         pen = plant.penalties
         sps = self._step_plants
         energy = sum(pl.energy_cost_eur(sps[t], p("price", t), x("g", t)) for t in range(d.H))
-        drops = self.unserved_req() * pen.drop_eur_per_request
+        drops = self._unserved_in_steps_req() * pen.drop_eur_per_request
         starts = sum(ca.sum1(x("st", t)) for t in range(d.H)) * pen.gpu_start_eur
         water_pen = ca.sum1(x("wo")) * pen.water_eur_per_l
         terminal = ca.SX(0)

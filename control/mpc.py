@@ -342,6 +342,9 @@ class AllocationMPC:
         term[-1] = self.terminal_value(fc, pue_value) if self.backlog_value is None else self.backlog_value
         if end_step is not None:
             term[end_step] = plant.penalties.drop_eur_per_request
+            ends = np.zeros(d.H)
+            ends[end_step] = 1.0
+            lp.p.pack(p, "episode_end", ends)
         lp.p.pack(p, "term", term[:d.E])
         lp.p.pack(p, "term_a", self.horizon_map.pooled_deferred(term[d.E:], mean=True))
         return p

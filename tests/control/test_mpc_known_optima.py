@@ -206,3 +206,19 @@ def test_carbon_first_still_serves_every_request_it_can():
     np.testing.assert_allclose(_per_site(plant, result), [0.0, 10.0], atol=0.01)
     assert len(result.stage_values) == 3
     assert result.terms.carbon_kg <= AllocationMPC._kept(result.stage_values[0], 1e-3) * (1 + 1e-12)
+
+
+def test_carbon_first_serves_the_backlog_the_episode_end_would_drop():
+    """Deferring batch work past the horizon emits nothing; at the episode's end the backlog is
+    dropped (the end rule), so carbon-first must serve it, while without an end in the horizon
+    it defers what the deadline allows."""
+    plant = tiny_plant(n_sites=1, classes=("batch",), gpus=100.0)
+    fc = flat_forecast(plant, 3, load=10.0)
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    order = ("carbon", "cost", "delay")
+    open_end = AllocationMPC(plant, 3, order=order).solve(state, fc)
+    ending = AllocationMPC(plant, 3, order=order).solve(state, fc, end_step=2)
+    assert open_end.success and ending.success
+    assert open_end.plan.backlog_req[2].sum() > 1_000.0          # deferred beyond the horizon
+    assert ending.plan.backlog_req[2].sum() == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(ending.plan.dropped_req_per_s, 0.0, atol=1e-9)
