@@ -22,7 +22,7 @@ import numpy as np
 
 from control.plant import PlantParams
 
-__all__ = ["certain_totals", "group_burst_ratio", "group_matrix", "group_ratio"]
+__all__ = ["certain_totals", "combined_excess", "group_burst_ratio", "group_matrix", "group_ratio"]
 
 
 def group_matrix(plant: PlantParams) -> np.ndarray:
@@ -37,11 +37,18 @@ def _interactive(plant: PlantParams) -> np.ndarray:
     return np.tile(~plant.deferrable, len(plant.region_names))          # (R·K,)
 
 
+def combined_excess(plant: PlantParams, excess: np.ndarray, rho: float) -> np.ndarray:
+    """Per-stream excesses ``(H, R·K)`` (negative ones count as 0) combined into each (group,
+    class) total's ``(H, G·K)``: ``rho`` × their sum + (1 − ``rho``) × the root of their sum of
+    squares; interactive classes only (0 for deferrable ones)."""
+    to_group = group_matrix(plant)
+    part = np.maximum(excess, 0.0) * _interactive(plant)
+    return rho * (part @ to_group.T) + (1.0 - rho) * np.sqrt((part ** 2) @ to_group.T)
+
+
 def _excess(plant: PlantParams, med: np.ndarray, level: np.ndarray, rho: float) -> np.ndarray:
     """Each (group, class) interactive total's excess over its median at ``level`` ``(H, G·K)``."""
-    to_group = group_matrix(plant)
-    excess = np.maximum(level - med, 0.0) * _interactive(plant)
-    return rho * (excess @ to_group.T) + (1.0 - rho) * np.sqrt((excess ** 2) @ to_group.T)
+    return combined_excess(plant, level - med, rho)
 
 
 def group_ratio(plant: PlantParams, med: np.ndarray, prov: np.ndarray, ratio: np.ndarray,

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from control._headroom import combined_excess, group_matrix
 from control.from_data import SITE_SIGNALS
 from control.inputs import ControlForecast
 from control.plant import PlantParams
@@ -131,21 +132,12 @@ def fit_burst_factor(predict: Callable[[pd.Timestamp], Forecast], truth: pd.Data
 
 def _group_totals(plant: PlantParams, y: np.ndarray, p50: np.ndarray, spread: np.ndarray,
                   rho: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per (step, region group, interactive class): realised and median totals and the combined
-    spread (``rho``·sum + (1 − ``rho``)·root of the sum of squares)."""
-    K = len(plant.class_names)
-    groups = plant.region_groups
-    inter = np.flatnonzero(~plant.deferrable)
-    out = []
-    for arr, how in ((y, "sum"), (p50, "sum"), (spread, "spread")):
-        a = arr.reshape(len(arr), -1, K)[:, :, inter]                         # (T, R, interactive)
-        cols = []
-        for g in range(int(groups.max()) + 1):
-            part = np.maximum(a[:, groups == g], 0.0) if how == "spread" else a[:, groups == g]
-            cols.append(part.sum(axis=1) if how == "sum"
-                        else rho * part.sum(axis=1) + (1 - rho) * np.sqrt((part ** 2).sum(axis=1)))
-        out.append(np.concatenate(cols, axis=1))
-    return out[0], out[1], out[2]
+    """Per (step, region group, interactive class): realised and median totals and the spread
+    combined as the MPC combines it (``control._headroom.combined_excess``)."""
+    to_group = group_matrix(plant)
+    inter = np.tile(~plant.deferrable, int(plant.region_groups.max()) + 1)   # (G·K,)
+    return ((y @ to_group.T)[:, inter], (p50 @ to_group.T)[:, inter],
+            combined_excess(plant, spread, rho)[:, inter])
 
 
 def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],
