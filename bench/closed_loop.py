@@ -59,13 +59,11 @@ class _Replay:
         if self.realised is None:
             return decision
         from control import plant as pl
-        from control.realised import slo_aware_gpus
+        from control.realised import slo_aware_decision_gpus
 
         plant, x = self.plant, self.realised.window(t, 1)  # type: ignore[attr-defined]
-        work = x.load_req_per_s[0] + np.where(plant.deferrable[None, :], state.backlog_req, 0.0) / plant.step_s  # type: ignore[attr-defined]
-        idle_eur = (plant.idle_kw_per_gpu * pl.pue(plant, x.temp_c[0])[plant.pool_site]  # type: ignore[attr-defined]
-                    * x.price_eur_per_mwh[0][plant.pool_site] / 1000.0 * plant.step_h)  # type: ignore[attr-defined]
-        gpus = slo_aware_gpus(plant, decision.share * work[:, None, :], decision.gpus, idle_eur)  # type: ignore[arg-type]
+        gpus = slo_aware_decision_gpus(plant, decision.share, x.load_req_per_s[0], state.backlog_req,  # type: ignore[arg-type,attr-defined]
+                                       decision.gpus, pl.pue(plant, x.temp_c[0]), x.price_eur_per_mwh[0])  # type: ignore[arg-type]
         return dataclasses.replace(decision, gpus=gpus)
 
 

@@ -35,7 +35,7 @@ from control._lp import KEPT_ROWS, OBJECTIVES, LinearProgram
 from control.inputs import ControlForecast
 from control.params import ControlSettings
 from control.plant import PlantParams
-from control.realised import slo_aware_gpus
+from control.realised import slo_aware_decision_gpus
 from control.shares import capacity_shares, plan_shares, recent_arrivals_req
 from control.state import Allocation, PlantState
 
@@ -158,7 +158,7 @@ class AllocationMPC:
             work, so fewer arrivals than forecast would otherwise leave expiring work unserved).
         slo_gpus: the applied step runs, per pool, the whole GPUs that minimise idle cost + the
             plant's Erlang-C SLO-miss penalty for the load its shares route at the provisioning
-            level, never fewer than the plan's (``control.realised.slo_aware_gpus``;
+            level, never fewer than the plan's (``control.realised.slo_aware_decision_gpus``;
             ``control.slo_aware_gpus``).
         provision_correlation: with ``group_shares``, how a region group's interactive streams'
             excesses over their medians add up in the load its pools are provisioned for (1: the
@@ -307,11 +307,12 @@ class AllocationMPC:
                          ("ci", fc.carbon_g_per_kwh)):
             lp.p.pack(p, key, arr)
         med = fc.load_req_per_s.reshape(d.H, -1)
-        prov = fc.load_provision_req_per_s.reshape(d.H, -1)
+        prov_streams = fc.load_provision_req_per_s.reshape(d.H, -1)    # each stream's own level
         safe = np.where(med > 1e-12, med, 1.0)
-        ratio = np.where(med > 1e-12, prov / safe, 1.0)
+        ratio = np.where(med > 1e-12, prov_streams / safe, 1.0)
+        prov = prov_streams
         if lp.group_shares and self.provision_correlation < 1.0:
-            ratio = group_ratio(plant, med, prov, ratio, self.provision_correlation)
+            ratio = group_ratio(plant, med, prov_streams, ratio, self.provision_correlation)
             prov = ratio * med
         lp.p.pack(p, "ratio", ratio[:d.E])
         med_a, prov_a = self.horizon_map.pooled(med[d.E:]), self.horizon_map.pooled(prov[d.E:])
@@ -320,8 +321,8 @@ class AllocationMPC:
         burst = fc.load_burst_req_per_s.reshape(d.H, -1)[0]
         burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst / safe[0], 1.0), ratio[0])
         if lp.group_shares and self.group_bursts:
-            burst_ratio = group_burst_ratio(plant, med[0], fc.load_provision_req_per_s.reshape(d.H, -1)[0],
-                                            burst, ratio[0], self.provision_correlation)
+            burst_ratio = group_burst_ratio(plant, med[0], prov_streams[0], burst, ratio[0],
+                                            self.provision_correlation)
         # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
         burst_ratio[d.deferred] = ratio[0, d.deferred]
         lp.p.pack(p, "burst", burst_ratio)
@@ -527,16 +528,13 @@ class AllocationMPC:
                          tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
 
     def _with_slo_gpus(self, plan: Plan, state: PlantState, fc: ControlForecast) -> Plan:
-        """The plan with the applied step's GPUs from ``slo_aware_gpus`` (the load its shares route
+        """The plan with the applied step's GPUs from ``slo_aware_decision_gpus`` (the load its shares route
         at the provisioning level, priced at step 0's PUE and price)."""
         plant = self.plant
-        work = fc.load_provision_req_per_s[0] + np.where(plant.deferrable[None, :], state.backlog_req, 0.0) / plant.step_s
-        served = plan.share[0] * work[:, None, :]
         pue0 = self.fixed_pue if self.fixed_pue is not None else pl.pue(plant, fc.temp_c[0])
-        idle_eur = (plant.idle_kw_per_gpu * np.asarray(pue0)[plant.pool_site]
-                    * fc.price_eur_per_mwh[0][plant.pool_site] / 1000.0 * plant.step_h)
         gpus = plan.gpus.copy()
-        gpus[0] = slo_aware_gpus(plant, served, gpus[0], idle_eur)
+        gpus[0] = slo_aware_decision_gpus(plant, plan.share[0], fc.load_provision_req_per_s[0], state.backlog_req,
+                                          gpus[0], pue0, fc.price_eur_per_mwh[0])
         return replace(plan, gpus=gpus)
 
     def warm_start(self) -> object:

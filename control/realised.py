@@ -21,7 +21,7 @@ from control.plant import PlantParams
 from control.shares import recent_arrivals_req
 from control.state import Allocation, PlantState, StepRecord
 
-__all__ = ["slo_aware_gpus", "step"]
+__all__ = ["slo_aware_decision_gpus", "slo_aware_gpus", "step"]
 
 
 def _applied_gpus(plant: PlantParams, gpus: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -32,10 +32,20 @@ def _applied_gpus(plant: PlantParams, gpus: np.ndarray, active: np.ndarray) -> n
     return np.clip(n, np.maximum(active - ramp, 0.0), np.minimum(active + ramp, plant.gpus_max))
 
 
+def _work_req(plant: PlantParams, arrivals_req: np.ndarray, backlog_req: np.ndarray) -> np.ndarray:
+    """Requests a step may serve per (region, class): its arrivals and, for deferrable classes, the backlog."""
+    return arrivals_req + np.where(plant.deferrable[None, :], backlog_req, 0.0)
+
+
+def _routed(plant: PlantParams, share: np.ndarray, work_req: np.ndarray) -> np.ndarray:
+    """Req/s per (region, pool, class) that the shares route of the work."""
+    return share * work_req[:, None, :] / plant.step_s                      # (R, P, K)
+
+
 def _serve(plant: PlantParams, share: np.ndarray, work_req: np.ndarray,
            gpus: np.ndarray) -> np.ndarray:
     """Served req/s per (region, pool, class): routed work, scaled down to each pool's capacity."""
-    routed = share * work_req[:, None, :] / plant.step_s                    # (R, P, K)
+    routed = _routed(plant, share, work_req)
     need = np.einsum("rpk,pk->p", routed, plant.gpu_s_per_req)              # GPU-s per s
     cap = plant.rho_max * gpus
     scale = np.where(need > cap, cap / np.where(need > 0, need, 1.0), 1.0)
@@ -122,6 +132,18 @@ def slo_aware_gpus(plant: PlantParams, served: np.ndarray, gpus_min: np.ndarray,
     return best
 
 
+def slo_aware_decision_gpus(plant: PlantParams, share: np.ndarray, load_req_per_s: np.ndarray,
+                            backlog_req: np.ndarray, gpus_min: np.ndarray, pue_value: np.ndarray,
+                            price_eur_per_mwh: np.ndarray) -> np.ndarray:
+    """``slo_aware_gpus`` for a decision: its shares of ``load_req_per_s`` (per (region, class))
+    and the deferrable backlog, as ``step`` routes them, with one more GPU priced at the step's
+    PUE and price per site (idle power only)."""
+    routed = _routed(plant, share, _work_req(plant, load_req_per_s * plant.step_s, backlog_req))
+    idle_eur = (plant.idle_kw_per_gpu * np.asarray(pue_value)[plant.pool_site]
+                * np.asarray(price_eur_per_mwh)[plant.pool_site] / 1000.0 * plant.step_h)
+    return slo_aware_gpus(plant, routed, gpus_min, idle_eur)
+
+
 def _water(plant: PlantParams, state: PlantState, day: int, water_step_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Litres used today after the step, and the increase of today's excess over the budget."""
     used = state.water_used_today_l if day == state.water_day else np.zeros(plant.n_sites)
@@ -147,7 +169,7 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     x = realised.window(0, 1)
     S_s, pen = plant.step_s, plant.penalties
     arrivals = x.load_req_per_s[0] * S_s
-    work = arrivals + np.where(plant.deferrable[None, :], state.backlog_req, 0.0)
+    work = _work_req(plant, arrivals, state.backlog_req)
     gpus = _applied_gpus(plant, decision.gpus, state.gpus_active)
     served = _serve(plant, decision.share, work, gpus)
     dropped, backlog, history = _backlog(plant, state, arrivals, served * S_s)
