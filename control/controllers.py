@@ -2,8 +2,9 @@
 
 * ``MPCController`` — any ``AllocationMPC`` (receding horizon; the myopic one-step optimiser is an
   MPC with H = 1, the temperature-unaware MPC one with a constant PUE per site). On a solver
-  failure it applies its previous plan shifted by one step, then a named heuristic; every fallback
-  is counted in ``events``.
+  failure or time-out it applies its previous plan shifted by one more step, at most
+  ``max_plan_reuse_steps`` times in a row, then a named heuristic; every fallback is a
+  ``FallbackEvent`` in ``events``.
 * ``ShrinkingHorizonMPC`` — plans to the episode end (one LP per remaining length, built once each).
 * Heuristics: ``GreedyController`` (nearest site, cheapest price, lowest carbon) and
   ``CapacityProportional``. They serve all work now (no deferral, no battery) and size GPUs for
@@ -12,11 +13,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal, Protocol
 
 import numpy as np
 
 from control import plant as pl
+from control import saved_state
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC, MPCResult, Plan
 from control.plant import PlantParams
@@ -26,6 +29,7 @@ from control.state import Allocation, PlantState
 __all__ = [
     "CapacityProportional",
     "Controller",
+    "FallbackEvent",
     "GreedyController",
     "MPCController",
     "ShrinkingHorizonMPC",
@@ -111,6 +115,29 @@ class GreedyController:
         return Allocation(share, np.clip(need, 0.0, plant.gpus_max), *_idle_battery(plant), self.name)
 
 
+def _event_types() -> dict[str, type]:
+    """The dataclasses of this module by name: what a saved event record may be rebuilt as."""
+    return {name: obj for name, obj in globals().items()
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == __name__}
+
+
+@dataclasses.dataclass(frozen=True)
+class FallbackEvent:
+    """A step the MPC's own plan did not decide (plain ``int``/``str`` fields: saved as is).
+
+    Attributes:
+        step: the episode step.
+        reason: the solve's status, e.g. ``failed: stage cost: Time limit reached``.
+        fallback: what decided instead: ``previous-plan+N`` (the last plan's step N),
+            ``heuristic:<name>``, or ``earlier-stage-plan`` (a later lexicographic stage failed;
+            the plan of the stages before it was applied).
+    """
+
+    step: int
+    reason: str
+    fallback: str
+
+
 class MPCController:
     """Receding-horizon MPC with fallbacks.
 
@@ -120,28 +147,49 @@ class MPCController:
         name: label of its decisions.
         episode_steps: the episode length when known: a horizon reaching past it charges the
             backlog left at the episode end as dropped (the end rule).
+        max_plan_reuse_steps: a failed solve applies the previous plan shifted by one more step
+            at most this many times in a row (and only while the plan reaches that far), then
+            ``fallback`` decides; 0: straight to ``fallback``.
     """
 
     def __init__(self, mpc: AllocationMPC, fallback: Controller, name: str = "mpc",
-                 episode_steps: int | None = None) -> None:
+                 episode_steps: int | None = None, max_plan_reuse_steps: int = 1) -> None:
+        if max_plan_reuse_steps < 0:
+            raise ValueError(f"max_plan_reuse_steps: {max_plan_reuse_steps}; valid: 0 … horizon − 1")
         self.mpc, self.fallback, self.name = mpc, fallback, name
         self.episode_steps = episode_steps
+        self.max_plan_reuse_steps = int(max_plan_reuse_steps)
         self._t = 0
-        self.events: list[tuple[int, str]] = []
+        self.events: list[FallbackEvent] = []
         self.results: list[MPCResult] = []
         self._plan: Plan | None = None
         self._age = 0
 
-    def snapshot(self) -> dict[str, object]:
-        """What a resumed run needs to decide exactly as this one would (plan, fallback age, warm start)."""
-        return {"plan": self._plan, "age": self._age, "events": list(self.events), "t": self._t,
-                "warm": self.mpc.warm_start()}
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        """What a resumed run needs to decide exactly as this one would (plan, fallback age, events,
+        warm start) as saved-state arrays and metadata (``control.saved_state``, no pickle)."""
+        plan_arrays, plan_meta = saved_state.pack("plan", [self._plan] if self._plan is not None else [])
+        event_arrays, event_meta = saved_state.pack("events", list(self.events))
+        warm_arrays, warm_meta = saved_state.warm_to_arrays("warm", self.mpc.warm_start())
+        meta = {"age": self._age, "t": self._t, "plan": plan_meta, "events": event_meta, "warm": warm_meta}
+        return plan_arrays | event_arrays | warm_arrays, meta
 
-    def restore(self, snap: dict[str, object]) -> None:
-        """Continue from ``snapshot()``'s result."""
-        self._plan, self._age, self._t = snap["plan"], int(snap["age"]), int(snap["t"])  # type: ignore[assignment,arg-type]
-        self.events = list(snap["events"])  # type: ignore[call-overload]
-        self.mpc.set_warm_start(snap["warm"])
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> None:
+        """Continue from ``snapshot()``'s result.
+
+        Raises:
+            control.saved_state.SavedStateError: the snapshot is incomplete or of another layout.
+        """
+        try:
+            plan_meta, event_meta, warm_meta = meta["plan"], meta["events"], meta["warm"]
+            age, t = int(meta["age"]), int(meta["t"])  # type: ignore[call-overload]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise saved_state.SavedStateError(f"controller snapshot: unreadable ({exc!r:.120})") from None
+        plans = saved_state.unpack("plan", arrays, plan_meta, Plan)  # type: ignore[arg-type]
+        events = saved_state.unpack("events", arrays, event_meta, _event_types())  # type: ignore[arg-type]
+        warm = saved_state.warm_from_arrays("warm", arrays, warm_meta)  # type: ignore[arg-type]
+        self._plan, self._age, self._t, self.events = (plans[0] if plans else None), age, t, events
+        self.mpc.set_warm_start(warm)
 
     def _solve(self, state: PlantState, forecast: ControlForecast) -> MPCResult:
         end = None if self.episode_steps is None else self.episode_steps - 1 - self._t
@@ -155,13 +203,15 @@ class MPCController:
         if result.success and result.plan is not None:
             self._plan, self._age = result.plan, 0
             if result.status != "optimal":
-                self.events.append((t, result.status))
+                self.events.append(FallbackEvent(t, result.status, "earlier-stage-plan"))
             return result.plan.allocation(0, self.name)
-        if self._plan is not None and self._age + 1 < self._plan.horizon:
-            self._age += 1
-            self.events.append((t, f"{result.status}; previous plan shifted by {self._age}"))
-            return self._plan.allocation(self._age, f"{self.name}:previous-plan")
-        self.events.append((t, f"{result.status}; fallback {self.fallback.name}"))
+        age = self._age + 1
+        if self._plan is not None and age <= self.max_plan_reuse_steps and age < self._plan.horizon:
+            self._age = age
+            self.events.append(FallbackEvent(t, result.status, f"previous-plan+{age}"))
+            return self._plan.allocation(age, f"{self.name}:previous-plan")
+        self._plan = None   # too old: the next failure goes to the heuristic as well
+        self.events.append(FallbackEvent(t, result.status, f"heuristic:{self.fallback.name}"))
         alloc = self.fallback.act(t, state, forecast)
         return Allocation(alloc.share, alloc.gpus, alloc.charge_kw, alloc.discharge_kw,
                           f"{self.name}:fallback-{self.fallback.name}")
@@ -174,9 +224,9 @@ class ShrinkingHorizonMPC(MPCController):
     """
 
     def __init__(self, plant: PlantParams, episode_steps: int, fallback: Controller,
-                 name: str = "mpc-shrinking", **mpc_kwargs: object) -> None:
+                 name: str = "mpc-shrinking", max_plan_reuse_steps: int = 1, **mpc_kwargs: object) -> None:
         self.episode_steps, self._kwargs, self._built = episode_steps, mpc_kwargs, {}
-        super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps)
+        super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps, max_plan_reuse_steps)
 
     def _mpc(self, plant: PlantParams, steps: int) -> AllocationMPC:
         if steps not in self._built:
@@ -201,15 +251,16 @@ def myopic(plant: PlantParams, fallback: Controller, episode_steps: int | None =
 
     It cannot see later prices, so a deferred request is valued at half the drop penalty: it
     serves every arrival it can in its hour and defers only what capacity (or a deadline) forces.
+    Its one-step plans cannot be reused: a failed solve goes straight to ``fallback``.
     """
     mpc_kwargs.setdefault("backlog_value_eur_per_req", 0.5 * plant.penalties.drop_eur_per_request)
     mpc = AllocationMPC(plant, 1, **mpc_kwargs)  # type: ignore[arg-type]
-    return MPCController(mpc, fallback, "myopic", episode_steps)
+    return MPCController(mpc, fallback, "myopic", episode_steps, max_plan_reuse_steps=0)
 
 
 def temperature_unaware(plant: PlantParams, horizon_steps: int, mean_pue: np.ndarray,
                         fallback: Controller, episode_steps: int | None = None,
-                        **mpc_kwargs: object) -> MPCController:
+                        max_plan_reuse_steps: int = 1, **mpc_kwargs: object) -> MPCController:
     """The MPC planning with each site's annual mean PUE instead of PUE(temperature)."""
     mpc = AllocationMPC(plant, horizon_steps, fixed_pue=mean_pue, **mpc_kwargs)  # type: ignore[arg-type]
-    return MPCController(mpc, fallback, "mpc-temperature-unaware", episode_steps)
+    return MPCController(mpc, fallback, "mpc-temperature-unaware", episode_steps, max_plan_reuse_steps)

@@ -65,8 +65,10 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--out", type=Path, default=Path("out/simulate"),
                      help="folder for the plots and the checkpoint (default: out/simulate)")
     sim.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                     help="write OUT/checkpoint.pkl every N steps (default: 0, never)")
-    sim.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pkl")
+                     help="write OUT/checkpoint.npz every N steps (default: 0, never)")
+    sim.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    sim.add_argument("--force", action="store_true",
+                     help="with --resume: resume a checkpoint written by another code version")
     cmp_ = sub.add_parser("compare", help="every controller and the hindsight optimum on identical data")
     _add_common(cmp_)
     cmp_.add_argument("--forecaster", default=model,
@@ -89,7 +91,7 @@ def _run_loop_command(args: argparse.Namespace, cfg: object) -> None:
 
     if args.command == "simulate":
         closed_loop.run_simulate(cfg, args.controller, args.forecaster, args.window, args.steps, args.out,
-                                 args.checkpoint_every, args.resume)
+                                 args.checkpoint_every, args.resume, args.force)
     elif args.command == "compare":
         closed_loop.run_compare(cfg, args.window, args.steps, args.forecaster, args.out, args.windows)
     elif args.command == "plan":

@@ -10,9 +10,6 @@ per-step metrics, the KPI summary, the per-step tables as parquet, the resolved 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import pickle
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +30,7 @@ from control.plant import PlantParams
 from control.simulate import EpisodeResult, hindsight_optimum, run_episode
 from control.state import PlantState
 from forecast.dataset import Dataset, build_dataset
+from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
 from pipelines._config import Config
 from pipelines._loop_forecasts import forecaster_for
@@ -149,40 +147,42 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="h", disable=not enabled, leave=False)
 
 
-def _run_key(s: Setup, controller_name: str, forecaster: str) -> str:
-    """What a checkpoint must match to be resumed: controller, forecaster, window and config."""
-    raw = json.dumps(s.cfg.raw, sort_keys=True, default=str)
-    return hashlib.sha256(f"{controller_name}|{forecaster}|{s.t0.isoformat()}|{s.steps}|{raw}".encode()).hexdigest()
+def _depends(s: Setup, controller_name: str, forecaster: str, lineage: dict[str, str] | None) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: config, data files, forecaster, run, code
+    (``pipelines._checkpoint.depends_on``)."""
+    return ckpt.depends_on(s.cfg.raw, s.cfg.scenario, controller_name, forecaster, s.t0.isoformat(), s.steps,
+                           lineage)
 
 
 def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
              show_progress: bool = True, checkpoint: Path | None = None, checkpoint_every: int = 0,
-             resume: bool = False, observers: tuple[Any, ...] = ()) -> RunOutput:
+             resume: bool = False, observers: tuple[Any, ...] = (), lineage: dict[str, str] | None = None,
+             force: bool = False) -> RunOutput:
     """One closed-loop episode of a controller with a forecaster (``perfect``, ``seasonal-naive``, ``learned``).
 
     With ``checkpoint`` and ``checkpoint_every = N``, the state, the steps so far and the
-    controller's own state (its plan and the solver's warm start) are written every N steps;
-    ``resume`` continues from that file to the result an uninterrupted run gives.
+    controller's own state (its plan and the solver's warm start) are written every N steps to
+    ``checkpoint`` (``pipelines._checkpoint``: one ``.npz``, no pickle, with what the run depends
+    on); ``resume`` continues from that file to the result an uninterrupted run gives, and refuses
+    a checkpoint of another run (a different code version only without ``force``). ``lineage``:
+    the learned forecaster's ``forecaster_model_*`` entries (``_lineage``).
     """
     ctrl = make_controller(controller_name, s)
     fc_fn, note = forecaster_for(forecaster, s.data, s.plant, s.realised, s.t0, s.horizon,
                                  s.cfg.control.load_quantile, suite, s.cfg.control.burst_quantile,
                                  burst_group_correlation(s.cfg.control))
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
-    key = _run_key(s, controller_name, forecaster)
+    wanted = checkpoint is not None and (resume or checkpoint_every > 0)
+    depends = _depends(s, controller_name, forecaster, lineage) if wanted else {}
     start, prior = 0, None
     if resume:
-        if checkpoint is None or not checkpoint.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
-        snap = pickle.loads(checkpoint.read_bytes())
-        if snap.get("key") != key:
-            raise ValueError(f"--resume: {checkpoint} belongs to another run (controller, forecaster, "
-                             "window, steps or config differ)")
-        start, state = int(snap["t"]), snap["state"]
-        prior = EpisodeResult(tuple(snap["records"]), tuple(snap["sources"]), state, 0.0, 0.0,
-                              tuple(snap["timings"]))
-        if hasattr(ctrl, "restore"):
-            ctrl.restore(snap["controller"])
+        if checkpoint is None:
+            raise FileNotFoundError("--resume: no checkpoint file given")
+        back = ckpt.load_checkpoint(checkpoint, depends, force)
+        start, state = back.t, back.state
+        prior = EpisodeResult(back.records, back.sources, state, 0.0, 0.0, back.timings)
+        if back.controller is not None and hasattr(ctrl, "restore"):
+            ctrl.restore(*back.controller)
         print(f"  resuming {controller_name} at step {start} of {s.steps} from {checkpoint}")
     done = {"records": list(prior.records) if prior else [], "sources": list(prior.sources) if prior else [],
             "timings": list(prior.timings) if prior else []}
@@ -195,12 +195,8 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
         done["sources"].append(source)
         done["timings"].append(timing)
         if checkpoint is not None and checkpoint_every > 0 and (t + 1) % checkpoint_every == 0:
-            snap = {"key": key, "t": t + 1, "state": after, **done,
-                    "controller": ctrl.snapshot() if hasattr(ctrl, "snapshot") else {}}
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            tmp = checkpoint.with_suffix(".tmp")
-            tmp.write_bytes(pickle.dumps(snap))
-            tmp.replace(checkpoint)  # atomic: a kill never leaves half a checkpoint
+            ckpt.save_checkpoint(checkpoint, depends, t + 1, after, done["records"], done["sources"],
+                                 done["timings"], ctrl.snapshot() if hasattr(ctrl, "snapshot") else None)
 
     try:
         ep = run_episode(s.plant, ctrl, s.realised, s.steps, state, fc_fn, observers=(tick, *observers),
@@ -256,8 +252,10 @@ def _run_params(s: Setup, controller: str, forecaster: str, note: str, lineage: 
 
 
 def _lineage(model_uri: str, folder: str) -> dict[str, str]:
-    """The forecaster model's URI and registry version (lineage)."""
+    """The forecaster model's URI, registry version and MLflow run id (lineage)."""
     out = {"forecaster_model_uri": model_uri, "forecaster_model_path": folder}
+    if model_uri.startswith("runs:/"):
+        out["forecaster_model_run_id"] = model_uri[len("runs:/"):].split("/")[0]
     if model_uri.startswith("models:/"):
         import mlflow
 
@@ -269,6 +267,9 @@ def _lineage(model_uri: str, folder: str) -> dict[str, str]:
                 out["forecaster_model_version"] = str(max(int(v.version) for v in versions))
             elif ver:
                 out["forecaster_model_version"] = ver
+            if out.get("forecaster_model_version", "").isdigit():
+                mv = client.get_model_version(name, out["forecaster_model_version"])
+                out["forecaster_model_run_id"] = str(mv.run_id)
         except Exception:  # noqa: BLE001 — lineage is informative; the run still goes on
             pass
     return out
@@ -298,9 +299,10 @@ def _forecaster_choice(forecaster: str) -> tuple[str, str]:
 
 def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_URI, window: str = "primary",
                  steps: int | None = None, out_dir: Path = Path("out/simulate"), checkpoint_every: int = 0,
-                 resume: bool = False) -> dict[str, float]:
+                 resume: bool = False, force: bool = False) -> dict[str, float]:
     """``greenllm simulate``: one closed-loop run, printed and tracked (checkpointed every N steps
-    to ``out_dir/checkpoint.pkl`` when asked; ``resume`` continues from it)."""
+    to ``out_dir/checkpoint.npz`` when asked; ``resume`` continues from it, ``force`` accepts a
+    checkpoint written by another code version)."""
     from pipelines._tracking import start_run
 
     kind, uri = _forecaster_choice(forecaster)
@@ -312,8 +314,8 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
     print(f"greenllm simulate: {controller} with {forecaster} forecasts, {s.steps} h from {s.t0:%Y-%m-%d %H:%M} UTC "
           f"({s.plant.n_sites} sites, {s.plant.n_pools} pools, H = {s.horizon})")
     with start_run(EXPERIMENT, f"{controller}-{kind}-{s.window}") as run:
-        out = run_loop(s, controller, kind, suite, checkpoint=out_dir / "checkpoint.pkl",
-                       checkpoint_every=checkpoint_every, resume=resume)
+        out = run_loop(s, controller, kind, suite, checkpoint=out_dir / "checkpoint.npz",
+                       checkpoint_every=checkpoint_every, resume=resume, lineage=lineage, force=force)
         _log_run(out, s, _run_params(s, controller, kind, out.forecaster, lineage) | {"resumed": str(resume)},
                  out_dir)
         _print_kpis(f"{controller} ({out.forecaster})", out.kpis)
