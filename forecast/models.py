@@ -338,13 +338,24 @@ class ForecasterSuite:
     def load(cls, folder: Path | str) -> ForecasterSuite:
         """Read a bundle written by ``save`` (tensors with ``weights_only=True``)."""
         folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"forecaster {folder}: no such folder (give perfect, seasonal-naive, "
+                                    "a models:/ URI or a folder written by the forecaster's save)")
         for name in ("spec.json", "state_dict.pt"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"forecaster bundle {folder}: {name} missing")
-        spec = json.loads((folder / "spec.json").read_text(encoding="utf-8"))
-        if spec.get("format") != "greenllm-forecaster" or spec.get("version") != SPEC_VERSION:
+        try:
+            spec = json.loads((folder / "spec.json").read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{folder}/spec.json: not valid JSON ({exc})") from None
+        if (not isinstance(spec, dict) or spec.get("format") != "greenllm-forecaster"
+                or spec.get("version") != SPEC_VERSION):
             raise ValueError(f"{folder}/spec.json: not a greenllm-forecaster v{SPEC_VERSION} bundle")
-        state = torch.load(folder / "state_dict.pt", map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(folder / "state_dict.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises several types for a damaged file
+            raise ValueError(f"{folder}/state_dict.pt: not a readable tensor file (truncated or "
+                             f"damaged?): {type(exc).__name__}") from None
         models = {}
         for m in spec["models"]:
             pre = f"{m['signal']}::"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -43,11 +44,26 @@ _TOP_KEYS = {"extends", "name", "data", "sizing", "sites", "regions", "classes",
              "control", "hardware", "forecast"}
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader that also reads ``5e4`` and ``1E-3`` as numbers (YAML 1.2 does; 1.1
+    needs a dot, so ``water_budget_l_per_day=5e4`` would otherwise arrive as the string '5e4')."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+)$"""),
+    list("-+0123456789"))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -89,7 +105,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
             raise ConfigError(f"--set {item!r}: empty key")
-        value = yaml.safe_load(text) if text.strip() else ""
+        try:
+            value = _yaml(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from exc
         node: Any = out
         for i, part in enumerate(parts):
             last = i == len(parts) - 1

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from forecast.scenario import ConfigError
 from forecast.schema import DataError
+from pipelines._args import count_at_least, out_folder, utc_hour_arg, week_in_year, window_arg
 from pipelines._config import load_config
 
 __all__ = ["main"]
 
 
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true",
+                   help="show the Python traceback of an internal error (a defect to report)")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
+    _add_debug(p)
     p.add_argument("config", type=Path, help="scenario YAML, e.g. configs/default.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set data.max_gap_h=3 "
@@ -40,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bar")
     fc = sub.add_parser("forecast", help="print and plot the next H steps from the registered forecaster")
     _add_common(fc)
-    fc.add_argument("--at", required=True, help="issue time, UTC with a zone, e.g. 2018-12-14T00:00Z")
+    fc.add_argument("--at", required=True, type=utc_hour_arg("--at"), help="issue time, UTC with a zone, e.g. 2018-12-14T00:00Z")
     fc.add_argument("--model", default="models:/greenllm-forecaster/latest",
                     help="model URI or bundle folder (default: models:/greenllm-forecaster/latest)")
     fc.add_argument("--plots", type=Path, default=Path("out/forecast"),
@@ -59,12 +67,13 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
                           "lowest-carbon | capacity-proportional (default: mpc)")
     sim.add_argument("--forecaster", default=model,
                      help=f"model URI or folder, or seasonal-naive, or perfect (default: {model})")
-    sim.add_argument("--window", default="primary",
+    sim.add_argument("--window", default="primary", type=window_arg,
                      help="primary (14–16 Dec 2018) | july | nov-19 | nov-26 | dec-17 | an ISO start time")
-    sim.add_argument("--steps", type=int, default=None, help="hours to simulate (default: the window's)")
+    sim.add_argument("--steps", type=count_at_least(1), default=None,
+                     help="hours to simulate, ≥ 1 (default: the window's)")
     sim.add_argument("--out", type=Path, default=Path("out/simulate"),
                      help="folder for the plots and the checkpoint (default: out/simulate)")
-    sim.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    sim.add_argument("--checkpoint-every", type=count_at_least(0), default=0, metavar="N",
                      help="write OUT/checkpoint.npz every N steps (default: 0, never)")
     sim.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     sim.add_argument("--force", action="store_true",
@@ -74,16 +83,18 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--forecaster", default=model,
                       help=f"the learned forecaster for the main runs (default: {model}); "
                            "seasonal-naive when none is registered")
-    cmp_.add_argument("--window", default="primary", help="as for simulate (default: primary)")
+    cmp_.add_argument("--window", default="primary", type=window_arg, help="as for simulate (default: primary)")
     cmp_.add_argument("--windows", action="store_true", help="the secondary windows: mean and spread")
-    cmp_.add_argument("--steps", type=int, default=None, help="hours per window (default: the window's)")
+    cmp_.add_argument("--steps", type=count_at_least(1), default=None,
+                      help="hours per window, ≥ 1 (default: the window's)")
     cmp_.add_argument("--out", type=Path, default=Path("out/compare"), help="folder for the plots")
     plan = sub.add_parser("plan", help="the allocation the MPC would apply in the hour starting at T")
     _add_common(plan)
-    plan.add_argument("--at", required=True, help="start of the hour, UTC, e.g. 2018-12-14T08:00Z")
+    plan.add_argument("--at", required=True, type=utc_hour_arg("--at"), help="start of the hour, UTC, e.g. 2018-12-14T08:00Z")
     plan.add_argument("--forecaster", default=model, help=f"as for simulate (default: {model})")
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over mlruns/ (Ctrl-C stops it)")
-    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    _add_debug(ui)
+    ui.add_argument("--port", type=count_at_least(1), default=5000, help="port, 1–65535 (default: 5000)")
 
 
 def _run_loop_command(args: argparse.Namespace, cfg: object) -> None:
@@ -98,32 +109,58 @@ def _run_loop_command(args: argparse.Namespace, cfg: object) -> None:
         closed_loop.run_plan(cfg, args.at, args.forecaster)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Output folders are checked (and made) before the work, not after a long run."""
+    for flag in ("out", "plots"):
+        path = getattr(args, flag, None)
+        if path is not None:
+            out_folder(path, f"--{flag}")
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "ui":
         from pipelines.ui import run_ui
 
         return run_ui(args.port)
+    cfg = load_config(args.config, args.overrides)
+    if args.command == "data":
+        week_in_year(args.week, cfg.scenario.data.year)
+    _check_outputs(args)
+    if args.command == "data" and args.data_command == "summary":
+        from pipelines.data import run_summary
+
+        run_summary(cfg, args.plots, args.week)
+    elif args.command == "train":
+        from pipelines.train import run_train
+
+        run_train(cfg, progress=not args.no_progress)
+    elif args.command == "forecast":
+        from pipelines.train import run_forecast
+
+        run_forecast(cfg, args.at, args.model, args.plots)
+    elif args.command in ("simulate", "compare", "plan"):
+        _run_loop_command(args, cfg)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; a user's error is one line and exit 2, an unforeseen one exit 1."""
+    args = build_parser().parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
-        if args.command == "data" and args.data_command == "summary":
-            from pipelines.data import run_summary
-
-            run_summary(cfg, args.plots, args.week)
-        elif args.command == "train":
-            from pipelines.train import run_train
-
-            run_train(cfg, progress=not args.no_progress)
-        elif args.command == "forecast":
-            from pipelines.train import run_forecast
-
-            run_forecast(cfg, args.at, args.model, args.plots)
-        elif args.command in ("simulate", "compare", "plan"):
-            _run_loop_command(args, cfg)
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
+        return _run(args)
+    except (ConfigError, DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, ValueError) as exc:
         print(f"greenllm: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("greenllm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the boundary: one line, never a traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"greenllm: internal error: {type(exc).__name__}: {exc} — rerun with --debug for the "
+              "traceback, and report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

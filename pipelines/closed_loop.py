@@ -32,6 +32,7 @@ from control.state import PlantState
 from forecast.dataset import Dataset, build_dataset
 from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
+from pipelines._args import SECONDARY, WINDOWS
 from pipelines._config import Config
 from pipelines._loop_forecasts import forecaster_for
 from pipelines._loop_report import flow_frame, gaps, kpis, site_frame
@@ -41,12 +42,6 @@ __all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "prepare", "run_compa
 
 EXPERIMENT = "closed-loop"
 MODEL_URI = "models:/greenllm-forecaster/latest"
-# Primary: the 3 recorded test days; July: temperature comparison; secondary: Nov–Dec weeks on
-# resampled load (in-sample for the load model).
-WINDOWS = {"primary": ("2018-12-14T00:00Z", 72), "july": ("2018-07-16T00:00Z", 168),
-           "nov-19": ("2018-11-19T00:00Z", 168), "nov-26": ("2018-11-26T00:00Z", 168),
-           "dec-17": ("2018-12-17T00:00Z", 168)}
-SECONDARY = ("nov-19", "nov-26", "dec-17")
 HEURISTICS = ("nearest-site", "cheapest-price", "lowest-carbon", "capacity-proportional")
 CONTROLLERS = ("mpc", "mpc-temperature-unaware", "myopic", *HEURISTICS)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -18,10 +19,25 @@ def ui_command(port: int) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port)]
 
 
+def port_taken(port: int, host: str = "127.0.0.1") -> str | None:
+    """Why ``host:port`` cannot be listened on (None when it can): checked before the server starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def run_ui(port: int = 5000) -> int:
     """Start the UI, print its URL, and stop it on Ctrl-C."""
     if not 1 <= port <= 65535:
         print(f"greenllm ui: error: --port {port} is outside 1..65535", file=sys.stderr)
+        return 2
+    taken = port_taken(port)
+    if taken:
+        print(f"greenllm ui: error: --port {port}: 127.0.0.1:{port} is not free ({taken}); another "
+              "greenllm ui or server holds it: stop it or choose another --port", file=sys.stderr)
         return 2
     print(f"greenllm ui: MLflow UI for {tracking_uri()} at http://127.0.0.1:{port} (Ctrl-C stops it)\n"
           f"  runs and charts: http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning "
@@ -35,7 +51,12 @@ def run_ui(port: int = 5000) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        return proc.wait()
+        code = proc.wait()
+        if code != 0:
+            print(f"greenllm ui: error: the MLflow server stopped with exit status {code} (its messages "
+                  "are above)", file=sys.stderr)
+            return 2
+        return 0
     except KeyboardInterrupt:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
