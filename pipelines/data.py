@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from forecast.dataset import Dataset, build_dataset
+from forecast.schema import REPAIR_CAUSES
 from pipelines._config import Config
 from pipelines._plots import plot_week
 
@@ -68,6 +69,21 @@ def _print_notes(cfg: Config, data: Dataset, table: pd.DataFrame) -> None:
               + (f", deferrable, deadline {cls.deadline_h} h" if cls.deferrable else ""))
 
 
+def _print_repairs(data: Dataset) -> None:
+    """Hours repaired per cause: totals, then one line per repaired series."""
+    prov = data.provenance
+    repaired = prov[prov["repairs"].fillna("").astype(str) != ""]
+    totals = dict.fromkeys(REPAIR_CAUSES, 0)
+    for text in repaired["repairs"]:
+        for part in str(text).split(", "):
+            cause, n = part.rsplit(" ", 1)
+            totals[cause] += int(n)
+    print("\nRepaired hours per cause: " + ", ".join(f"{c} {n}" for c, n in totals.items()))
+    for r in repaired.itertuples():
+        origin = "user data" if str(r.source).startswith("user:") else "packaged"
+        print(f"  {r.site} {r.signal}: {r.repairs} ({origin})")
+
+
 def run_summary(cfg: Config, plots_dir: Path, week_start: str) -> Dataset:
     """Build the data, print the tables and notes, write one PNG per signal for one week."""
     sc = cfg.scenario
@@ -79,6 +95,7 @@ def run_summary(cfg: Config, plots_dir: Path, week_start: str) -> Dataset:
     _print_block("Per site (grid, weather, on-site renewables)", table[~is_load])
     _print_block("Per user region and class (requests)", table[is_load])
     _print_notes(cfg, data, table)
+    _print_repairs(data)
     written = plot_week(data, sc, plots_dir, week_start)
     print(f"\nPlots of the week from {week_start} (UTC): {len(written)} PNG files in {plots_dir}/")
     for path in written:

@@ -12,10 +12,16 @@ cells by a seeded draw (largest clients first, each to a cell drawn in proportio
 remaining deficit against ``region share × class share``); the assignment is a table kept with the
 run. Outside the recorded days the load is a seeded day-of-week block bootstrap drawn from the
 training days only (days ``0 … load_train_days − 1``), flagged ``resampled`` per timestamp.
+
+Every file is checked before use, and an error names the file and what it should hold: readable
+gzip CSV, the columns used, at least one data row, numeric times and rates, and plausible units
+(the tier's total rate and the token counts, judged on their medians, catch a factor-1000 slip).
+A file that fails is never cached (the parsed cache is keyed by the file's SHA-256).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.scenario import Scenario
+from forecast.schema import DataError
 from forecast.sources._archive import cached_frame
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "assign_clients",
     "check_load_dir",
     "read_load",
+    "read_trace",
     "read_servegen_hourly",
     "token_stats",
 ]
@@ -39,7 +47,18 @@ __all__ = [
 SERVEGEN_FILES = {"m-large": "servegen_m_large_clients.csv.gz", "m-mid": "servegen_m_mid_clients.csv.gz"}
 AZURE_FILES = {"conv": "azure_llm_inference_2023_conv.csv.gz", "code": "azure_llm_inference_2023_code.csv.gz"}
 WINDOW_S = 600
-_VERSION = 1
+_VERSION = 2
+SERVEGEN_COLUMNS = ("client", "t_seconds", "rate_req_per_s")
+TOKEN_COLUMNS = ("ContextTokens", "GeneratedTokens")
+# Plausible medians: the tier's total rate (sum over clients per window; ServeGen m-large ≈ 190,
+# m-mid ≈ 1,900 req/s) and tokens per request (Azure 2023 conv: prompt 1,020, output 129; code:
+# 1,469 and 13).
+TIER_TOTAL_MEDIAN_REQ_PER_S = (0.01, 50_000.0)
+TOKEN_MEDIAN = {"ContextTokens": (4.0, 200_000.0), "GeneratedTokens": (1.0, 10_000.0)}
+_SERVEGEN_FORMAT = ("ServeGen client windows: gzip CSV with columns client, t_seconds (start of a 600-s "
+                    "window, seconds since day 0), rate_req_per_s (the client's mean rate in it, req/s)")
+_AZURE_FORMAT = ("Azure LLM inference trace: gzip CSV, one row per request, with columns TIMESTAMP, "
+                 "ContextTokens (prompt tokens), GeneratedTokens (output tokens)")
 
 
 def check_load_dir(path: Path, tier: str) -> Path:
@@ -55,31 +74,112 @@ def check_load_dir(path: Path, tier: str) -> Path:
     return path
 
 
+def read_trace(file: Path, columns: tuple[str, ...], expected: str) -> pd.DataFrame:
+    """The ``columns`` of a gzip CSV trace; a clear error for a damaged, foreign or empty file.
+
+    Args:
+        file: the ``.csv.gz`` file.
+        columns: the columns needed.
+        expected: what the file should hold (quoted in errors).
+
+    Raises:
+        DataError: unreadable (truncated, not gzip, not CSV), a needed column missing, or no rows.
+    """
+    try:
+        header = pd.read_csv(file, nrows=0).columns
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataError(f"{file}: missing column(s) {missing}; it has {list(header)}. Expected {expected}")
+        raw = pd.read_csv(file, usecols=list(columns))
+    except DataError:
+        raise
+    except (EOFError, OSError, zlib.error, ValueError) as exc:
+        raise DataError(f"{file}: cannot be read ({type(exc).__name__}: {exc}); the file is damaged "
+                        f"(truncated?) or not a gzip CSV. Expected {expected}; restore it from the "
+                        "source named in the README of its folder") from None
+    if raw.empty:
+        raise DataError(f"{file}: no data rows (empty or header only). Expected {expected}")
+    return raw
+
+
+def _numeric(raw: pd.DataFrame, column: str, file: Path, what: str) -> pd.Series:
+    """A column as numbers; the first non-numeric or empty cell is an error naming its line."""
+    values = pd.to_numeric(raw[column], errors="coerce")
+    bad = values.isna() | np.isinf(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{file}: column {column!r} must hold {what}; line {i + 2} holds "
+                        f"{raw[column].iloc[i]!r} ({int(bad.sum())} such rows)")
+    return values.astype(float)
+
+
+def _check_tier_total(raw: pd.DataFrame, file: Path) -> None:
+    """The tier's total rate (sum over clients per window) must have a plausible median."""
+    total = raw.groupby("t_seconds")["rate_req_per_s"].sum()
+    med, iqr = float(total.median()), float(total.quantile(0.75) - total.quantile(0.25))
+    lo, hi = TIER_TOTAL_MEDIAN_REQ_PER_S
+    if not lo <= med <= hi:
+        raise DataError(
+            f"{file}: rate_req_per_s does not look like req/s per client: the tier's total (sum over "
+            f"clients per window) has median {med:.4g} req/s and IQR {iqr:.4g}; expected a median "
+            f"within [{lo:g}, {hi:g}] req/s (ServeGen m-large ≈ 190, m-mid ≈ 1,900). Was the rate "
+            "given per 1000 s, per ms or ×1000? Convert it to req/s")
+
+
+def _parse_servegen(file: Path, days: int) -> pd.DataFrame:
+    raw = read_trace(file, SERVEGEN_COLUMNS, _SERVEGEN_FORMAT)
+    raw["t_seconds"] = _numeric(raw, "t_seconds", file, f"numbers: seconds since day 0, multiples of "
+                                f"{WINDOW_S} in 0 … {14 * 86400 - WINDOW_S:,}")
+    raw["rate_req_per_s"] = _numeric(raw, "rate_req_per_s", file, "numbers ≥ 0 (req/s)")
+    off = raw[(raw["t_seconds"] < 0) | (raw["t_seconds"] % WINDOW_S != 0)]
+    if len(off):
+        raise DataError(f"{file}: t_seconds must be multiples of {WINDOW_S} s ≥ 0 (window starts); "
+                        f"{len(off)} rows are not, first {off['t_seconds'].iloc[0]:g} (line {off.index[0] + 2})")
+    if raw["rate_req_per_s"].lt(0).any():
+        bad = raw[raw["rate_req_per_s"].lt(0)].iloc[0]
+        raise DataError(f"{file}: negative rate (client {bad['client']}, t={bad['t_seconds']:g} s); "
+                        "rate_req_per_s must be ≥ 0 req/s")
+    _check_tier_total(raw, file)
+    raw = raw[raw["t_seconds"] < days * 86400].astype({"t_seconds": "int64"})
+    counts = raw.groupby("client").size()
+    if counts.empty or (counts != days * 86400 // WINDOW_S).any():
+        raise DataError(f"{file}: every client needs {days * 144} windows in days 0 … {days - 1} "
+                        f"(data.load_days_recorded={days}); some have {sorted(set(counts))[:10]}")
+    raw = raw.assign(day=raw["t_seconds"] // 86400, hour=raw["t_seconds"] % 86400 // 3600)
+    return raw.groupby(["client", "day", "hour"], as_index=False)["rate_req_per_s"].mean()
+
+
 def read_servegen_hourly(path: Path, tier: str, days: int) -> pd.DataFrame:
     """Hourly mean rate per client and local (day, hour): columns client, day, hour, rate_req_per_s."""
     file = check_load_dir(path, tier) / SERVEGEN_FILES[tier]
+    return cached_frame("servegen_hourly", [file], {"tier": tier, "days": days}, _VERSION,
+                        lambda: _parse_servegen(file, days))
 
-    def build() -> pd.DataFrame:
-        raw = pd.read_csv(file, usecols=["client", "t_seconds", "rate_req_per_s"])
-        if raw["rate_req_per_s"].lt(0).any() or raw["rate_req_per_s"].isna().any():
-            bad = raw[raw["rate_req_per_s"].lt(0) | raw["rate_req_per_s"].isna()].iloc[0]
-            raise ValueError(f"{file}: negative or missing rate (client {bad['client']}, t={bad['t_seconds']} s)")
-        raw = raw[raw["t_seconds"] < days * 86400]
-        counts = raw.groupby("client").size()
-        if (counts != days * 86400 // WINDOW_S).any():
-            raise ValueError(f"{file}: every client needs {days * 144} windows; some have {sorted(set(counts))}")
-        raw["day"] = raw["t_seconds"] // 86400
-        raw["hour"] = raw["t_seconds"] % 86400 // 3600
-        return raw.groupby(["client", "day", "hour"], as_index=False)["rate_req_per_s"].mean()
 
-    return cached_frame("servegen_hourly", [file], {"tier": tier, "days": days}, _VERSION, build)
+def _token_counts(file: Path) -> pd.DataFrame:
+    """Prompt and output tokens per request of one Azure trace, checked."""
+    raw = read_trace(file, TOKEN_COLUMNS, _AZURE_FORMAT)
+    for col, (lo, hi) in TOKEN_MEDIAN.items():
+        v = _numeric(raw, col, file, "token counts (whole numbers ≥ 0)")
+        med = float(v.median())
+        if not lo <= med <= hi:
+            raise DataError(f"{file}: {col} does not look like tokens per request: median {med:.4g}, "
+                            f"expected within [{lo:g}, {hi:g}] tokens (Azure 2023 conv: prompt 1,020, "
+                            "output 129). Were the counts given per 1000 tokens or ×1000?")
+        frac = (v < 0) | (v != np.round(v))
+        if frac.any():
+            i = int(np.flatnonzero(frac.to_numpy())[0])
+            raise DataError(f"{file}: {col} must hold whole token counts ≥ 0; line {i + 2} holds {v.iloc[i]:g} "
+                            f"({int(frac.sum())} such rows)")
+        raw[col] = v
+    return raw
 
 
 def token_stats(path: Path) -> pd.DataFrame:
     """Prompt/output token statistics per Azure trace (index ``conv``, ``code``)."""
     rows = {}
     for name, fname in AZURE_FILES.items():
-        df = pd.read_csv(path / fname)
+        df = _token_counts(path / fname)
         rows[name] = {
             "requests": len(df),
             "prompt_tokens_mean": df["ContextTokens"].mean(),

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.scenario import PriceColumn
+from forecast.schema import DataError
 from forecast.sources._archive import archive_path, cached_frame, read_member
 
 __all__ = ["MEMBER", "price_series", "read_prices"]
@@ -52,14 +53,15 @@ def price_series(columns: tuple[PriceColumn, ...], year: int = 2018) -> pd.Serie
         year: calendar year of the file.
 
     Raises:
-        KeyError: a column that the file does not have (the message lists those it has).
+        DataError: a column that the file does not have (the message lists those it has).
     """
     prices = read_prices(year)
     out = pd.Series(np.nan, index=prices.index, name="price_eur_per_mwh")
     start = prices.index[0]
     for seg in columns:
         if seg.column not in prices.columns:
-            raise KeyError(f"SMARD {year}: no column {seg.column!r}; columns: {list(prices.columns)}")
+            raise DataError(f"SMARD {year} ({MEMBER.format(year=year)}): no column {seg.column!r}; "
+                            f"valid columns: {list(prices.columns)}")
         end = (pd.Timestamp(seg.until_local_date, tz="Europe/Berlin").tz_convert("UTC")
                if seg.until_local_date else prices.index[-1] + pd.Timedelta(hours=1))
         sel = (prices.index >= start) & (prices.index < end)

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from forecast.schema import year_span
+from forecast.schema import DataError, year_span
 from forecast.sources._archive import archive_path, cached_frame, list_members, read_member
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "WeatherSeries",
     "available_cities",
     "read_city",
+    "resolve_city",
     "solar_noon_lag_h",
 ]
 
@@ -113,13 +114,18 @@ def available_cities() -> list[str]:
     return list(_city_members())
 
 
-def _resolve(city: str) -> str:
+def resolve_city(city: str) -> str:
+    """The hisim folder name of ``city`` (case-insensitive; ``Vienna`` → ``Viena``).
+
+    Raises:
+        DataError: no such city (the message lists the available ones).
+    """
     members = _city_members()
     name = _ALIASES.get(city.strip().lower(), city.strip())
     matches = [c for c in members if c.lower() == name.lower()]
     if not matches:
-        raise KeyError(f"no hisim weather file for city {city!r}; available cities: "
-                       f"{', '.join(members)}")
+        raise DataError(f"no hisim weather file for city {city!r}; available cities: "
+                        f"{', '.join(members)}")
     return matches[0]
 
 
@@ -254,10 +260,10 @@ def read_city(city: str, year: int = 2018) -> WeatherSeries:
         The weather (8,760 rows for 2018, 8,784 in a leap year) with its location and labels.
 
     Raises:
-        KeyError: unknown city (the message lists the available ones).
+        DataError: unknown city (the message lists the available ones).
         ValueError: a file that breaks the format described in the module docstring.
     """
-    member = _city_members()[_resolve(city)]
+    member = _city_members()[resolve_city(city)]
     source = cached_frame("weather", [archive_path(ARCHIVE)], {"member": member}, _VERSION,
                           lambda: _parse(member))
     lat, lon, clear = (float(source[c].iloc[0]) for c in ("_lat", "_lon", "_clear"))

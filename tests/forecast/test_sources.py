@@ -42,7 +42,7 @@ def test_smard_de_split_zone_mean_checked_by_hand():
     prices = smard.read_prices()
     assert de["2018-09-30T21:00Z"] == prices.loc["2018-09-30T21:00Z", "Germany/Austria/Luxembourg"]
     assert de["2018-09-30T22:00Z"] == prices.loc["2018-09-30T22:00Z", "Germany/Luxembourg"]
-    with pytest.raises(KeyError, match="no column 'Atlantis'"):
+    with pytest.raises(DataError, match="no column 'Atlantis'"):
         smard.price_series((PriceColumn("Atlantis"),))
 
 

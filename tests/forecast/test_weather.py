@@ -10,7 +10,7 @@ import pandas as pd
 import pvlib
 import pytest
 
-from forecast.schema import year_span
+from forecast.schema import DataError, year_span
 from forecast.sources import humidity, solar, weather
 from tests.tolerances import EXACT, HAND_CHECKED
 
@@ -72,7 +72,7 @@ def test_leap_year_repeats_28_february_and_vienna_alias():
 
 
 def test_unknown_city_lists_available():
-    with pytest.raises(KeyError, match="Paris.*Viena|Viena.*Paris") as err:
+    with pytest.raises(DataError, match="Paris.*Viena|Viena.*Paris") as err:
         weather.read_city("Atlantis")
     assert "Atlantis" in str(err.value)
     assert {"Potsdam", "Viena", "Milan", "Madrid", "Copenhagen"} <= set(weather.available_cities())
