@@ -33,6 +33,7 @@ __all__ = ["BACKENDS", "Backend", "HighsBackend", "QpsolBackend", "make_backend"
 INF = highspy.kHighsInf
 _COLWISE = int(highspy.MatrixFormat.kColwise.value)
 _MINIMIZE = int(highspy.ObjSense.kMinimize.value)
+REBUILD_FRACTION = 0.01   # qpsol: share of the time limit HiGHS's running clock may use before a rebuild
 
 
 class Backend(Protocol):
@@ -59,11 +60,18 @@ class QpsolBackend:
 
     def __init__(self, lp: LinearProgram, time_limit_s: float) -> None:
         self.lp = lp
-        problem = {"x": lp.x.sym, "p": lp.p.sym, "f": lp.objective, "g": lp.g}
-        opts = {"error_on_fail": False, "highs": {"output_flag": False, "time_limit": float(time_limit_s)}}
-        self.solver = ca.qpsol("allocation_lp", "highs", problem, opts)
+        self.time_limit_s = float(time_limit_s)
+        self._problem = {"x": lp.x.sym, "p": lp.p.sym, "f": lp.objective, "g": lp.g}
+        self._build()
         self._x0 = np.zeros(lp.x.size)
         self.solver_time_s = 0.0
+
+    def _build(self) -> None:
+        """A fresh solver: HiGHS inside it counts its time limit over every call, so it is rebuilt
+        once that clock has used ``REBUILD_FRACTION`` of the limit (each stage keeps ≥ 99 % of it)."""
+        opts = {"error_on_fail": False, "highs": {"output_flag": False, "time_limit": self.time_limit_s}}
+        self.solver = ca.qpsol("allocation_lp", "highs", self._problem, opts)
+        self._clock_s = 0.0
 
     def load(self, p, lbx, ubx, lbg, ubg) -> None:  # noqa: ANN001 (see Backend)
         self.p, self.lbx, self.ubx, self.lbg, self.ubg = p.copy(), lbx, ubx, lbg, ubg.copy()
@@ -71,12 +79,15 @@ class QpsolBackend:
 
     def solve(self, weights: np.ndarray, stage_index: int) -> tuple[np.ndarray | None, str, int]:
         self.lp.p.pack(self.p, "weights", weights)
+        if self._clock_s > REBUILD_FRACTION * self.time_limit_s:
+            self._build()
         try:
             sol = self.solver(x0=self._x0, p=self.p, lbx=self.lbx, ubx=self.ubx, lbg=self.lbg, ubg=self.ubg)
         except RuntimeError as exc:  # CasADi raises on internal errors even with error_on_fail off
             return None, f"error: {str(exc).splitlines()[0][:200]}", 0
         stats = self.solver.stats()
         self.solver_time_s += float(stats.get("t_wall_solver", 0.0))
+        self._clock_s += float(stats.get("t_wall_solver", 0.0))
         iters = int(stats.get("simplex_iteration_count", 0)) + int(stats.get("ipm_iteration_count", 0))
         status = str(stats.get("return_status", "unknown"))
         x = np.array(sol["x"], dtype=float).ravel()
@@ -148,7 +159,7 @@ class HighsBackend:
         self._all_cols = np.arange(self.n_cols, dtype=np.int32)
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
-        self.highs.setOptionValue("time_limit", float(time_limit_s))
+        self.time_limit_s = float(time_limit_s)
         self._warm: highspy.HighsBasis | None = None   # stage-1 basis of the last solve
         self.solver_time_s = 0.0
 
@@ -181,6 +192,8 @@ class HighsBackend:
         else:  # the previous stage's optimal basis stays primal feasible: primal simplex
             h.setOptionValue("presolve", "off")
             h.setOptionValue("simplex_strategy", 4)
+        # HiGHS's time limit counts the object's run time over all its solves: give each stage its own
+        h.setOptionValue("time_limit", h.getRunTime() + self.time_limit_s)
         start = time.perf_counter()
         h.run()
         self.solver_time_s += time.perf_counter() - start

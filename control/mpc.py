@@ -130,7 +130,8 @@ class AllocationMPC:
         prices: weighted-mode prices ``(EUR/kg CO2, EUR/L, EUR/(request·s))``.
         fixed_pue: a constant PUE per site ``(S,)`` instead of PUE(temperature) (the
             temperature-unaware baseline).
-        time_limit_s: HiGHS time limit per stage, s.
+        time_limit_s: HiGHS time limit per stage, s (``control.solver_time_limit_s``); a stage
+            that hits it ends the solve with status ``…: Time limit reached``.
         solver: ``highs`` (highspy, warm-started; default) or ``qpsol`` (CasADi's conic
             interface to HiGHS, cold starts); see ``control._backends``.
         min_gpus_interactive: GPUs kept on at every pool that may serve an interactive class (a
@@ -192,6 +193,8 @@ class AllocationMPC:
                  group_bursts: bool = False) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
+        if not time_limit_s > 0:
+            raise ValueError(f"time_limit_s: {time_limit_s}; valid: > 0 s")
         if not order or any(o not in OBJECTIVES for o in order):
             raise ValueError(f"order: {order}: stages must be among {OBJECTIVES}")
         self.plant, self.horizon, self.objective = plant, horizon_steps, objective
@@ -236,8 +239,9 @@ class AllocationMPC:
     @staticmethod
     def settings_kwargs(control: ControlSettings) -> dict[str, object]:
         """The constructor arguments a config's ``control:`` section sets: the objective (mode,
-        order, ε, weighted-mode prices) and the planning policy (GPU floor, load and burst levels,
-        pooled and blocked tail, group shares and their cap, expiry guard)."""
+        order, ε, weighted-mode prices), the planning policy (GPU floor, load and burst levels,
+        pooled and blocked tail, group shares and their cap, expiry guard) and the solver's time
+        limit per stage."""
         return {"objective": control.objective, "order": control.order, "epsilon": control.epsilon,
                 "prices": (control.carbon_price_eur_per_kg, control.water_price_eur_per_l,
                            control.delay_price_eur_per_s),
@@ -249,7 +253,7 @@ class AllocationMPC:
                 "share_cap": control.max_share_vs_capacity, "expiry_guard": control.expiry_guard,
                 "slo_gpus": control.slo_aware_gpus,
                 "provision_correlation": control.group_provision_correlation,
-                "group_bursts": control.group_bursts}
+                "group_bursts": control.group_bursts, "time_limit_s": control.solver_time_limit_s}
 
     # ------------------------------------------------------------------ bounds and parameters
     def _static_bounds(self) -> tuple[np.ndarray, np.ndarray]:

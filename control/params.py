@@ -68,6 +68,12 @@ class ControlSettings:
             levels are added up (1: the sum of the streams' quantiles; 0: independent errors).
         group_bursts: with group shares, the applied step keeps headroom for one region group's
             class total at its burst level (fitted on group totals) instead of one stream's.
+        solver_time_limit_s: HiGHS time limit of each LP stage of a step (a lexicographic step
+            solves up to four), s; a stage that hits it fails the step (or keeps the earlier
+            stage's plan) and the controller falls back. The hindsight optimum gets it too.
+        max_plan_reuse_steps: how many steps in a row a failed solve may apply the previous plan
+            shifted by one more step before the fallback heuristic decides (0 = straight to the
+            heuristic; at most ``horizon_steps − 1``).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -94,8 +100,14 @@ class ControlSettings:
     slo_aware_gpus: bool = False
     group_provision_correlation: float = field(default=1.0, metadata=rng(0.0, 1.0))
     group_bursts: bool = False
+    solver_time_limit_s: float = field(default=60.0, metadata=rng(1e-6, 3600.0))
+    max_plan_reuse_steps: int = 1   # range 0 … horizon_steps − 1, checked below
 
     def __post_init__(self) -> None:
+        if not 0 <= self.max_plan_reuse_steps <= self.horizon_steps - 1:
+            raise ConfigError(f"control.max_plan_reuse_steps: {self.max_plan_reuse_steps} is out of range "
+                              f"[0, {self.horizon_steps - 1}] (at most control.horizon_steps − 1: a plan has "
+                              f"{self.horizon_steps} steps, the first applied when it is made)")
         if 0 < self.max_share_vs_capacity < 1:
             raise ConfigError(f"control.max_share_vs_capacity: {self.max_share_vs_capacity}; valid: 0 (off) or ≥ 1 "
                               "(below 1 the splits cannot add up to the whole stream)")

@@ -19,11 +19,21 @@ __all__ = ["EpisodeResult", "InvariantError", "StepTiming", "check_invariants", 
            "perfect_forecaster", "run_episode"]
 
 Forecaster = Callable[[int], ControlForecast]
-INVARIANT_RTOL = 1e-9
+INVARIANT_RTOL = 1e-9   # invariants hold to this fraction of the size of their terms (scale-safe)
 
 
 class InvariantError(AssertionError):
-    """A realised step broke conservation, the power balance or a capacity limit."""
+    """A realised step broke conservation, the power balance or a capacity limit: a defect of the
+    plant model, not of the user's input (hence not a ``ValueError``: the CLI reports it as an
+    internal error, with this message).
+
+    Attributes:
+        step: the episode step.
+    """
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -35,35 +45,60 @@ class StepTiming:
     plant_s: float
 
 
-def check_invariants(plant: PlantParams, record: StepRecord, t: int, rtol: float = INVARIANT_RTOL) -> None:
-    """Requests in = served + dropped + backlog change; power balances per site; pools within ρ_max·GPUs.
+def _check_close(t: int, what: str, where: tuple[str, ...], lhs: np.ndarray, rhs: np.ndarray,
+                 size: np.ndarray, rtol: float) -> None:
+    """Raise unless ``|lhs − rhs| ≤ rtol · max(1, size)`` everywhere (NaN fails); ``where`` names
+    the entries of the flattened arrays."""
+    lhs, rhs, size = (np.asarray(a, dtype=float).ravel() for a in (lhs, rhs, size))
+    tol = rtol * np.maximum(size, 1.0)
+    diff = np.abs(lhs - rhs)
+    bad = ~(diff <= tol)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvariantError(
+            f"step {t}: {what} broken at {where[i]}: {lhs[i]:.15g} != {rhs[i]:.15g} (difference {diff[i]:.3g}, "
+            f"tolerance {tol[i]:.3g} = {rtol:g} × the size of its terms {max(size[i], 1.0):.6g}; "
+            f"{int(bad.sum())} such entries)", t)
+
+
+def check_invariants(plant: PlantParams, record: StepRecord, t: int, rtol: float = INVARIANT_RTOL,
+                     backlog_before_req: np.ndarray | None = None) -> None:
+    """Requests in = served + dropped + backlog change per stream; power balances per site; pools
+    within ρ_max·GPUs — each to ``rtol`` times the size of its terms (the sum of their magnitudes,
+    at least 1), so that round-off never trips it at any fleet scale.
+
+    Args:
+        plant: coefficients.
+        record: the realised step.
+        t: the step (named in the message).
+        rtol: relative tolerance.
+        backlog_before_req: the backlog at the step's start ``(R, K)``; its size counts in the
+            conservation's terms (the backlog change is the difference of two such numbers).
 
     Raises:
-        InvariantError: naming the step, the invariant, where and by how much.
+        InvariantError: naming the step, the invariant, the stream / site / pool, both sides, the
+            difference and the tolerance.
     """
-    def close(lhs: np.ndarray, rhs: np.ndarray, what: str, names: tuple[str, ...]) -> None:
-        scale = np.maximum(np.maximum(np.abs(lhs), np.abs(rhs)), 1.0)
-        bad = np.abs(lhs - rhs) > rtol * scale
-        if bad.any():
-            i = np.argwhere(bad)[0]
-            flat = int(np.ravel_multi_index(tuple(i), bad.shape)) if bad.ndim > 1 else int(i[0])
-            raise InvariantError(f"step {t}: {what} broken at {names[flat % len(names)]}: "
-                                 f"{lhs[tuple(i)]:.12g} != {rhs[tuple(i)]:.12g}")
-
-    streams = tuple(f"{r}/{k}" for r in plant.region_names for k in plant.class_names)
-    close((record.served_req.sum(axis=1) + record.dropped_req + record.backlog_change_req).ravel(),
-          record.arrivals_req.ravel(), "request conservation (served + dropped + backlog change = arrivals)",
-          streams)
-    close(record.grid_kw + record.renewable_kw - record.curtailed_kw + record.discharge_kw - record.charge_kw,
-          record.facility_kw, "power balance (grid + renewables − curtailed ± battery = facility)",
-          plant.site_names)
+    streams = tuple(f"stream {r}/{k}" for r in plant.region_names for k in plant.class_names)
+    served = record.served_req.sum(axis=1)
+    before = 0.0 if backlog_before_req is None else np.abs(backlog_before_req)
+    size = (np.abs(record.arrivals_req) + np.abs(record.served_req).sum(axis=1) + np.abs(record.dropped_req)
+            + np.abs(record.backlog_change_req) + before)
+    _check_close(t, "request conservation (served + dropped + backlog change = arrivals)", streams,
+                 served + record.dropped_req + record.backlog_change_req, record.arrivals_req, size, rtol)
+    flows = (record.grid_kw, record.renewable_kw, record.curtailed_kw, record.discharge_kw, record.charge_kw,
+             record.facility_kw)
+    _check_close(t, "power balance (grid + renewables − curtailed + discharge − charge = facility), kW",
+                 tuple(f"site {s}" for s in plant.site_names),
+                 record.grid_kw + record.renewable_kw - record.curtailed_kw + record.discharge_kw - record.charge_kw,
+                 record.facility_kw, sum(np.abs(f) for f in flows), rtol)
     work = np.einsum("rpk,pk->p", record.served_req, plant.gpu_s_per_req) / plant.step_s
     cap = plant.rho_max * record.gpus_applied
-    over = work > cap * (1 + rtol) + rtol
+    over = ~(work <= cap + rtol * np.maximum(np.maximum(work, cap), 1.0))
     if over.any():
         p = int(np.flatnonzero(over)[0])
-        raise InvariantError(f"step {t}: pool {plant.pool_names[p]} serves {work[p]:.6g} GPU-s/s "
-                             f"above rho_max × GPUs = {cap[p]:.6g}")
+        raise InvariantError(f"step {t}: capacity broken at pool {plant.pool_names[p]}: serves {work[p]:.15g} "
+                             f"GPU-s/s, above rho_max × GPUs = {cap[p]:.15g} (rtol {rtol:g})", t)
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,8 +174,9 @@ def run_episode(plant: PlantParams, controller: Controller, realised: ControlFor
         t1 = time.perf_counter()
         decision = controller.act(t, state, forecast)
         t2 = time.perf_counter()
+        before = state.backlog_req
         state, record = step(plant, state, decision, realised.window(t, 1))
-        check_invariants(plant, record, t)
+        check_invariants(plant, record, t, backlog_before_req=before)
         timing = StepTiming(t1 - t0, t2 - t1, time.perf_counter() - t2)
         records.append(record)
         sources.append(decision.source)

@@ -10,13 +10,13 @@ from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.simulate import EpisodeResult
 
-__all__ = ["KPI_COLUMNS", "flow_frame", "gaps", "kpis", "site_frame"]
+__all__ = ["KPI_COLUMNS", "fallback_columns", "fallback_lines", "flow_frame", "gaps", "kpis", "site_frame"]
 
 KPI_COLUMNS = ("cost_eur", "energy_cost_eur", "drop_penalty_eur", "slo_penalty_eur", "water_penalty_eur",
                "start_penalty_eur", "co2_kg", "water_l", "water_onsite_l", "water_offsite_l",
                "energy_it_kwh", "energy_cooling_kwh", "renewable_share", "curtailed_kwh",
                "ttft_mean_s", "ttft_p95_s", "slo_misses", "drops", "deferred_req",
-               "median_step_ms", "p95_step_ms", "max_step_ms", "fallbacks")
+               "median_step_ms", "p95_step_ms", "max_step_ms", "fallback_steps")
 
 
 def _times(t0: pd.Timestamp, n: int) -> pd.DatetimeIndex:
@@ -52,6 +52,27 @@ def flow_frame(plant: PlantParams, ep: EpisodeResult, t0: pd.Timestamp) -> pd.Da
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def fallback_columns(controller: object, steps: int) -> dict[str, list[str]]:
+    """The per-step table's ``fallback`` (what decided instead of the MPC's own plan: ``previous-plan+N``,
+    ``heuristic:<name>``, ``earlier-stage-plan``; empty when the plan decided, and for controllers
+    without fallbacks) and ``fallback_reason`` (the solver's status) columns, one entry per step."""
+    used, reason = [""] * steps, [""] * steps
+    for event in controller.events if isinstance(controller, MPCController) else ():
+        if 0 <= event.step < steps:
+            used[event.step], reason[event.step] = event.fallback, event.reason
+    return {"fallback": used, "fallback_reason": reason}
+
+
+def fallback_lines(per_step: pd.DataFrame, most: int = 20) -> list[str]:
+    """One line per step with a fallback (step, time, reason, fallback used), the first ``most`` of them."""
+    rows = [(i, ts, row) for i, (ts, row) in enumerate(per_step.iterrows()) if row.get("fallback", "")]
+    lines = [f"  fallback at step {i} ({ts:%Y-%m-%d %H:%M} UTC): {row['fallback_reason']} -> {row['fallback']}"
+             for i, ts, row in rows[:most]]
+    if len(rows) > most:
+        lines.append(f"  … and {len(rows) - most} more (the run's tables/per_step.parquet lists every one)")
+    return lines
+
+
 def kpis(plant: PlantParams, ep: EpisodeResult, controller: object) -> dict[str, float]:
     """The run's summary: cost and its parts (EUR), CO2 (kg), water (L), energy (kWh), latency (s)…"""
     recs, dt = ep.records, plant.step_h
@@ -64,7 +85,7 @@ def kpis(plant: PlantParams, ep: EpisodeResult, controller: object) -> dict[str,
     cum = np.cumsum(served[order])
     p95 = float(ttft[order][np.searchsorted(cum, 0.95 * cum[-1])]) if cum.size and cum[-1] > 0 else float("nan")
     step_ms = np.array([t.decide_s for t in ep.timings]) * 1e3 if ep.timings else np.zeros(1)
-    fallbacks = len(controller.events) if isinstance(controller, MPCController) else 0
+    fallbacks = sum(1 for used in fallback_columns(controller, len(recs))["fallback"] if used)
     leftover_pen = ep.leftover_backlog_req * ep.drop_eur_per_request
     return {
         "cost_eur": ep.cost_eur,
@@ -89,7 +110,7 @@ def kpis(plant: PlantParams, ep: EpisodeResult, controller: object) -> dict[str,
         "median_step_ms": float(np.median(step_ms)),
         "p95_step_ms": float(np.percentile(step_ms, 95)),
         "max_step_ms": float(np.max(step_ms)),
-        "fallbacks": float(fallbacks),
+        "fallback_steps": float(fallbacks),
     }
 
 

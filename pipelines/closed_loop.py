@@ -27,7 +27,7 @@ from control.inputs import ControlForecast
 from control.mpc import AllocationMPC
 from control.params import ControlSettings
 from control.plant import PlantParams
-from control.simulate import EpisodeResult, hindsight_optimum, run_episode
+from control.simulate import EpisodeResult, InvariantError, hindsight_optimum, run_episode
 from control.state import PlantState
 from forecast.dataset import Dataset, build_dataset
 from pipelines import _checkpoint as ckpt
@@ -35,7 +35,7 @@ from pipelines import _loop_plots as plots
 from pipelines._args import SECONDARY, WINDOWS
 from pipelines._config import Config
 from pipelines._loop_forecasts import forecaster_for
-from pipelines._loop_report import flow_frame, gaps, kpis, site_frame
+from pipelines._loop_report import fallback_columns, fallback_lines, flow_frame, gaps, kpis, site_frame
 
 __all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "prepare", "run_compare", "run_plan",
            "run_simulate"]
@@ -91,12 +91,13 @@ def _load_suite(model_uri: str) -> tuple[Any, str]:
 def make_controller(name: str, s: Setup) -> Controller:
     """A controller by name (see ``CONTROLLERS``)."""
     plant, cfg = s.plant, s.cfg
-    fb = CapacityProportional(plant)
+    fb, reuse = CapacityProportional(plant), cfg.control.max_plan_reuse_steps
     if name == "mpc":
-        return MPCController(AllocationMPC.from_settings(plant, cfg.control), fb, episode_steps=s.steps)
+        return MPCController(AllocationMPC.from_settings(plant, cfg.control), fb, episode_steps=s.steps,
+                             max_plan_reuse_steps=reuse)
     if name == "mpc-temperature-unaware":
         mean_pue = annual_mean_pue(plant, s.data.wide("temp_c")[list(plant.site_names)].to_numpy())
-        return temperature_unaware(plant, s.horizon, mean_pue, fb, episode_steps=s.steps,
+        return temperature_unaware(plant, s.horizon, mean_pue, fb, episode_steps=s.steps, max_plan_reuse_steps=reuse,
                                    **AllocationMPC.settings_kwargs(cfg.control))
     if name == "myopic":
         return myopic(plant, fb, episode_steps=s.steps, **AllocationMPC.settings_kwargs(cfg.control))
@@ -196,6 +197,9 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
     try:
         ep = run_episode(s.plant, ctrl, s.realised, s.steps, state, fc_fn, observers=(tick, *observers),
                          start=start, prior=prior)
+    except InvariantError as exc:   # the same defect, with the run and the hour named
+        when = s.t0 + pd.Timedelta(hours=exc.step)
+        raise InvariantError(f"{controller_name} ({forecaster}), {when:%Y-%m-%d %H:%M} UTC: {exc}", exc.step) from exc
     finally:
         bar.close()
     times = pd.date_range(s.t0, periods=s.steps, freq="1h")
@@ -205,7 +209,7 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
         "grid_kw": [float(r.grid_kw.sum()) for r in ep.records],
         "dropped_req": [float(r.dropped_req.sum()) for r in ep.records],
         "forecast_ms": [t.forecast_s * 1e3 for t in ep.timings], "decide_ms": [t.decide_s * 1e3 for t in ep.timings],
-        "plant_ms": [t.plant_s * 1e3 for t in ep.timings]}, index=times)
+        "plant_ms": [t.plant_s * 1e3 for t in ep.timings], **fallback_columns(ctrl, s.steps)}, index=times)
     per_step.loc[per_step.index[-1], "cost_eur"] += ep.leftover_backlog_req * ep.drop_eur_per_request
     return RunOutput(controller_name, kpis(s.plant, ep, ctrl), site_frame(s.plant, ep, s.realised, s.t0),
                      flow_frame(s.plant, ep, s.t0), per_step, note, ep)
@@ -224,6 +228,7 @@ def _log_run(out: RunOutput, s: Setup, params: dict[str, str], plot_dir: Path) -
     metrics = [Metric(f"step.{col}", float(v), now, i) for col in ("cost_eur", "co2_kg", "water_l", "grid_kw",
                                                                     "dropped_req", "decide_ms")
                for i, v in enumerate(out.per_step[col].to_numpy())]
+    metrics += [Metric("step.fallback", float(bool(used)), now, i) for i, used in enumerate(out.per_step["fallback"])]
     client = mlflow.MlflowClient()
     run_id = mlflow.active_run().info.run_id
     for i in range(0, len(metrics), 900):
@@ -282,7 +287,7 @@ def _print_kpis(name: str, k: dict[str, float]) -> None:
           f"TTFT mean {k['ttft_mean_s']:.3f} s, p95 {k['ttft_p95_s']:.3f} s   SLO misses {k['slo_misses']:.0f}"
           f"   dropped {k['drops']:.0f}   deferred {k['deferred_req']:.0f}")
     print(f"  decision time per step: median {k['median_step_ms']:.0f} ms, p95 {k['p95_step_ms']:.0f} ms, "
-          f"max {k['max_step_ms']:.0f} ms   fallbacks {k['fallbacks']:.0f}")
+          f"max {k['max_step_ms']:.0f} ms   fallback steps {k['fallback_steps']:.0f}")
 
 
 def _forecaster_choice(forecaster: str) -> tuple[str, str]:
@@ -314,6 +319,8 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
         _log_run(out, s, _run_params(s, controller, kind, out.forecaster, lineage) | {"resumed": str(resume)},
                  out_dir)
         _print_kpis(f"{controller} ({out.forecaster})", out.kpis)
+        for line in fallback_lines(out.per_step):
+            print(line)
         print(f"\nMLflow run {run.info.run_id} in experiment '{EXPERIMENT}'; plots in {out_dir}/; "
               "browse with `greenllm ui`")
     return out.kpis
@@ -339,9 +346,12 @@ def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | N
         runs[label] = run_loop(s, ctrl, kind, suite, show_progress)
         print(f"  {label:42s} cost {runs[label].kpis['cost_eur']:10.2f} EUR", flush=True)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
-    best = hindsight_optimum(s.plant, s.realised, s.steps, state, **_objective_kwargs(cfg))
+    limit = cfg.control.solver_time_limit_s
+    best = hindsight_optimum(s.plant, s.realised, s.steps, state, time_limit_s=limit, **_objective_kwargs(cfg))
     if not best.success:
-        raise RuntimeError(f"hindsight optimum failed: {best.status}")
+        raise ValueError(f"hindsight optimum of window {window} ({s.steps} h): the solver found no solution "
+                         f"({best.status}); with control.solver_time_limit_s = {limit:g} s per stage "
+                         "(valid 1e-06 … 3600), a larger limit may let it finish")
     return s, runs, float(best.stage_values[0]), lineage
 
 
@@ -406,7 +416,7 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
 
 def _print_table(full: pd.DataFrame, windows: bool) -> None:
     cols = ["cost_eur", "energy_cost_eur", "co2_kg", "water_l", "drops", "slo_misses", "gap_to_hindsight",
-            "gap_closed", "median_step_ms"]
+            "gap_closed", "median_step_ms", "fallback_steps"]
     pd.set_option("display.width", 200)
     if windows:
         agg = full.reset_index().groupby("controller", sort=False)[cols].agg(["mean", "std"])
@@ -428,7 +438,9 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     result = mpc.solve(state, fc_fn(0))
     if not result.success or result.plan is None:
-        raise SystemExit(f"greenllm plan: the MPC found no plan: {result.status}")
+        raise ValueError(f"greenllm plan: the MPC found no plan at {s.t0:%Y-%m-%d %H:%M} UTC: {result.status} "
+                         f"(control.solver_time_limit_s = {cfg.control.solver_time_limit_s:g} s per stage; "
+                         "valid 1e-06 … 3600)")
     plan, plant = result.plan, s.plant
     print(f"greenllm plan: hour starting {s.t0:%Y-%m-%d %H:%M} UTC, forecasts: {note}; status {result.status}, "
           f"{result.solve_time_s * 1e3:.0f} ms")

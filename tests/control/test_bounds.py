@@ -61,7 +61,8 @@ def test_a_failing_solver_falls_back_to_the_shifted_plan_then_to_the_heuristic(m
     failed = MPCResult(None, None, "failed: stage cost: Time limit reached", False, ("Time limit reached",), 0, 0.0)
     monkeypatch.setattr(ctrl.mpc, "solve", lambda *a, **k: failed)
     sources = [ctrl.act(t, state, realised.window(t, 3)).source for t in (1, 2, 3)]
-    assert sources == ["mpc:previous-plan", "mpc:previous-plan", "mpc:fallback-capacity-proportional"]
+    # the previous plan once (control.max_plan_reuse_steps = 1 by default), then the heuristic
+    assert sources == ["mpc:previous-plan", "mpc:fallback-capacity-proportional", "mpc:fallback-capacity-proportional"]
     np.testing.assert_array_equal(ctrl.act(4, state, realised.window(4, 3)).share,
                                   CapacityProportional(plant).act(4, state, realised.window(4, 3)).share)
     assert len(ctrl.events) == 4
