@@ -17,30 +17,45 @@ RUN = ["simulate", SMOKE, "--forecaster", "perfect", "--steps", "4", "--out", "{
 _MADE: dict[str, bytes] = {}   # the good checkpoint, made once per process (every case makes the same)
 
 
+def _greenllm(tmp: Path, store: str, *runs: list[str]) -> None:
+    """Run ``greenllm`` in-process with the MLflow store ``{tmp}/store``; any failure is raised."""
+    from pipelines.cli import main
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/{store}"
+    out = io.StringIO()
+    try:
+        for argv in runs:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                status = main([a.replace("{tmp}", str(tmp)) for a in argv])
+            if status != 0:
+                raise RuntimeError(f"building the case: greenllm {' '.join(argv)} exited {status}:\n"
+                                   f"{out.getvalue()[-2000:]}")
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 def _good_checkpoint(tmp: Path) -> Path:
     """``greenllm simulate … --checkpoint-every 2`` (in-process, temporary MLflow store) → its checkpoint."""
     path = tmp / "sim" / "checkpoint.npz"
     if "bytes" not in _MADE:
-        from pipelines.cli import main
-
-        argv = [a.replace("{tmp}", str(tmp)) for a in [*RUN, "--checkpoint-every", "2"]]
-        saved = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/build-mlflow.db"
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                status = main(argv)
-        finally:
-            if saved is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = saved
-        if status != 0 or not path.is_file():
-            raise RuntimeError(f"making the checkpoint failed (exit {status}):\n{out.getvalue()[-2000:]}")
+        _greenllm(tmp, "build-mlflow.db", [*RUN, "--checkpoint-every", "2"])
         _MADE["bytes"] = path.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(_MADE["bytes"])
     return path
+
+
+def _after_retraining(tmp: Path) -> Invocation:
+    """The issue's case: a learned run checkpointed, the forecaster retrained, then ``--resume``
+    (accepted before, it logged 40,750 EUR where the uninterrupted run costs 19,806)."""
+    train = ["train", SMOKE, "--no-progress"]
+    learned = ["simulate", SMOKE, "--steps", "4", "--out", "{tmp}/sim"]
+    _greenllm(tmp, "mlflow.db", train, [*learned, "--checkpoint-every", "2"], train)
+    return Invocation([*learned, "--resume"])
 
 
 def _resume(*extra: str) -> Invocation:
@@ -96,6 +111,9 @@ CASES: list[Case] = [
     Case("checkpoint-pickle-renamed", "checkpoint", _pickle_renamed, "clear error", (*_NOT_VALID, "ZIP")),
     Case("checkpoint-other-config", "checkpoint", _other_config, "clear error",
          ("checkpoint.npz", "another run", "config.control.epsilon: 0.001 → 0.002")),
+    Case("checkpoint-after-retraining", "checkpoint", _after_retraining, "clear error",
+         ("checkpoint.npz", "another run", "forecaster.model_version: 1 → 2", "forecaster.model_run_id"),
+         slow=True),
     Case("checkpoint-missing", "checkpoint", _missing, "clear error",
          ("--resume", "checkpoint.npz", "--checkpoint-every")),
 ]
