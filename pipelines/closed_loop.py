@@ -305,6 +305,9 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
     checkpoint written by another code version)."""
     from pipelines._tracking import start_run
 
+    if force and not resume:
+        raise ValueError("--force: only with --resume (it accepts a checkpoint of another code version)")
+
     kind, uri = _forecaster_choice(forecaster)
     suite, lineage = None, {}
     if kind == "learned":
