@@ -142,3 +142,31 @@ def test_a_nan_never_passes(valid):
     arrivals[0, 0] = np.nan
     with pytest.raises(InvariantError, match="stream R0/chat"):
         check_invariants(plant, dataclasses.replace(rec, arrivals_req=arrivals), 7)
+
+
+def test_a_broken_step_in_a_run_is_reported_with_run_hour_step_and_stream(tmp_path, monkeypatch, capsys):
+    """A violated invariant ends the run as a defect (exit 1, never exit 2 'your input') whose one
+    line names the controller, the hour, the step, the stream and both sides."""
+    import control.simulate as simulate
+    from pipelines.cli import main
+
+    real_step = simulate.step
+
+    def leaky(plant, state, decision, realised):
+        nxt, rec = real_step(plant, state, decision, realised)
+        if leaky.calls == 1:   # step 1 loses 5 requests of one stream
+            dropped = rec.dropped_req.copy()
+            dropped[1, 0] += 5.0
+            rec = dataclasses.replace(rec, dropped_req=dropped)
+        leaky.calls += 1
+        return nxt, rec
+
+    leaky.calls = 0
+    monkeypatch.setattr(simulate, "step", leaky)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    rc = main(["simulate", "configs/smoke.yaml", "--controller", "capacity-proportional", "--forecaster",
+               "perfect", "--steps", "3", "--out", str(tmp_path / "sim")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "InvariantError: capacity-proportional (perfect), 2018-12-14 01:00 UTC: step 1: request conservation" in err
+    assert "stream Berlin/" in err and "tolerance" in err
