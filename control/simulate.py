@@ -194,7 +194,8 @@ def hindsight_optimum(plant: PlantParams, realised: ControlForecast, steps: int,
 
     Continuous GPUs, the same penalties, and the same end rule (backlog left at the end counts as
     dropped). ``stage_values[0]`` of the result is the optimal realised cost ``cost*`` when the
-    first stage is ``cost`` (the default).
+    first stage is ``cost`` (the default). A solver failure (e.g. ``time_limit_s`` reached) is a
+    result with ``success`` False, never a number: callers must check it.
     """
     exact = realised.window(0, steps)
     mpc = AllocationMPC(plant, steps, **mpc_kwargs)  # type: ignore[arg-type]
