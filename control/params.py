@@ -104,9 +104,10 @@ class ControlSettings:
     max_plan_reuse_steps: int = 1   # range 0 … horizon_steps − 1, checked below
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_plan_reuse_steps <= self.horizon_steps - 1:
+        # H = 1 keeps the default 1 valid (a one-step plan has nothing left to reuse: the heuristic decides)
+        if not 0 <= self.max_plan_reuse_steps <= max(self.horizon_steps - 1, 1):
             raise ConfigError(f"control.max_plan_reuse_steps: {self.max_plan_reuse_steps} is out of range "
-                              f"[0, {self.horizon_steps - 1}] (at most control.horizon_steps − 1: a plan has "
+                              f"[0, {max(self.horizon_steps - 1, 1)}] (at most control.horizon_steps − 1: a plan has "
                               f"{self.horizon_steps} steps, the first applied when it is made)")
         if 0 < self.max_share_vs_capacity < 1:
             raise ConfigError(f"control.max_share_vs_capacity: {self.max_share_vs_capacity}; valid: 0 (off) or ≥ 1 "
