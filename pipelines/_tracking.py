@@ -22,11 +22,24 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 MODEL_NAME = "greenllm-forecaster"
 
 
+# Stores MLflow 3.17 accepts for runs and the model registry (a plain folder or file: URI is refused).
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` or the default SQLite store (its folder is created)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise ValueError(f"MLFLOW_TRACKING_URI={uri!r}: not a tracking store this MLflow can use; give "
+                         f"{DEFAULT_TRACKING_URI} (the default) or a URI with a scheme of "
+                         f"{', '.join(TRACKING_SCHEMES)} (MLflow 3.17 refuses a plain folder)")
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"MLFLOW_TRACKING_URI={uri!r}: cannot create {folder} ({exc.strerror})") from None
     return uri
 
 

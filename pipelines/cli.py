@@ -123,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_ui(args.port)
     cfg = load_config(args.config, args.overrides)
+    if args.command in ("train", "simulate", "compare"):
+        from pipelines._tracking import tracking_uri
+
+        tracking_uri()  # a store MLflow cannot use is an error now, not after the run
     if args.command == "data":
         week_in_year(args.week, cfg.scenario.data.year)
     _check_outputs(args)

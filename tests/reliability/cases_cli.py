@@ -119,3 +119,13 @@ CASES = [
          _argv("data", "summary", SMOKE, "--set", "sites.XX.water_budget_l_per_day=5e4"), "clear error",
          ("sites.XX", "DE", "FR")),
 ]
+
+CASES += [
+    Case("tracking-uri-unknown-scheme", "MLflow store",
+         lambda tmp: Invocation(["simulate", SMOKE, "--forecaster", "perfect", "--steps", "2", "--out", "{tmp}/sim"],
+                                {"MLFLOW_TRACKING_URI": "foo://bar"}),
+         "clear error", ("MLFLOW_TRACKING_URI", "foo://bar", "sqlite")),
+    Case("tracking-uri-plain-folder", "MLflow store",
+         lambda tmp: Invocation(["train", SMOKE], {"MLFLOW_TRACKING_URI": "{tmp}/mlruns"}),
+         "clear error", ("MLFLOW_TRACKING_URI", "plain folder")),
+]
