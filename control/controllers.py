@@ -6,9 +6,16 @@
   ``max_plan_reuse_steps`` times in a row, then a named heuristic; every fallback is a
   ``FallbackEvent`` in ``events``.
 * ``ShrinkingHorizonMPC`` — plans to the episode end (one LP per remaining length, built once each).
-* Heuristics: ``GreedyController`` (nearest site, cheapest price, lowest carbon) and
-  ``CapacityProportional``. They serve all work now (no deferral, no battery) and size GPUs for
-  their routed load at the provisioning quantile and rho_max, like the MPC.
+* Heuristics, as a real global load balancer: ``GreedyController`` (nearest site, cheapest price,
+  lowest carbon) fills each stream's allowed pools in its order up to the capacity it provisions
+  there (the sizing rule's GPUs for what it routes, at most the installed ones), then spills to the
+  next pool; ``CapacityProportional`` splits by installed capacity. They serve all work now (no
+  deferral, no battery).
+
+Every controller's applied GPUs come from ONE rule, ``control.sizing.provision_gpus`` (the load's
+provisioning level routed by the decision's shares, at rho_max, × (1 + ``provision_headroom``)):
+the heuristics size with it directly, the MPC raises its applied step's GPUs to it (keeping its
+own plan where that asks for more). The plant's dispatcher then serves every controller alike.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from control import plant as pl
-from control import saved_state
+from control import saved_state, sizing
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC, MPCResult, Plan
 from control.plant import PlantParams
@@ -57,31 +64,60 @@ def _stream_work(plant: PlantParams, state: PlantState, load_req_per_s: np.ndarr
     return load_req_per_s + backlog
 
 
-class CapacityProportional:
-    """Every stream split over its allowed pools in proportion to their installed capacity."""
+def _check_headroom(headroom: float) -> float:
+    if not (np.isfinite(headroom) and 0.0 <= headroom):
+        raise ValueError(f"provision_headroom: {headroom}; valid: a finite fraction ≥ 0 (control.provision_headroom)")
+    return float(headroom)
 
-    def __init__(self, plant: PlantParams, name: str = "capacity-proportional") -> None:
+
+def _provisioned(plant: PlantParams, share: np.ndarray, state: PlantState, forecast: ControlForecast,
+                 headroom: float) -> np.ndarray:
+    """The sizing rule's GPUs for a decision's shares at the forecast's provisioning level (step 0)."""
+    return sizing.provision_gpus(plant, share, forecast.load_provision_req_per_s[0], headroom, state.backlog_req)
+
+
+class CapacityProportional:
+    """Every stream split over its allowed pools in proportion to their installed capacity; GPUs
+    from the sizing rule (``control.sizing.provision_gpus``).
+
+    Args:
+        plant: coefficients.
+        name: label of its decisions.
+        provision_headroom: spare capacity over the provisioning level (``control.provision_headroom``).
+    """
+
+    def __init__(self, plant: PlantParams, name: str = "capacity-proportional",
+                 provision_headroom: float = 0.0) -> None:
         self.plant, self.name = plant, name
+        self.headroom = _check_headroom(provision_headroom)
 
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
-        plant = self.plant
-        share = capacity_shares(plant, plant.gpus_max)
-        work = _stream_work(plant, state, forecast.load_provision_req_per_s[0])
-        need = np.einsum("rpk,rk,pk->p", share, work, plant.gpu_s_per_req) / plant.rho_max
-        return Allocation(share, np.minimum(need, plant.gpus_max), *_idle_battery(plant), self.name)
+        share = capacity_shares(self.plant, self.plant.gpus_max)
+        gpus = _provisioned(self.plant, share, state, forecast, self.headroom)
+        return Allocation(share, gpus, *_idle_battery(self.plant), self.name)
 
 
 class GreedyController:
-    """Each stream fills its allowed pools in order of a key, up to capacity at rho_max.
+    """A global load balancer with a preference order: each stream fills its allowed pools in order
+    of a key up to the capacity it provisions there, then spills to the next.
+
+    A pool's provisioned capacity is what the sizing rule (``control.sizing.provision_gpus``) gives
+    for the work routed there, bounded by its installed GPUs: it takes work at the provisioning
+    level up to ``rho_max × installed GPUs ÷ (1 + headroom)`` GPU-s per s. Streams are placed
+    largest first. Work that finds no such room anywhere fills what is left of the installed
+    capacity at rho_max (in the same order) before any of it is left unrouted.
 
     Args:
         plant: coefficients.
         key: ``nearest`` (RTT), ``price`` (site price now) or ``carbon`` (site grid intensity now).
+        provision_headroom: spare capacity over the provisioning level (``control.provision_headroom``).
     """
 
-    def __init__(self, plant: PlantParams, key: Literal["nearest", "price", "carbon"]) -> None:
+    def __init__(self, plant: PlantParams, key: Literal["nearest", "price", "carbon"],
+                 provision_headroom: float = 0.0) -> None:
         self.plant, self.key = plant, key
         self.name = {"nearest": "nearest-site", "price": "cheapest-price", "carbon": "lowest-carbon"}[key]
+        self.headroom = _check_headroom(provision_headroom)
 
     def _pool_rank(self, forecast: ControlForecast) -> np.ndarray:
         """``(R, P)`` sort key (lower is preferred)."""
@@ -92,27 +128,40 @@ class GreedyController:
         rtt = plant.rtt_s[:, plant.pool_site]
         return site[plant.pool_site][None, :] + 1e-6 * rtt  # RTT breaks ties
 
+    def _fill(self, work: np.ndarray, rank: np.ndarray, free: np.ndarray, share: np.ndarray) -> np.ndarray:
+        """Route each stream's work not yet routed (``work`` × (1 − its shares so far)) in pool order
+        into ``free`` GPU-s per s; ``share`` is updated in place. Returns the room left per pool."""
+        plant, K = self.plant, len(self.plant.class_names)
+        for flat in np.argsort(-work, axis=None, kind="stable"):
+            r, k = divmod(int(flat), K)
+            left = work[r, k] * max(1.0 - share[r, :, k].sum(), 0.0)
+            for p in np.argsort(rank[r], kind="stable"):
+                if left <= 1e-12 * work[r, k]:
+                    break
+                if not plant.allowed[r, p, k] or free[p] <= 0:
+                    continue
+                take = min(left, free[p] / plant.gpu_s_per_req[p, k])
+                share[r, p, k] += take / work[r, k]
+                free[p] = max(free[p] - take * plant.gpu_s_per_req[p, k], 0.0)
+                left -= take
+        return free
+
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
         plant = self.plant
         R, K = len(plant.region_names), len(plant.class_names)
         work = _stream_work(plant, state, forecast.load_provision_req_per_s[0])   # req/s
-        free = plant.rho_max * plant.gpus_max.astype(float)                        # GPU-s per s
         share = np.zeros((R, plant.n_pools, K))
         rank = self._pool_rank(forecast)
-        for flat in np.argsort(-work, axis=None):
-            r, k = divmod(int(flat), K)
-            left = work[r, k]
-            for p in np.argsort(rank[r], kind="stable"):
-                if left <= 0:
-                    break
-                if not plant.allowed[r, p, k]:
-                    continue
-                take = min(left, max(free[p], 0.0) / plant.gpu_s_per_req[p, k])
-                share[r, p, k] += take / work[r, k]
-                free[p] = max(free[p] - take * plant.gpu_s_per_req[p, k], 0.0)
-                left -= take
-        need = (plant.rho_max * plant.gpus_max - free) / plant.rho_max
-        return Allocation(share, np.clip(need, 0.0, plant.gpus_max), *_idle_battery(plant), self.name)
+        for r, k in zip(*np.nonzero(work <= 0), strict=True):   # no work expected: its first allowed pool
+            order = [p for p in np.argsort(rank[r], kind="stable") if plant.allowed[r, p, k]]
+            share[r, order[:1], k] = 1.0
+        installed = plant.rho_max * plant.gpus_max.astype(float)                  # GPU-s per s
+        room = self._fill(work, rank, installed / (1.0 + self.headroom), share)
+        if (work * np.maximum(1.0 - share.sum(axis=1), 0.0) > 1e-9 * np.maximum(work, 1.0)).any():
+            used = installed / (1.0 + self.headroom) - room                     # the headroom itself
+            self._fill(work, rank, installed - used, share)
+        gpus = _provisioned(plant, share, state, forecast, self.headroom)
+        return Allocation(share, gpus, *_idle_battery(plant), self.name)
 
 
 def _event_types() -> dict[str, type]:
@@ -150,12 +199,17 @@ class MPCController:
         max_plan_reuse_steps: a failed solve applies the previous plan shifted by one more step
             at most this many times in a row (and only while the plan reaches that far), then
             ``fallback`` decides; 0: straight to ``fallback``.
+        provision_headroom: the sizing rule's headroom (``control.provision_headroom``): the
+            applied step runs at least ``control.sizing.provision_gpus`` of its shares at the
+            forecast's provisioning level (the plan's own GPUs where they are more).
     """
 
     def __init__(self, mpc: AllocationMPC, fallback: Controller, name: str = "mpc",
-                 episode_steps: int | None = None, max_plan_reuse_steps: int = 1) -> None:
+                 episode_steps: int | None = None, max_plan_reuse_steps: int = 1,
+                 provision_headroom: float = 0.0) -> None:
         if max_plan_reuse_steps < 0:
             raise ValueError(f"max_plan_reuse_steps: {max_plan_reuse_steps}; valid: 0 … horizon − 1")
+        self.headroom = _check_headroom(provision_headroom)
         self.mpc, self.fallback, self.name = mpc, fallback, name
         self.episode_steps = episode_steps
         self.max_plan_reuse_steps = int(max_plan_reuse_steps)
@@ -196,6 +250,12 @@ class MPCController:
         return self.mpc.solve(state, forecast, end_step=end if end is not None and 0 <= end < self.mpc.horizon
                               else None)
 
+    def _floored(self, alloc: Allocation, state: PlantState, forecast: ControlForecast) -> Allocation:
+        """The plan's decision with at least the sizing rule's GPUs for its shares."""
+        floor = _provisioned(self.mpc.plant, alloc.share, state, forecast, self.headroom)
+        return Allocation(alloc.share, np.maximum(alloc.gpus, floor), alloc.charge_kw, alloc.discharge_kw,
+                          alloc.source)
+
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
         self._t = t
         result = self._solve(state, forecast)
@@ -204,12 +264,12 @@ class MPCController:
             self._plan, self._age = result.plan, 0
             if result.status != "optimal":
                 self.events.append(FallbackEvent(t, result.status, "earlier-stage-plan"))
-            return result.plan.allocation(0, self.name)
+            return self._floored(result.plan.allocation(0, self.name), state, forecast)
         age = self._age + 1
         if self._plan is not None and age <= self.max_plan_reuse_steps and age < self._plan.horizon:
             self._age = age
             self.events.append(FallbackEvent(t, result.status, f"previous-plan+{age}"))
-            return self._plan.allocation(age, f"{self.name}:previous-plan")
+            return self._floored(self._plan.allocation(age, f"{self.name}:previous-plan"), state, forecast)
         self._plan = None   # too old: the next failure goes to the heuristic as well
         self.events.append(FallbackEvent(t, result.status, f"heuristic:{self.fallback.name}"))
         alloc = self.fallback.act(t, state, forecast)
@@ -224,9 +284,11 @@ class ShrinkingHorizonMPC(MPCController):
     """
 
     def __init__(self, plant: PlantParams, episode_steps: int, fallback: Controller,
-                 name: str = "mpc-shrinking", max_plan_reuse_steps: int = 1, **mpc_kwargs: object) -> None:
+                 name: str = "mpc-shrinking", max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0,
+                 **mpc_kwargs: object) -> None:
         self.episode_steps, self._kwargs, self._built = episode_steps, mpc_kwargs, {}
-        super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps, max_plan_reuse_steps)
+        super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps, max_plan_reuse_steps,
+                         provision_headroom)
 
     def _mpc(self, plant: PlantParams, steps: int) -> AllocationMPC:
         if steps not in self._built:
@@ -246,8 +308,8 @@ def annual_mean_pue(plant: PlantParams, temp_c: np.ndarray) -> np.ndarray:
 
 
 def myopic(plant: PlantParams, fallback: Controller, episode_steps: int | None = None,
-           **mpc_kwargs: object) -> MPCController:
-    """The one-step optimiser (H = 1) with the MPC's objective and rules.
+           provision_headroom: float = 0.0, **mpc_kwargs: object) -> MPCController:
+    """The one-step optimiser (H = 1) with the MPC's objective and rules (and sizing floor).
 
     It cannot see later prices, so a deferred request is valued at half the drop penalty: it
     serves every arrival it can in its hour and defers only what capacity (or a deadline) forces.
@@ -255,12 +317,15 @@ def myopic(plant: PlantParams, fallback: Controller, episode_steps: int | None =
     """
     mpc_kwargs.setdefault("backlog_value_eur_per_req", 0.5 * plant.penalties.drop_eur_per_request)
     mpc = AllocationMPC(plant, 1, **mpc_kwargs)  # type: ignore[arg-type]
-    return MPCController(mpc, fallback, "myopic", episode_steps, max_plan_reuse_steps=0)
+    return MPCController(mpc, fallback, "myopic", episode_steps, max_plan_reuse_steps=0,
+                         provision_headroom=provision_headroom)
 
 
 def temperature_unaware(plant: PlantParams, horizon_steps: int, mean_pue: np.ndarray,
                         fallback: Controller, episode_steps: int | None = None,
-                        max_plan_reuse_steps: int = 1, **mpc_kwargs: object) -> MPCController:
+                        max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0,
+                        **mpc_kwargs: object) -> MPCController:
     """The MPC planning with each site's annual mean PUE instead of PUE(temperature)."""
     mpc = AllocationMPC(plant, horizon_steps, fixed_pue=mean_pue, **mpc_kwargs)  # type: ignore[arg-type]
-    return MPCController(mpc, fallback, "mpc-temperature-unaware", episode_steps, max_plan_reuse_steps)
+    return MPCController(mpc, fallback, "mpc-temperature-unaware", episode_steps, max_plan_reuse_steps,
+                         provision_headroom)

@@ -74,6 +74,9 @@ class ControlSettings:
         max_plan_reuse_steps: how many steps in a row a failed solve may apply the previous plan
             shifted by one more step before the fallback heuristic decides (0 = straight to the
             heuristic; at most ``horizon_steps − 1``).
+        provision_headroom: the one GPU sizing rule's spare capacity (``control.sizing.provision_gpus``):
+            every controller's applied hour runs at least the GPUs of its routed provisioning-level
+            load (load quantile × 10-min peak factor) at rho_max × (1 + this).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -102,6 +105,7 @@ class ControlSettings:
     group_bursts: bool = False
     solver_time_limit_s: float = field(default=60.0, metadata=rng(1e-6, 3600.0))
     max_plan_reuse_steps: int = 1   # range 0 … horizon_steps − 1, checked below
+    provision_headroom: float = field(default=0.0, metadata=rng(0.0, 1.0))
 
     def __post_init__(self) -> None:
         # H = 1 keeps the default 1 valid (a one-step plan has nothing left to reuse: the heuristic decides)

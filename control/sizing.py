@@ -17,7 +17,7 @@ from control.params import ControlSettings, HardwareCatalogue, Penalties
 from control.plant import PlantParams, pue
 from forecast.scenario import ConfigError, Scenario
 
-__all__ = ["TokenStats", "great_circle_km", "rtt_s", "size_plant"]
+__all__ = ["TokenStats", "great_circle_km", "provision_gpus", "rtt_s", "size_plant"]
 
 EARTH_RADIUS_KM = 6371.0
 ROUTE_FACTOR = 1.5
@@ -127,3 +127,38 @@ def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties
     return replace(plant, grid_limit_kw=sz.grid_limit_factor * peak_facility_kw,
                    battery_kw=battery_kw, battery_kwh=battery_kw * sz.battery_hours,
                    gpu_ramp_per_step=np.minimum(ramp, gpus_max))
+
+
+def provision_gpus(plant: PlantParams, share: np.ndarray, load_req_per_s: np.ndarray, headroom: float,
+                   backlog_req: np.ndarray | None = None) -> np.ndarray:
+    """GPUs per pool for an hour: THE sizing rule every controller applies (load quantile + headroom).
+
+    The work the shares route of ``load_req_per_s`` (the provisioning level: the load quantile ×
+    the hour's 10-min peak factor) and, for deferrable classes, of the backlog (as the plant routes
+    it), at ``rho_max``, times ``1 + headroom``; at most the installed GPUs. Continuous: the plant
+    rounds up to whole GPUs.
+
+    Args:
+        plant: coefficients.
+        share: each (region, class) stream's shares over the pools ``(R, P, K)``.
+        load_req_per_s: arrivals to provision for per stream, req/s ``(R, K)``.
+        headroom: spare capacity on top, a fraction of the provisioned work (≥ 0;
+            ``control.provision_headroom``).
+        backlog_req: deferrable backlog at the hour's start per stream, requests ``(R, K)``
+            (None: none).
+
+    Raises:
+        ValueError: a negative or non-finite headroom, or arrays of the wrong shape.
+    """
+    if not (np.isfinite(headroom) and headroom >= 0):
+        raise ValueError(f"provision_gpus: headroom {headroom}; valid: a finite fraction ≥ 0")
+    R, K = len(plant.region_names), len(plant.class_names)
+    load = np.asarray(load_req_per_s, dtype=float)
+    share = np.asarray(share, dtype=float)
+    if load.shape != (R, K) or share.shape != (R, plant.n_pools, K):
+        raise ValueError(f"provision_gpus: load {load.shape} / share {share.shape}; "
+                         f"expected ({R}, {K}) / ({R}, {plant.n_pools}, {K})")
+    work = load if backlog_req is None else \
+        load + np.where(plant.deferrable[None, :], np.asarray(backlog_req, dtype=float), 0.0) / plant.step_s
+    need = np.einsum("rpk,rk,pk->p", share, work, plant.gpu_s_per_req) / plant.rho_max   # GPUs at rho_max
+    return np.minimum(need * (1.0 + headroom), plant.gpus_max)

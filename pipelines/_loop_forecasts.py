@@ -17,11 +17,21 @@ forecaster on the ``TAIL_DAYS`` days before the episode (data before t0 only; fo
 window these are the load model's validation days, never its training days). With the MPC's group
 bursts (``control.group_bursts``) the scores are those of each region group's interactive class
 totals, their spread combined as the MPC combines it (``control.group_provision_correlation``).
+
+Decisions are hourly but the plant steps at the load's 10-min resolution, so GPUs are provisioned
+for the hour's 10-min *peak*, not its mean: a per-stream peak factor (10-min max ÷ hourly mean),
+the provisioning quantile (``control.load_quantile``) of that ratio over the hours of the load's
+training days (recorded days 0 … ``PEAK_TRAIN_DAYS`` − 1 of each stream, ``Dataset.load_10min``),
+multiplies the provisioning and burst levels of learned and seasonal-naive forecasts
+(``fit_peak_factor``); the median stays the hourly mean. The perfect forecaster provisions for the
+realised hour's 10-min maximum of each stream (``ControlForecast.load_sub_req_per_s``). Every
+controller reads the same provisioning level (``control.sizing.provision_gpus``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -35,12 +45,14 @@ from forecast.dataset import Dataset
 from forecast.models import ForecasterSuite
 from forecast.output import Forecast
 
-__all__ = ["LOAD", "LoopForecaster", "control_forecast", "forecaster_for", "history_of"]
+__all__ = ["LOAD", "PEAK_TRAIN_DAYS", "LoopForecaster", "control_forecast", "fit_peak_factor", "forecaster_for",
+           "history_of", "peak_provisioned"]
 
 LOAD = "load_req_per_s"
 TAIL_DAYS = 2
 TAIL_FACTOR_RANGE = (1.0, 50.0)   # a burst is at least the provisioning level
 SIGNALS = (*SITE_SIGNALS, LOAD)
+PEAK_TRAIN_DAYS = 9   # the load model's training days 0 … 8 (forecast.load_train_days; the bootstrap's donors)
 _DAY = pd.Timedelta(days=1)
 LoopForecaster = Callable[[int], ControlForecast]
 
@@ -60,9 +72,12 @@ def _stream_columns(fc: Forecast, plant: PlantParams) -> list[int]:
 
 
 def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float,
-                     burst_factor: np.ndarray | None = None) -> ControlForecast:
+                     burst_factor: np.ndarray | None = None,
+                     peak_factor: np.ndarray | None = None) -> ControlForecast:
     """The MPC's inputs from a quantile forecast: p50 site signals; load at p50, at the quantile
-    and (with ``burst_factor`` per stream, ``(R·K,)``) at the burst level ``p50 + f · (p_q − p50)``.
+    and (with ``burst_factor`` per stream, ``(R·K,)``) at the burst level ``p50 + f · (p_q − p50)``;
+    the quantile and burst levels × ``peak_factor`` per stream ``(R·K,)`` (the hour's 10-min peak
+    over its mean, ``fit_peak_factor``; None: 1).
 
     Raises:
         KeyError: a signal or a site/stream the plant needs is missing from the forecast.
@@ -83,6 +98,10 @@ def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float,
     burst = None
     if burst_factor is not None:
         burst = load + np.asarray(burst_factor).reshape(shape[1:])[None] * (prov - load)
+    if peak_factor is not None:
+        peak = np.asarray(peak_factor, dtype=float).reshape(shape[1:])[None]
+        prov = prov * peak
+        burst = None if burst is None else burst * peak
     days = ((fc.timestamps - pd.Timestamp("1970-01-01", tz="UTC")) // _DAY).to_numpy().astype(int)
     return ControlForecast(**arrays, load_req_per_s=load, load_provision_req_per_s=prov,
                            day_index=days, load_burst_req_per_s=burst).validate(plant)
@@ -140,6 +159,64 @@ def _group_totals(plant: PlantParams, y: np.ndarray, p50: np.ndarray, spread: np
             combined_excess(plant, spread, rho)[:, inter])
 
 
+def fit_peak_factor(load_10min: pd.DataFrame, streams: Sequence[str], train_start: Mapping[str, pd.Timestamp],
+                    quantile: float, train_days: int = PEAK_TRAIN_DAYS) -> np.ndarray:
+    """Per stream ``(len(streams),)``: the ``quantile`` (linear interpolation) over the training
+    hours of the hour's peak factor, max ÷ mean of its 10-min values; ≥ 1 by construction.
+
+    Args:
+        load_10min: ts (UTC, 10-min) × stream, req/s (``Dataset.load_10min``).
+        streams: the columns to fit, in the order returned.
+        train_start: each stream's first recorded hour (its day 0, local midnight, in UTC).
+        quantile: the level (the provisioning quantile, ``control.load_quantile``).
+        train_days: days from ``train_start`` that are read (the load model's training days).
+
+    Hours whose mean is 0 are skipped; a stream without any training hour gets 1.
+
+    Raises:
+        KeyError: a stream is missing from ``load_10min`` or ``train_start``.
+    """
+    missing = [s for s in streams if s not in load_10min.columns or s not in train_start]
+    if missing:
+        raise KeyError(f"fit_peak_factor: streams {missing} missing from the 10-min load or its training start")
+    out = np.ones(len(streams))
+    for i, name in enumerate(streams):
+        start = pd.Timestamp(train_start[name])
+        col = load_10min[name]
+        col = col[(col.index >= start) & (col.index < start + pd.Timedelta(days=train_days))].dropna()
+        hourly = col.groupby(col.index.floor("1h")).agg(["mean", "max"])
+        hourly = hourly[hourly["mean"] > 0]
+        if len(hourly):
+            out[i] = max(float(np.quantile(hourly["max"] / hourly["mean"], quantile)), 1.0)
+    return out
+
+
+def _recorded_start(dataset: Dataset) -> dict[str, pd.Timestamp]:
+    """Each load stream's first recorded hour (UTC)."""
+    sig = dataset.signals
+    sel = sig[(sig["signal"] == LOAD) & (sig["flag"] == "recorded")]
+    return {str(k): pd.Timestamp(v) for k, v in sel.groupby("site")["ts"].min().items()}
+
+
+def _dataset_peak_factor(dataset: Dataset, plant: PlantParams, quantile: float) -> np.ndarray | None:
+    """``fit_peak_factor`` on the dataset's 10-min load (None when it has none)."""
+    load_10min = getattr(dataset, "load_10min", None)
+    if load_10min is None:
+        return None
+    streams = [f"{r}/{k}" for r in plant.region_names for k in plant.class_names]
+    return fit_peak_factor(load_10min, streams, _recorded_start(dataset), quantile)
+
+
+def peak_provisioned(realised: ControlForecast) -> ControlForecast:
+    """Realised inputs whose provisioning and burst levels are each stream's 10-min maximum of the
+    hour (``load_sub_req_per_s``; unchanged without sub-steps): the perfect forecaster's view."""
+    sub = getattr(realised, "load_sub_req_per_s", None)
+    if sub is None:
+        return realised
+    peak = np.asarray(sub).max(axis=1)
+    return replace(realised, load_provision_req_per_s=peak, load_burst_req_per_s=peak)
+
+
 def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],
                     before: pd.Timestamp) -> ForecasterSuite:
     """Seasonal naive 24 h; its residual quantiles are fitted on the rows before ``before`` only."""
@@ -166,7 +243,10 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
         group_correlation: fit the burst factor on region-group totals (``fit_burst_factor``).
     """
     if kind == "perfect":
-        return (lambda t: realised.window(t, min(horizon, realised.horizon - t))), "perfect foresight (realised data)"
+        seen = peak_provisioned(realised)
+        note = "perfect foresight (realised data" + (", GPUs for each hour's 10-min peak)" if seen is not realised
+                                                     else ")")
+        return (lambda t: seen.window(t, min(horizon, seen.horizon - t))), note
     history = history_of(dataset)
     if kind == "seasonal-naive":
         models = _seasonal_suite(history, SIGNALS, t0)
@@ -197,7 +277,12 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
         note += (f"; burst p{burst_quantile * 100:g} = p50 + f·(p{load_quantile * 100:g} − p50), "
                  f"f = {factor[0]:.2f} (split-conformal on the {TAIL_DAYS} days before t0, {on})")
 
+    peak = _dataset_peak_factor(dataset, plant, load_quantile)
+    if peak is not None:
+        note += (f"; GPUs for the 10-min peak: p{load_quantile * 100:g} of 10-min max ÷ hourly mean on the "
+                 f"{PEAK_TRAIN_DAYS} training days, {peak.min():.2f}–{peak.max():.2f} (median {np.median(peak):.2f})")
+
     def forecast(t: int) -> ControlForecast:
-        return control_forecast(predict(t0 + pd.Timedelta(hours=t)), plant, load_quantile, factor)
+        return control_forecast(predict(t0 + pd.Timedelta(hours=t)), plant, load_quantile, factor, peak)
 
     return forecast, note

@@ -91,19 +91,21 @@ def _load_suite(model_uri: str) -> tuple[Any, str]:
 def make_controller(name: str, s: Setup) -> Controller:
     """A controller by name (see ``CONTROLLERS``)."""
     plant, cfg = s.plant, s.cfg
-    fb, reuse = CapacityProportional(plant), cfg.control.max_plan_reuse_steps
+    head = cfg.control.provision_headroom   # the one sizing rule's headroom, for every controller
+    fb, reuse = CapacityProportional(plant, provision_headroom=head), cfg.control.max_plan_reuse_steps
     if name == "mpc":
         return MPCController(AllocationMPC.from_settings(plant, cfg.control), fb, episode_steps=s.steps,
-                             max_plan_reuse_steps=reuse)
+                             max_plan_reuse_steps=reuse, provision_headroom=head)
     if name == "mpc-temperature-unaware":
         mean_pue = annual_mean_pue(plant, s.data.wide("temp_c")[list(plant.site_names)].to_numpy())
         return temperature_unaware(plant, s.horizon, mean_pue, fb, episode_steps=s.steps, max_plan_reuse_steps=reuse,
-                                   **AllocationMPC.settings_kwargs(cfg.control))
+                                   provision_headroom=head, **AllocationMPC.settings_kwargs(cfg.control))
     if name == "myopic":
-        return myopic(plant, fb, episode_steps=s.steps, **AllocationMPC.settings_kwargs(cfg.control))
+        return myopic(plant, fb, episode_steps=s.steps, provision_headroom=head,
+                      **AllocationMPC.settings_kwargs(cfg.control))
     greedy = {"nearest-site": "nearest", "cheapest-price": "price", "lowest-carbon": "carbon"}
     if name in greedy:
-        return GreedyController(plant, greedy[name])  # type: ignore[arg-type]
+        return GreedyController(plant, greedy[name], provision_headroom=head)  # type: ignore[arg-type]
     if name == "capacity-proportional":
         return fb
     raise ValueError(f"controller: {name!r}; valid: {', '.join(CONTROLLERS)}")
