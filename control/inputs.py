@@ -21,6 +21,7 @@ __all__ = ["ControlForecast"]
 _SITE_SIGNALS = ("price_eur_per_mwh", "carbon_g_per_kwh", "ewif_l_per_kwh", "temp_c", "wetbulb_c",
                  "solar_cf", "wind_cf")
 _MAY_BE_NEGATIVE = ("price_eur_per_mwh", "temp_c", "wetbulb_c")
+SUB_STEP_MEAN_RTOL = 1e-9   # sub-step loads average to the hourly load to this relative tolerance
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +37,11 @@ class ControlForecast:
         load_burst_req_per_s: a burst level of each stream (an upper quantile well above the
             provisioning one), ``(H, R, K)``; the MPC keeps headroom so that any one stream's
             burst in the applied step is absorbed. None: the provisioning level (no burst reserve).
+        load_sub_req_per_s: arrivals per sub-step of each hour (ServeGen: M = 6 ten-minute
+            windows), req/s, ``(H, M, R, K)``; its mean over the M sub-steps is ``load_req_per_s``
+            (checked at rtol 1e-9). Realised inputs carry it and the plant dispatches per sub-step;
+            None (forecasts may leave it out): the plant takes each hour as one sub-step at the
+            hourly mean.
         plant: the plant the arrays are checked against (not stored).
     """
 
@@ -50,6 +56,7 @@ class ControlForecast:
     load_provision_req_per_s: np.ndarray
     day_index: np.ndarray
     load_burst_req_per_s: np.ndarray | None = None
+    load_sub_req_per_s: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -72,10 +79,34 @@ class ControlForecast:
         for name in ("load_req_per_s", "load_provision_req_per_s", "load_burst_req_per_s"):
             object.__setattr__(self, name, check_array(f"forecast.{name}", getattr(self, name), shape,
                                                        labels=streams))
+        if self.load_sub_req_per_s is not None:
+            self._validate_sub_steps(plant, steps)
         days = np.asarray(self.day_index)
         if days.shape != (H,) or (np.diff(days) < 0).any():
             raise ValueError(f"forecast.day_index: a non-decreasing (H,) = ({H},) array is needed")
         return self
+
+    @property
+    def sub_steps(self) -> int:
+        """Sub-steps per step M of ``load_sub_req_per_s`` (1 when there is none)."""
+        return 1 if self.load_sub_req_per_s is None else int(np.shape(self.load_sub_req_per_s)[1])
+
+    def _validate_sub_steps(self, plant: PlantParams, steps: tuple[str, ...]) -> None:
+        """Shape ``(H, M, R, K)`` with M ≥ 1, finite, ≥ 0, and the mean over M = ``load_req_per_s``."""
+        sub = np.asarray(self.load_sub_req_per_s)
+        R, K = len(plant.region_names), len(plant.class_names)
+        M = sub.shape[1] if sub.ndim == 4 and sub.shape[1] >= 1 else 1
+        labels = (steps, tuple(f"sub-step {m}" for m in range(M)), plant.region_names, plant.class_names)
+        sub = check_array("forecast.load_sub_req_per_s", sub, (self.horizon, M, R, K), labels=labels)
+        object.__setattr__(self, "load_sub_req_per_s", sub)
+        mean, hourly = sub.mean(axis=1), self.load_req_per_s
+        bad = ~np.isclose(mean, hourly, rtol=SUB_STEP_MEAN_RTOL, atol=1e-12)
+        if bad.any():
+            t, r, k = (int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"forecast.load_sub_req_per_s: the mean of the {M} sub-steps of step {t}, "
+                             f"{plant.region_names[r]}, {plant.class_names[k]} is {mean[t, r, k]!r} req/s, "
+                             f"load_req_per_s is {hourly[t, r, k]!r} (they must agree to rtol "
+                             f"{SUB_STEP_MEAN_RTOL:g}; {int(bad.sum())} such entries)")
 
     def window(self, start: int, steps: int) -> ControlForecast:
         """Steps ``start … start + steps − 1`` (an error when they are not all there)."""

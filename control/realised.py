@@ -1,21 +1,38 @@
 """The realised step (DESIGN.md §5): apply a decision's first step to what really happened.
 
-Applied from the decision: shares of each (region, class) stream over its allowed pools (the rest
-deferred or dropped), active GPUs rounded up, battery power clipped to what is feasible. Recomputed
-from realised data: arrivals, served = min(routed, pool capacity at rho_max) (interactive overflow
-dropped, deferrable overflow back to the backlog, backlog older than the deadline dropped), IT and
-facility power, grid import and curtailment, cost, carbon, water, and TTFT with the Erlang-C wait.
+Applied from the decision, for the whole hour: shares of each (region, class) stream over its
+allowed pools (a deferrable stream's rest deferred by decision), active GPUs rounded up, battery
+power clipped to what is feasible. The hour runs ``M`` sub-steps at the load's own resolution
+(``realised.load_sub_req_per_s``; one sub-step at the hourly mean when it is None); in each the
+dispatcher (``control.dispatch``) routes the sub-step's offered work by the shares, spills what a
+pool cannot take at rho_max to the stream's other allowed pools with free capacity, returns
+deferrable work that finds no room to the backlog and drops interactive work no pool can take.
 
-Invariants (tested at 1e-9): arrivals = served + dropped + backlog change per stream; the power
-balance of every site.
+Offered work of a stream in sub-step ``m`` (requests): its arrivals in the sub-step; for a
+deferrable stream also ``1/M`` of the backlog it started the hour with and what the dispatcher
+returned to the backlog in sub-step ``m − 1`` (so returned work is offered again in the next
+sub-step, and in later hours through the backlog). Of every offer the decided deferral
+``(1 − Σ_p share) ×`` offered stays in the backlog and is not offered again within the hour.
+
+Recomputed at the end of the hour on its totals: the FIFO deadline rule (what a deferrable stream
+has left is at most its arrivals of the last ``deadline`` hours; the rest is dropped), IT power from
+the hour's served work plus the idle power of the active GPUs, facility power, grid import and
+curtailment, cost, carbon, water. TTFT and SLO misses per sub-step from that sub-step's utilisation
+(Erlang C), summed over the sub-steps (TTFT as a request-weighted mean).
+
+Invariants (``control.simulate.check_invariants``): arrivals = served + dropped + backlog change per
+stream; every sub-step within rho_max × GPUs per pool; the power balance of every site.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from control import plant as pl
-from control._queueing import erlang_c_late_fraction, erlang_c_wait_s
+from control._queueing import erlang_c_late_fraction, erlang_c_probability, erlang_c_wait_s
+from control.dispatch import dispatch, marginal_eur_per_req
 from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.shares import recent_arrivals_req
@@ -40,16 +57,6 @@ def _work_req(plant: PlantParams, arrivals_req: np.ndarray, backlog_req: np.ndar
 def _routed(plant: PlantParams, share: np.ndarray, work_req: np.ndarray) -> np.ndarray:
     """Req/s per (region, pool, class) that the shares route of the work."""
     return share * work_req[:, None, :] / plant.step_s                      # (R, P, K)
-
-
-def _serve(plant: PlantParams, share: np.ndarray, work_req: np.ndarray,
-           gpus: np.ndarray) -> np.ndarray:
-    """Served req/s per (region, pool, class): routed work, scaled down to each pool's capacity."""
-    routed = _routed(plant, share, work_req)
-    need = np.einsum("rpk,pk->p", routed, plant.gpu_s_per_req)              # GPU-s per s
-    cap = plant.rho_max * gpus
-    scale = np.where(need > cap, cap / np.where(need > 0, need, 1.0), 1.0)
-    return routed * scale[None, :, None]
 
 
 def _backlog(plant: PlantParams, state: PlantState, arrivals_req: np.ndarray,
@@ -82,9 +89,11 @@ def _late(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> tuple[np.
     rate = served.sum(axis=(0, 2))
     work = np.einsum("rpk,pk->p", served, plant.gpu_s_per_req)
     service_s = np.where(rate > 0, work / np.where(rate > 0, rate, 1.0), 0.0)
-    wait = erlang_c_wait_s(gpus, work, service_s)
+    prob = erlang_c_probability(gpus, work)
+    wait = erlang_c_wait_s(gpus, work, service_s, prob)
     slack = plant.slo_ttft_s[None, None, :] - _base_ttft_s(plant)
-    late = erlang_c_late_fraction(gpus[None, :, None], work[None, :, None], service_s[None, :, None], slack)
+    late = erlang_c_late_fraction(gpus[None, :, None], work[None, :, None], service_s[None, :, None], slack,
+                                  prob[None, :, None])
     return wait, np.where(served > 0, late, 0.0)
 
 
@@ -92,12 +101,51 @@ def _base_ttft_s(plant: PlantParams) -> np.ndarray:
     return plant.rtt_s[:, plant.pool_site][:, :, None] + plant.prefill_s[None]      # (R, P, K)
 
 
-def _ttft(plant: PlantParams, served: np.ndarray, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean TTFT per (region, pool, class), s (NaN where nothing is served), and the share of its
-    requests over the class SLO."""
-    wait, late = _late(plant, served, gpus)
-    ttft = _base_ttft_s(plant) + wait[None, :, None]
-    return np.where(served > 0, ttft, np.nan), late
+@dataclass(frozen=True, eq=False)
+class _Hour:
+    """The dispatcher's hour: totals over its sub-steps (requests), queueing, peak utilisation."""
+
+    arrivals_req: np.ndarray         # (R, K)
+    served_req: np.ndarray           # (R, P, K)
+    spilled_req: np.ndarray          # (R, P, K)
+    returned_req: np.ndarray         # (R, K), summed over the sub-steps
+    ttft_s: np.ndarray               # (R, P, K), request-weighted over the sub-steps; NaN where none
+    slo_miss_req: np.ndarray         # (R, P, K)
+    peak_utilisation: np.ndarray     # (P,)
+
+
+def _sub_step_arrivals_req(plant: PlantParams, x: ControlForecast) -> np.ndarray:
+    """Arrivals per sub-step and stream, requests ``(M, R, K)`` (M = 1 at the hourly mean when the
+    realised data have no sub-step load)."""
+    sub = x.load_sub_req_per_s
+    rates = np.asarray(x.load_req_per_s)[:1] if sub is None else np.asarray(sub)[0]
+    return rates * (plant.step_s / rates.shape[0])
+
+
+def _dispatch_hour(plant: PlantParams, state: PlantState, share: np.ndarray, gpus: np.ndarray,
+                   x: ControlForecast) -> _Hour:
+    """Run the dispatcher over the hour's sub-steps (the module docstring defines the offers)."""
+    arrivals = _sub_step_arrivals_req(plant, x)
+    M = arrivals.shape[0]
+    sub_s = plant.step_s / M
+    marginal = marginal_eur_per_req(plant, x.price_eur_per_mwh[0], pl.pue(plant, x.temp_c[0]))
+    from_backlog = np.where(plant.deferrable[None, :], state.backlog_req / M, 0.0)
+    returned = np.zeros_like(from_backlog)
+    served, spilled, wait_req_s, miss = (np.zeros(share.shape) for _ in range(4))
+    returned_total, peak = np.zeros_like(returned), np.zeros(plant.n_pools)
+    for m in range(M):
+        d = dispatch(plant, share, arrivals[m] + from_backlog + returned, gpus, sub_s, marginal)
+        returned = d.returned_req
+        wait, late = _late(plant, d.served_req / sub_s, gpus)
+        wait_req_s += np.multiply(d.served_req, wait[None, :, None], out=np.zeros(share.shape),
+                                  where=d.served_req > 0)
+        miss += d.served_req * late
+        served += d.served_req
+        spilled += d.spilled_req
+        returned_total += returned
+        peak = np.maximum(peak, d.utilisation)
+    ttft = np.where(served > 0, _base_ttft_s(plant) + wait_req_s / np.where(served > 0, served, 1.0), np.nan)
+    return _Hour(arrivals.sum(axis=0), served, spilled, returned_total, ttft, miss, peak)
 
 
 def slo_aware_gpus(plant: PlantParams, served: np.ndarray, gpus_min: np.ndarray,
@@ -167,13 +215,12 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     """
     decision.validate(plant)
     x = realised.window(0, 1)
-    S_s, pen = plant.step_s, plant.penalties
-    arrivals = x.load_req_per_s[0] * S_s
-    work = _work_req(plant, arrivals, state.backlog_req)
+    pen = plant.penalties
     gpus = _applied_gpus(plant, decision.gpus, state.gpus_active)
-    served = _serve(plant, decision.share, work, gpus)
-    dropped, backlog, history = _backlog(plant, state, arrivals, served * S_s)
-    x_pairs = served[plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]]
+    hour = _dispatch_hour(plant, state, np.asarray(decision.share), gpus, x)
+    arrivals, served = hour.arrivals_req, hour.served_req
+    dropped, backlog, history = _backlog(plant, state, arrivals, served)
+    x_pairs = served[plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]] / plant.step_s
     it = pl.site_total(plant, pl.pool_it_kw(plant, x_pairs, gpus))
     fac = pl.facility_kw(pl.pue(plant, x.temp_c[0]), it)
     ren = pl.renewable_kw(plant, x.solar_cf[0], x.wind_cf[0])
@@ -185,11 +232,10 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     day = int(x.day_index[0])
     used_after, over = _water(plant, state, day, onsite + offsite)
     starts = np.maximum(gpus - state.gpus_active, 0.0)
-    ttft, late = _ttft(plant, served, gpus)
-    miss = served * S_s * late
+    miss = hour.slo_miss_req
     record = StepRecord(
-        arrivals, served * S_s, dropped, backlog - state.backlog_req, gpus, starts, it, fac, ren,
-        grid, curtailed, charge, discharge, onsite, offsite, over, ttft, miss,
+        arrivals, served, dropped, backlog - state.backlog_req, gpus, starts, it, fac, ren,
+        grid, curtailed, charge, discharge, onsite, offsite, over, hour.ttft_s, miss,
         np.maximum(grid - plant.grid_limit_kw, 0.0),
         float(pl.energy_cost_eur(plant, x.price_eur_per_mwh[0], grid)),
         pen.drop_eur_per_request * float(dropped.sum()),
@@ -198,6 +244,7 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
         pen.gpu_start_eur * float(starts.sum()),
         float(pl.carbon_kg(plant, x.carbon_g_per_kwh[0], grid)),
         float(pl.delay_req_s(plant, x_pairs)),
+        hour.spilled_req, hour.returned_req, hour.peak_utilisation,
     )
     soc = np.clip(pl.soc_next_kwh(plant, state.soc_kwh, charge, discharge), 0.0, plant.battery_kwh)  # round-off
     nxt = PlantState(gpus, soc, backlog,

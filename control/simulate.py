@@ -63,9 +63,12 @@ def _check_close(t: int, what: str, where: tuple[str, ...], lhs: np.ndarray, rhs
 
 def check_invariants(plant: PlantParams, record: StepRecord, t: int, rtol: float = INVARIANT_RTOL,
                      backlog_before_req: np.ndarray | None = None) -> None:
-    """Requests in = served + dropped + backlog change per stream; power balances per site; pools
-    within ρ_max·GPUs — each to ``rtol`` times the size of its terms (the sum of their magnitudes,
-    at least 1), so that round-off never trips it at any fleet scale.
+    """Requests in = served + dropped + backlog change per stream over the hour; power balances per
+    site; pools within ρ_max·GPUs over the hour and in every sub-step (peak utilisation); the
+    dispatcher's flows consistent (nothing served or spilled on a disallowed pair, spill part of
+    what was served, deferrable overflow only for deferrable streams) — each to ``rtol`` times the
+    size of its terms (the sum of their magnitudes, at least 1), so that round-off never trips it
+    at any fleet scale.
 
     Args:
         plant: coefficients.
@@ -92,6 +95,12 @@ def check_invariants(plant: PlantParams, record: StepRecord, t: int, rtol: float
                  tuple(f"site {s}" for s in plant.site_names),
                  record.grid_kw + record.renewable_kw - record.curtailed_kw + record.discharge_kw - record.charge_kw,
                  record.facility_kw, sum(np.abs(f) for f in flows), rtol)
+    _check_dispatch(plant, record, t, rtol, streams)
+    _check_capacity(plant, record, t, rtol)
+
+
+def _check_capacity(plant: PlantParams, record: StepRecord, t: int, rtol: float) -> None:
+    """Served work within ρ_max·GPUs over the hour and, by the peak utilisation, in every sub-step."""
     work = np.einsum("rpk,pk->p", record.served_req, plant.gpu_s_per_req) / plant.step_s
     cap = plant.rho_max * record.gpus_applied
     over = ~(work <= cap + rtol * np.maximum(np.maximum(work, cap), 1.0))
@@ -99,6 +108,34 @@ def check_invariants(plant: PlantParams, record: StepRecord, t: int, rtol: float
         p = int(np.flatnonzero(over)[0])
         raise InvariantError(f"step {t}: capacity broken at pool {plant.pool_names[p]}: serves {work[p]:.15g} "
                              f"GPU-s/s, above rho_max × GPUs = {cap[p]:.15g} (rtol {rtol:g})", t)
+    mean = np.divide(work, record.gpus_applied, out=np.zeros_like(work), where=record.gpus_applied > 0)
+    peak = np.asarray(record.peak_utilisation, dtype=float)
+    bad = ~((peak <= plant.rho_max + rtol) & (peak >= mean - rtol))
+    if bad.any():
+        p = int(np.flatnonzero(bad)[0])
+        raise InvariantError(f"step {t}: sub-step capacity broken at pool {plant.pool_names[p]}: peak utilisation "
+                             f"{peak[p]:.15g} outside [hour's mean {mean[p]:.15g}, rho_max {plant.rho_max:g}] "
+                             f"(tolerance {rtol:g})", t)
+
+
+def _check_dispatch(plant: PlantParams, record: StepRecord, t: int, rtol: float, streams: tuple[str, ...]) -> None:
+    """Nothing served or spilled on a disallowed pair; 0 ≤ spilled ≤ served; deferrable overflow ≥ 0
+    and only for deferrable streams."""
+    served, spilled = np.asarray(record.served_req), np.asarray(record.spilled_req)
+    tol = rtol * np.maximum(np.abs(served), 1.0)
+    bad = (~plant.allowed & ((served != 0) | (spilled != 0))) | ~((spilled >= -tol) & (spilled <= served + tol))
+    if bad.any():
+        r, p, k = (int(i) for i in np.argwhere(bad)[0])
+        raise InvariantError(f"step {t}: dispatch broken at region {plant.region_names[r]}, pool "
+                             f"{plant.pool_names[p]}, class {plant.class_names[k]}: served {served[r, p, k]:.15g}, "
+                             f"spilled {spilled[r, p, k]:.15g} (allowed pair: {bool(plant.allowed[r, p, k])}; "
+                             f"tolerance {rtol:g})", t)
+    overflow = np.asarray(record.deferred_overflow_req, dtype=float)
+    bad = ~(overflow >= 0) | (~plant.deferrable[None, :] & (overflow != 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise InvariantError(f"step {t}: deferrable overflow {overflow.ravel()[i]:.15g} at {streams[i]} "
+                             f"(must be ≥ 0, and 0 for an interactive class)", t)
 
 
 @dataclass(frozen=True, eq=False)

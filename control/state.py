@@ -142,7 +142,10 @@ class Allocation:
 class StepRecord:
     """What happened in one realised step (every quantity recomputed from realised data).
 
-    Requests are counts over the step; powers kW (mean over the step); money EUR.
+    Requests are counts over the step; powers kW (mean over the step); money EUR. The plant steps
+    in sub-steps (``control.realised``): ``ttft_s`` is their request-weighted mean, ``slo_miss_req``
+    and the request counts their sums; a request returned to the backlog in two sub-steps counts
+    twice in ``deferred_overflow_req``.
     """
 
     arrivals_req: np.ndarray         # (R, K)
@@ -171,6 +174,10 @@ class StepRecord:
     start_penalty_eur: float
     carbon_kg: float
     delay_req_s: float
+    spilled_req: np.ndarray            # (R, P, K) of served_req, what each pool received by spill
+    deferred_overflow_req: np.ndarray  # (R, K) deferrable work the dispatcher returned to the
+                                       #   backlog for want of room, summed over the sub-steps
+    peak_utilisation: np.ndarray       # (P,) busy share of the active GPUs, highest sub-step
 
     @property
     def penalties_eur(self) -> float:

@@ -10,12 +10,13 @@ from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.simulate import EpisodeResult
 
-__all__ = ["KPI_COLUMNS", "fallback_columns", "fallback_lines", "flow_frame", "gaps", "kpis", "site_frame"]
+__all__ = ["KPI_COLUMNS", "dispatch_columns", "fallback_columns", "fallback_lines", "flow_frame", "gaps", "kpis",
+           "site_frame"]
 
 KPI_COLUMNS = ("cost_eur", "energy_cost_eur", "drop_penalty_eur", "slo_penalty_eur", "water_penalty_eur",
                "start_penalty_eur", "co2_kg", "water_l", "water_onsite_l", "water_offsite_l",
                "energy_it_kwh", "energy_cooling_kwh", "renewable_share", "curtailed_kwh",
-               "ttft_mean_s", "ttft_p95_s", "slo_misses", "drops", "deferred_req",
+               "ttft_mean_s", "ttft_p95_s", "slo_misses", "drops", "deferred_req", "spilled_req",
                "median_step_ms", "p95_step_ms", "max_step_ms", "fallback_steps")
 
 
@@ -40,7 +41,8 @@ def site_frame(plant: PlantParams, ep: EpisodeResult, realised: ControlForecast,
 
 
 def flow_frame(plant: PlantParams, ep: EpisodeResult, t0: pd.Timestamp) -> pd.DataFrame:
-    """One row per (hour, region, pool, class) that served anything: requests, TTFT, SLO misses."""
+    """One row per (hour, region, pool, class) that served anything: requests (``spilled_req``: of
+    them, what the pool received by the dispatcher's spill), TTFT, SLO misses."""
     rows = []
     times = _times(t0, len(ep.records))
     for t, rec in enumerate(ep.records):
@@ -48,8 +50,25 @@ def flow_frame(plant: PlantParams, ep: EpisodeResult, t0: pd.Timestamp) -> pd.Da
         rows.append(pd.DataFrame({
             "ts": times[t], "region": np.asarray(plant.region_names)[r], "pool": np.asarray(plant.pool_names)[p],
             "class": np.asarray(plant.class_names)[k], "served_req": rec.served_req[r, p, k],
-            "ttft_s": rec.ttft_s[r, p, k], "slo_miss_req": rec.slo_miss_req[r, p, k]}))
+            "spilled_req": rec.spilled_req[r, p, k], "ttft_s": rec.ttft_s[r, p, k],
+            "slo_miss_req": rec.slo_miss_req[r, p, k]}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def dispatch_columns(plant: PlantParams, ep: EpisodeResult) -> dict[str, list[object]]:
+    """The per-step table's dispatcher columns, one entry per step: ``spilled_req`` (requests served
+    by spill), ``spilled_to`` (``pool:requests`` received by spill, largest first, pools that received
+    at least one request; empty when none),
+    ``deferred_overflow_req`` (deferrable work returned to the backlog for want of room, summed
+    over the sub-steps) and ``peak_utilisation`` (the busiest pool's highest sub-step)."""
+    names = plant.pool_names
+    to = []
+    for rec in ep.records:
+        per_pool = rec.spilled_req.sum(axis=(0, 2))
+        to.append(" ".join(f"{names[p]}:{per_pool[p]:.0f}" for p in np.argsort(-per_pool) if per_pool[p] >= 0.5))
+    return {"spilled_req": [float(r.spilled_req.sum()) for r in ep.records], "spilled_to": to,
+            "deferred_overflow_req": [float(r.deferred_overflow_req.sum()) for r in ep.records],
+            "peak_utilisation": [float(np.max(r.peak_utilisation, initial=0.0)) for r in ep.records]}
 
 
 def fallback_columns(controller: object, steps: int) -> dict[str, list[str]]:
@@ -107,6 +126,7 @@ def kpis(plant: PlantParams, ep: EpisodeResult, controller: object) -> dict[str,
         "slo_misses": total("slo_miss_req"),
         "drops": ep.dropped_req,
         "deferred_req": float(sum(np.maximum(r.backlog_change_req, 0.0).sum() for r in recs)),
+        "spilled_req": total("spilled_req"),
         "median_step_ms": float(np.median(step_ms)),
         "p95_step_ms": float(np.percentile(step_ms, 95)),
         "max_step_ms": float(np.max(step_ms)),

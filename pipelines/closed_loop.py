@@ -35,7 +35,8 @@ from pipelines import _loop_plots as plots
 from pipelines._args import SECONDARY, WINDOWS
 from pipelines._config import Config
 from pipelines._loop_forecasts import forecaster_for
-from pipelines._loop_report import fallback_columns, fallback_lines, flow_frame, gaps, kpis, site_frame
+from pipelines._loop_report import (dispatch_columns, fallback_columns, fallback_lines, flow_frame, gaps, kpis,
+                                    site_frame)
 
 __all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "prepare", "run_compare", "run_plan",
            "run_simulate"]
@@ -211,7 +212,8 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
         "grid_kw": [float(r.grid_kw.sum()) for r in ep.records],
         "dropped_req": [float(r.dropped_req.sum()) for r in ep.records],
         "forecast_ms": [t.forecast_s * 1e3 for t in ep.timings], "decide_ms": [t.decide_s * 1e3 for t in ep.timings],
-        "plant_ms": [t.plant_s * 1e3 for t in ep.timings], **fallback_columns(ctrl, s.steps)}, index=times)
+        "plant_ms": [t.plant_s * 1e3 for t in ep.timings], **dispatch_columns(s.plant, ep),
+        **fallback_columns(ctrl, s.steps)}, index=times)
     per_step.loc[per_step.index[-1], "cost_eur"] += ep.leftover_backlog_req * ep.drop_eur_per_request
     return RunOutput(controller_name, kpis(s.plant, ep, ctrl), site_frame(s.plant, ep, s.realised, s.t0),
                      flow_frame(s.plant, ep, s.t0), per_step, note, ep)

@@ -28,12 +28,12 @@ def _two_regions_two_sites():
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_a_burst_spreads_over_the_group_with_group_shares_and_overflows_without(solver):
+def test_a_burst_spreads_over_the_group_with_group_shares_and_spills_without(solver):
     plant, fc = _two_regions_two_sites()
     assert (plant.region_groups == 0).all()          # both regions may use both sites
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     burst = replace(fc, load_req_per_s=np.array([[[7.0], [4.0]]] * 2))   # region 0 at 7 req/s
-    drops = {}
+    drops, spills = {}, {}
     for grouped in (False, True):
         result = AllocationMPC(plant, 2, solver=solver, group_shares=grouped).solve(state, fc)
         assert result.success, result.status
@@ -45,8 +45,12 @@ def test_a_burst_spreads_over_the_group_with_group_shares_and_overflows_without(
         np.testing.assert_allclose(result.plan.gpus[0], [6.0, 6.0], atol=1e-7)
         _, record = step(plant, state, result.plan.allocation(0), burst)
         drops[grouped] = float(record.dropped_req.sum())
-    assert drops[False] == pytest.approx(1.0 * 3600, rel=1e-9)   # 7 req/s on 6 GPUs
-    assert drops[True] == pytest.approx(0.0, abs=1e-6)           # 5.5 req/s on each site
+        spills[grouped] = record.spilled_req
+    # without group shares 7 req/s reach site 0's 6 GPUs: the dispatcher spills the 1 req/s over
+    # to site 1 (4 req/s routed, 2 free) instead of dropping it; with them 5.5 req/s reach each site
+    assert drops[False] == pytest.approx(0.0, abs=1e-6) and drops[True] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(spills[False][:, :, 0], [[0.0, 1.0 * 3600], [0.0, 0.0]], rtol=1e-9)
+    assert spills[True].sum() == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)

@@ -1,8 +1,9 @@
-"""Property tests of the realised step at any fleet scale: over random loads, shares, GPU counts,
-backlogs, batteries and renewables at 1×–1000× scale, ``control.realised.step`` conserves requests
-per stream (arrivals = served + dropped + backlog change) and balances power per site, to a
-tolerance relative to the size of the terms, and ``check_invariants`` agrees; a broken record is
-refused with the step, the stream or site, and the values."""
+"""Property tests of the realised step at any fleet scale: over random loads (hourly, or six random
+10-min sub-steps through the dispatcher), shares, GPU counts, backlogs, batteries and renewables at
+1×–1000× scale, ``control.realised.step`` conserves requests per stream (arrivals = served + dropped
++ backlog change), keeps every pool within rho_max × GPUs in every sub-step and balances power per
+site, to a tolerance relative to the size of the terms, and ``check_invariants`` agrees; a broken
+record is refused with the step, the stream or site, and the values."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from tests.tolerances import CONSERVATION
 S, R, CLASSES = 3, 2, ("chat", "batch")   # batch is deferrable (deadline 4 steps)
 
 
-def situation(seed: int, scale: float, rounding: bool, no_arrivals: tuple[bool, ...], backlog_exp: int):
+def situation(seed: int, scale: float, rounding: bool, no_arrivals: tuple[bool, ...], backlog_exp: int,
+              sub_steps: bool = False):
     """A random plant, state, decision and realised hour; sizes (GPUs, load, backlog, renewables,
     batteries) multiplied by ``scale``; streams flagged in ``no_arrivals`` get none; deferrable
-    backlog up to ``10**backlog_exp × scale`` requests."""
+    backlog up to ``10**backlog_exp × scale`` requests; with ``sub_steps`` the hour's load comes
+    in six random 10-min sub-steps (lognormal, mean the hourly load)."""
     rng = np.random.default_rng(seed)
     gpus = np.ceil(rng.uniform(1, 40, S) * scale)
     battery_kwh = rng.choice([0.0, 1.0], S) * rng.uniform(1, 20, S) * scale
@@ -38,6 +41,10 @@ def situation(seed: int, scale: float, rounding: bool, no_arrivals: tuple[bool, 
     load = rng.uniform(0, 12, (1, R, 2)) * scale * ~np.array(no_arrivals).reshape(1, R, 2)
     realised = flat_forecast(plant, 1, load=load, price=rng.uniform(-20, 200), temp_c=rng.uniform(-10, 40),
                              solar_cf=rng.uniform(0, 1, S), wind_cf=rng.uniform(0, 1, S))
+    if sub_steps:
+        weights = rng.lognormal(0.0, 0.8, (1, 6, R, 2))
+        realised = dataclasses.replace(realised, load_sub_req_per_s=load[:, None] * weights
+                                       / weights.mean(axis=1, keepdims=True)).validate(plant)
     defer = plant.deferrable[None, :]
     backlog = np.where(defer, rng.uniform(0, 1, (R, 2)) * 10.0 ** backlog_exp * scale, 0.0)
     history = np.where(defer[None], rng.uniform(0, 1, (PlantState.history_len(plant), R, 2)), 0.0) \
@@ -71,6 +78,7 @@ situations = st.tuples(
     st.booleans(),
     st.tuples(*[st.booleans()] * (R * 2)),
     st.integers(0, 7),
+    st.booleans(),
 )
 
 
@@ -86,14 +94,18 @@ def test_the_step_conserves_requests_and_balances_power_at_any_scale(args):
     assert (rec.served_req >= 0).all() and (rec.grid_kw >= 0).all() and (rec.curtailed_kw >= 0).all()
     assert (rec.dropped_req >= -CONSERVATION * size.max()).all()
     assert (nxt.backlog_req >= 0).all() and (nxt.backlog_req[:, ~plant.deferrable] == 0).all()
+    assert (rec.peak_utilisation <= plant.rho_max + CONSERVATION).all()
+    assert (rec.spilled_req <= rec.served_req + CONSERVATION * np.maximum(rec.served_req, 1.0)).all()
     check_invariants(plant, rec, 0, backlog_before_req=state.backlog_req)
 
 
+@pytest.mark.parametrize("sub_steps", [False, True])
 @pytest.mark.parametrize("seed", range(20))
-def test_a_1e7_backlog_at_100x_load_with_no_new_batch_arrivals_passes_the_checks(seed):
+def test_a_1e7_backlog_at_100x_load_with_no_new_batch_arrivals_passes_the_checks(seed, sub_steps):
     """Round-off of a few 1e-9 requests on a backlog of 1e7 or more is within the tolerance (the
-    former one, 1e-9 × max(1, |arrivals|), tripped on 14 of these 20 steps: no arrivals, so 1e-9)."""
-    plant, state, decision, realised = situation(seed, 100.0, True, (False, True, False, True), 6)
+    former one, 1e-9 × max(1, |arrivals|), tripped on 14 of these 20 steps: no arrivals, so 1e-9);
+    with six sub-steps the backlog is offered in six parts and what finds no room comes back."""
+    plant, state, decision, realised = situation(seed, 100.0, True, (False, True, False, True), 6, sub_steps)
     assert state.backlog_req[:, 1].max() > 1e7
     nxt, rec = step(plant, state, decision, realised)
     check_invariants(plant, rec, 0, backlog_before_req=state.backlog_req)
@@ -170,3 +182,37 @@ def test_a_broken_step_in_a_run_is_reported_with_run_hour_step_and_stream(tmp_pa
     assert rc == 1, err
     assert "InvariantError: capacity-proportional (perfect), 2018-12-14 01:00 UTC: step 1: request conservation" in err
     assert "stream Berlin/" in err and "tolerance" in err
+
+
+def test_a_sub_step_overload_and_a_spill_to_a_disallowed_pair_are_named(valid):
+    plant, state, rec = valid
+    peak = rec.peak_utilisation.copy()
+    peak[1] = plant.rho_max * (1 + 1e-6)
+    with pytest.raises(InvariantError, match=f"step 7: sub-step capacity .* pool {plant.pool_names[1]}"):
+        check_invariants(plant, dataclasses.replace(rec, peak_utilisation=peak), 7)
+    peak[1] = 0.0 if rec.served_req[:, 1].sum() > 0 else -1.0       # below the hour's mean: impossible
+    with pytest.raises(InvariantError, match="sub-step capacity"):
+        check_invariants(plant, dataclasses.replace(rec, peak_utilisation=peak), 7)
+    spilled = rec.spilled_req.copy()
+    r, p, k = np.argwhere(plant.allowed)[0]
+    spilled[r, p, k] = rec.served_req[r, p, k] * (1 + 1e-6) + 1.0    # more spilled in than served
+    with pytest.raises(InvariantError, match=f"dispatch broken at region R{r}, pool {plant.pool_names[p]}"):
+        check_invariants(plant, dataclasses.replace(rec, spilled_req=spilled), 7)
+    overflow = rec.deferred_overflow_req.copy()
+    overflow[0, 0] = 1.0                                             # chat is interactive
+    with pytest.raises(InvariantError, match="deferrable overflow 1 at stream R0/chat"):
+        check_invariants(plant, dataclasses.replace(rec, deferred_overflow_req=overflow), 7)
+
+
+def test_nothing_is_served_or_spilled_on_a_disallowed_pair():
+    plant = tiny_plant(n_sites=2, classes=("chat",), residency_ok=np.array([[True, False]]))
+    realised = flat_forecast(plant, 1, load=5.0)
+    state = PlantState.initial(plant, DAY0)
+    _, rec = step(plant, state, Allocation(np.array([[[1.0], [0.0]]]), np.array([2.0, 50.0]), np.zeros(2),
+                                           np.zeros(2)), realised)
+    assert rec.served_req[0, 1, 0] == 0.0 and rec.dropped_req[0, 0] == pytest.approx(3.0 * 3600)
+    check_invariants(plant, rec, 0)
+    served = rec.served_req.copy()
+    served[0, 1, 0], served[0, 0, 0] = 1.0, served[0, 0, 0] - 1.0
+    with pytest.raises(InvariantError, match="dispatch broken at region R0, pool S1/h100, class chat"):
+        check_invariants(plant, dataclasses.replace(rec, served_req=served), 0)

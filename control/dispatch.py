@@ -1,0 +1,137 @@
+"""The dispatcher: one sub-step of what a global load balancer does in real time (DESIGN.md §5).
+
+Within an hour the decision is fixed (shares per stream and pool, active GPUs); in every sub-step
+the dispatcher
+
+1. routes each stream's offered work by the hour's shares (``share × offered``);
+2. lets each pool serve its routed work up to its capacity ``rho_max × GPUs × sub-step seconds``
+   (GPU-seconds, ``plant.gpu_s_per_req`` per request); a pool routed more serves every stream's
+   routed work scaled by the same factor (pro rata), the rest overflows;
+3. spills each stream's overflow — and an interactive stream's unrouted rest (``1 − Σ_p share``:
+   a load balancer drops nothing it can place) — to the stream's allowed pools
+   (``plant.allowed``: SLO- and residency-disallowed pairs never receive spill) with free capacity
+   (``rho_max × GPUs × sub-step − routed work``), cheapest marginal cost of the hour first; a
+   pool's free capacity is shared pro rata (by GPU-seconds asked) between the streams overflowing
+   into it, and a stream that finds its cheapest pool full moves on to the next;
+4. returns deferrable work that finds no room to the backlog and drops interactive work that no
+   allowed pool can take. A deferrable stream's unrouted rest is deferred by decision: it stays in
+   the backlog and is not the dispatcher's to place.
+
+Marginal cost of a (pool, class) = price × PUE × dynamic kWh per request (``it_kw_per_req_per_s``
+kW per req/s is kW·s/3600 = kWh per request), in EUR per request (``marginal_eur_per_req``).
+Everything is vectorised over (region, pool, class); the spill takes at most ``P + 1`` rounds
+(each round either places every remaining stream or fills at least one pool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from control.plant import PlantParams
+
+__all__ = ["Dispatch", "dispatch", "marginal_eur_per_req"]
+
+
+@dataclass(frozen=True, eq=False)
+class Dispatch:
+    """One sub-step's outcome. Requests are counts over the sub-step.
+
+    Attributes:
+        served_req: served per (region, pool, class), spill included, ``(R, P, K)``.
+        spilled_req: of ``served_req``, what each pool received by spill, ``(R, P, K)``.
+        returned_req: deferrable work that found no room, back to the backlog, ``(R, K)``.
+        dropped_req: interactive work no allowed pool could take, ``(R, K)``.
+        utilisation: busy share of each pool's active GPUs (0 where none run), ``(P,)``.
+    """
+
+    served_req: np.ndarray
+    spilled_req: np.ndarray
+    returned_req: np.ndarray
+    dropped_req: np.ndarray
+    utilisation: np.ndarray
+
+
+def marginal_eur_per_req(plant: PlantParams, price_eur_per_mwh: np.ndarray,
+                         pue_value: np.ndarray) -> np.ndarray:
+    """Energy cost of one more request per (pool, class), EUR: price × PUE × dynamic kWh per request.
+
+    Args:
+        plant: coefficients.
+        price_eur_per_mwh: the hour's price per site, ``(S,)``.
+        pue_value: the hour's PUE per site, ``(S,)``.
+    """
+    site = plant.pool_site
+    kwh_per_req = plant.it_kw_per_req_per_s / 3600.0                          # (P, K)
+    eur_per_kwh = np.asarray(price_eur_per_mwh, dtype=float)[site] / 1000.0
+    return eur_per_kwh[:, None] * np.asarray(pue_value, dtype=float)[site][:, None] * kwh_per_req
+
+
+def _spill(plant: PlantParams, left_req: np.ndarray, free_gpu_s: np.ndarray,
+           marginal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Place ``left_req`` ``(R, K)`` on allowed pools with free GPU-seconds ``(P,)``, cheapest first.
+
+    Returns:
+        (spilled per (region, pool, class), what is left per stream).
+    """
+    R, K = left_req.shape
+    P = plant.n_pools
+    spilled = np.zeros((R, P, K))
+    if not (left_req > 0).any():
+        return spilled, left_req
+    work = plant.gpu_s_per_req[None]                                           # (1, P, K)
+    cost = np.where(plant.allowed, marginal[None], np.inf)                     # (R, P, K)
+    pools = np.arange(P)[None, :, None]
+    left, free = left_req.copy(), free_gpu_s.copy()
+    for _ in range(P + 1):
+        cand = np.where(free[None, :, None] > 0, cost, np.inf)
+        target = np.argmin(cand, axis=1)                                       # (R, K)
+        asking = (left > 0) & np.isfinite(np.take_along_axis(cand, target[:, None, :], axis=1)[:, 0])
+        if not asking.any():
+            break
+        ask = np.where((target[:, None, :] == pools) & asking[:, None, :], left[:, None, :], 0.0)
+        demand = (ask * work).sum(axis=(0, 2))                                 # GPU-s per pool
+        full = demand > free
+        grant = np.where(full, free / np.where(full, demand, 1.0), 1.0)
+        take = ask * grant[None, :, None]
+        spilled += take
+        free = np.where(full, 0.0, free - demand)
+        left = np.where(asking, np.where(full[target], left - take.sum(axis=1), 0.0), left)
+    return spilled, np.maximum(left, 0.0)
+
+
+def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpus: np.ndarray,
+             sub_s: float, marginal: np.ndarray) -> Dispatch:
+    """One sub-step of the dispatcher (module docstring).
+
+    Args:
+        plant: coefficients.
+        share: the hour's shares of each stream over pools, ``(R, P, K)``; a stream's shares sum
+            to at most 1 (a deferrable stream's rest is deferred by decision).
+        offered_req: work offered per stream in the sub-step, requests ``(R, K)``.
+        gpus: active GPUs per pool, ``(P,)``.
+        sub_s: the sub-step's length, s.
+        marginal: marginal cost per (pool, class), EUR per request ``(P, K)``
+            (``marginal_eur_per_req``); only the order matters.
+
+    Returns:
+        The sub-step's ``Dispatch``.
+    """
+    work = plant.gpu_s_per_req                                                 # (P, K)
+    routed = share * offered_req[:, None, :]                                   # (R, P, K)
+    need = np.einsum("rpk,pk->p", routed, work)                                # GPU-s
+    cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s
+    over = need > cap
+    scale = np.where(over, cap / np.where(over, need, 1.0), 1.0)
+    served = routed * scale[None, :, None]
+    free = np.where(over, 0.0, np.maximum(cap - need, 0.0))
+    unrouted = np.where(plant.deferrable[None, :], 0.0, np.maximum(1.0 - share.sum(axis=1), 0.0)) * offered_req
+    overflow = (routed - served).sum(axis=1) + unrouted                       # (R, K)
+    spilled, left = _spill(plant, overflow, free, marginal)
+    served = served + spilled
+    defer = plant.deferrable[None, :]
+    busy = np.einsum("rpk,pk->p", served, work)
+    full_s = np.asarray(gpus, dtype=float) * sub_s
+    util = np.divide(busy, full_s, out=np.zeros_like(busy), where=full_s > 0)
+    return Dispatch(served, spilled, np.where(defer, left, 0.0), np.where(defer, 0.0, left), util)
