@@ -9,11 +9,15 @@ parsed files as parquet. Before anything is read, every site's SMARD price colum
 are checked against the packaged files (a ``ConfigError`` naming the key and the valid names). The
 user's own series must lie in the scenario's year, and a user load stream must be on the scale of
 the scenario's other streams (within ``LOAD_SCALE_RATIO``: a req/h or ×1000 slip is an error).
+The load is also kept at its 10-min resolution (``Dataset.load_10min``; each hour's value is the
+mean of its six 10-min values; a user's hourly stream is held flat within the hour), and every
+(region, class) stream must carry load. ``Dataset.with_load_factor`` scales every load series by the
+fleet factor (``control.from_data.fleet_dataset``), after the parquet caches, so they stay valid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +31,7 @@ from forecast.sources.user import read_user_long
 __all__ = ["LOAD_SCALE_RATIO", "Dataset", "build_dataset", "check_site_sources", "year_span"]
 
 LOAD_SCALE_RATIO = 100.0  # a user load stream's level may be at most this × the other streams' median level
+SUB_STEP_MEAN_RTOL = 1e-9  # an hour's load = the mean of its 10-min values, to this relative tolerance
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,39 @@ class Dataset:
         provenance: one row per (site, signal): unit, source, labels, filled_h, repairs (hours
             repaired per cause, e.g. ``"gap filled 5"``; empty when none), notes.
         load: the load's client assignment, per-client series and token statistics.
+        load_10min: 10-min UTC timestamps covering the hourly span (6 per hour) × ``region/class``
+            streams, req/s; each hour's ``load_req_per_s`` is the mean of its six values.
+        load_factor: the fleet factor every load series was multiplied by (1: the trace's own).
     """
 
     signals: pd.DataFrame
     provenance: pd.DataFrame
     load: llm_load.LoadData
+    load_10min: pd.DataFrame
+    load_factor: float = 1.0
+
+    def with_load_factor(self, factor: float) -> Dataset:
+        """This dataset with every load series (hourly, 10-min, per client) multiplied by ``factor``.
+
+        Raises:
+            ValueError: a factor that is not finite and > 0.
+        """
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"load factor {factor!r}: must be a finite number > 0")
+        if factor == 1.0:
+            return self
+        is_load = (self.signals["signal"] == "load_req_per_s").to_numpy()
+        value = self.signals["value"].to_numpy()
+        signals = self.signals.assign(value=np.where(is_load, value * factor, value))
+        ld = self.load
+        load = replace(ld, signals=ld.signals.assign(value=ld.signals["value"] * factor),
+                       clients=ld.clients.assign(load_req_per_s=ld.clients["load_req_per_s"] * factor),
+                       load_10min=ld.load_10min * factor)
+        prov = self.provenance
+        is_load_prov = prov["signal"] == "load_req_per_s"
+        notes = prov["notes"].where(~is_load_prov, prov["notes"].astype(str) + f"; × fleet factor {factor:.6g}")
+        return replace(self, signals=signals, provenance=prov.assign(notes=notes), load=load,
+                       load_10min=self.load_10min * factor, load_factor=self.load_factor * factor)
 
     def wide(self, signal: str) -> pd.DataFrame:
         """One signal as a ts × site table."""
@@ -163,6 +196,31 @@ def _with_repairs(prov: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
                        repairs=[report.repairs_text(*k) for k in pairs])
 
 
+def _final_load_10min(load: llm_load.LoadData, signals: pd.DataFrame, prov: pd.DataFrame,
+                      scenario: Scenario) -> pd.DataFrame:
+    """The 10-min load: the trace's, a user's hourly stream held flat; checked against the hourly."""
+    hourly = signals[signals["signal"] == "load_req_per_s"].pivot(index="ts", columns="site", values="value")
+    hourly = hourly.reindex(columns=list(scenario.load_series))
+    ten = load.load_10min.copy()
+    sub = len(ten) // max(len(hourly), 1)
+    user = prov[(prov["signal"] == "load_req_per_s") & prov["source"].astype(str).str.startswith("user:")]
+    for stream in user["site"]:
+        ten[stream] = np.repeat(hourly[stream].to_numpy(), sub)
+    tier = scenario.data.resolved_load_tier()
+    totals = hourly.sum()
+    if not (totals > 0).all():
+        empty = list(totals.index[~(totals > 0)])
+        raise DataError(f"load stream {empty[0]} has no load on tier {tier!r} ({len(empty)} such streams: "
+                        f"{empty}); every (region, class) stream needs load (the user data may have zeroed it)")
+    mean = ten.to_numpy().reshape(len(hourly), sub, -1).mean(axis=1)
+    bad = ~np.isclose(mean, hourly.to_numpy(), rtol=SUB_STEP_MEAN_RTOL, atol=0.0)
+    if len(ten) != sub * len(hourly) or bad.any():
+        t, n = np.argwhere(bad)[0] if bad.any() else (0, 0)
+        raise DataError(f"load stream {hourly.columns[n]}, hour {hourly.index[t]}: the hourly load "
+                        f"{hourly.iat[t, n]!r} req/s is not the mean of its 10-min values ({mean[t, n]!r})")
+    return ten
+
+
 def build_dataset(scenario: Scenario, progress: bool = False) -> Dataset:
     """Read, align, validate and label every series of a scenario (cached per source file).
 
@@ -196,4 +254,5 @@ def build_dataset(scenario: Scenario, progress: bool = False) -> Dataset:
     prov = _with_repairs(pd.DataFrame(prov_rows), report)
     if ds.user_data:
         signals, prov = _apply_user_data(signals, prov, Path(ds.user_data).expanduser(), scenario, ds.max_gap_h)
-    return Dataset(signals.reset_index(drop=True), prov.reset_index(drop=True), load)
+    ten = _final_load_10min(load, signals, prov, scenario)
+    return Dataset(signals.reset_index(drop=True), prov.reset_index(drop=True), replace(load, load_10min=ten), ten)

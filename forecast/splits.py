@@ -3,8 +3,9 @@
 Grid and weather signals split by UTC date (default: train Jan–Sep, validate Oct, test Nov–Dec
 2018). Load splits by recorded day of each stream (local days from its day 0: train 0–8,
 validate 9–10, test 11–13); only recorded load is used — the bootstrapped days never are. The load
-frame holds the per-client series (columns ``client:<id>``) and the (region, class) streams
-(their sums, named ``<region>/<class>``), the streams being the outputs.
+frame holds the per-client series (columns ``client:<id>``; a client split over streams of several
+regions is one series per region, ``client:<id>@<region>``, each on its region's calendar) and the
+(region, class) streams (their sums, named ``<region>/<class>``), the streams being the outputs.
 """
 
 from __future__ import annotations
@@ -75,8 +76,10 @@ def _load_split(data: Dataset, scenario: Scenario, fs: ForecastSettings) -> Sign
                           f"{fs.load_train_days + fs.load_valid_days} leaves no test day of the "
                           f"{days} recorded days")
     cl = data.load.clients
-    clients = cl.pivot_table(index="ts", columns="client", values="load_req_per_s", aggfunc="sum")
-    clients.columns = [f"client:{c}" for c in clients.columns]
+    key = "client:" + cl["client"].astype(str)
+    key = key.where(cl.groupby("client")["region"].transform("nunique") == 1, key + "@" + cl["region"])
+    cl = cl.assign(series=key)
+    clients = cl.pivot_table(index="ts", columns="series", values="load_req_per_s", aggfunc="sum")
     streams = cl.assign(stream=cl["region"] + "/" + cl["class"]).pivot_table(
         index="ts", columns="stream", values="load_req_per_s", aggfunc="sum")
     outputs = tuple(s for s in scenario.load_series if s in streams.columns)
@@ -92,8 +95,8 @@ def _load_split(data: Dataset, scenario: Scenario, fs: ForecastSettings) -> Sign
              for n, v in (("train", TRAIN), ("valid", VALID), ("test", TEST))}
     region_tz = {r.name: r.tz for r in scenario.regions}
     tz = {s: region_tz[s.split("/")[0]] for s in outputs}
-    tz |= {f"client:{c}": region_tz[r] for c, r in zip(data.load.assignment["client"],
-                                                        data.load.assignment["region"], strict=True)}
+    parts = cl[["series", "region"]].drop_duplicates()
+    tz |= {c: region_tz[r] for c, r in zip(parts["series"], parts["region"], strict=True)}
     return SignalSplit("load_req_per_s", full, labels, outputs, spans, tz)
 
 

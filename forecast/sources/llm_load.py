@@ -9,9 +9,13 @@ Calendar (DESIGN.md §3): day 0 is placed at ``data.load_day0_local`` (Monday 3 
 *each region's* local time, so the recorded days keep their local-time daily shape everywhere. The
 source does not name its weekday: Monday is an assumption. Clients are assigned to (region, class)
 cells by a seeded draw (largest clients first, each to a cell drawn in proportion to the cell's
-remaining deficit against ``region share × class share``); the assignment is a table kept with the
-run. Outside the recorded days the load is a seeded day-of-week block bootstrap drawn from the
-training days only (days ``0 … load_train_days − 1``), flagged ``resampled`` per timestamp.
+remaining deficit against ``region share × class share``; a client larger than the drawn cell's
+deficit is split, the rest drawn again, so every stream gets load on every tier); the assignment,
+with each part's fraction, is a table kept with the run. Each stream is Σ fraction × client series.
+Outside the recorded days the load is a seeded day-of-week block bootstrap drawn from the training
+days only (days ``0 … load_train_days − 1``), flagged ``resampled`` per timestamp. The load is
+built at the trace's 10-min resolution (``LoadData.load_10min``); each hour's value is exactly the
+mean of its six 10-min values.
 
 Every file is checked before use, and an error names the file and what it should hold: readable
 gzip CSV, the columns used, at least one data row, numeric times and rates, and plausible units
@@ -41,13 +45,14 @@ __all__ = [
     "read_load",
     "read_trace",
     "read_servegen_hourly",
+    "read_servegen_windows",
     "token_stats",
 ]
 
 SERVEGEN_FILES = {"m-large": "servegen_m_large_clients.csv.gz", "m-mid": "servegen_m_mid_clients.csv.gz"}
 AZURE_FILES = {"conv": "azure_llm_inference_2023_conv.csv.gz", "code": "azure_llm_inference_2023_code.csv.gz"}
 WINDOW_S = 600
-_VERSION = 2
+_VERSION = 3
 SERVEGEN_COLUMNS = ("client", "t_seconds", "rate_req_per_s")
 TOKEN_COLUMNS = ("ContextTokens", "GeneratedTokens")
 # Plausible medians: the tier's total rate (sum over clients per window; ServeGen m-large ≈ 190,
@@ -142,18 +147,33 @@ def _parse_servegen(file: Path, days: int) -> pd.DataFrame:
     _check_tier_total(raw, file)
     raw = raw[raw["t_seconds"] < days * 86400].astype({"t_seconds": "int64"})
     counts = raw.groupby("client").size()
-    if counts.empty or (counts != days * 86400 // WINDOW_S).any():
-        raise DataError(f"{file}: every client needs {days * 144} windows in days 0 … {days - 1} "
-                        f"(data.load_days_recorded={days}); some have {sorted(set(counts))[:10]}")
-    raw = raw.assign(day=raw["t_seconds"] // 86400, hour=raw["t_seconds"] % 86400 // 3600)
-    return raw.groupby(["client", "day", "hour"], as_index=False)["rate_req_per_s"].mean()
+    per_client = days * 86400 // WINDOW_S
+    if counts.empty or (counts != per_client).any() or raw.duplicated(["client", "t_seconds"]).any():
+        raise DataError(f"{file}: every client needs {per_client} distinct windows in days 0 … {days - 1} "
+                        f"(data.load_days_recorded={days}); some have {sorted(set(counts))[:10]} rows")
+    return raw.sort_values(["client", "t_seconds"], kind="stable").reset_index(drop=True)
+
+
+def read_servegen_windows(path: Path, tier: str, days: int) -> pd.DataFrame:
+    """The 10-min windows of the recorded days: columns client, t_seconds, rate_req_per_s (cached)."""
+    file = check_load_dir(path, tier) / SERVEGEN_FILES[tier]
+    return cached_frame("servegen_10min", [file], {"tier": tier, "days": days}, _VERSION,
+                        lambda: _parse_servegen(file, days))
 
 
 def read_servegen_hourly(path: Path, tier: str, days: int) -> pd.DataFrame:
     """Hourly mean rate per client and local (day, hour): columns client, day, hour, rate_req_per_s."""
-    file = check_load_dir(path, tier) / SERVEGEN_FILES[tier]
-    return cached_frame("servegen_hourly", [file], {"tier": tier, "days": days}, _VERSION,
-                        lambda: _parse_servegen(file, days))
+    raw = read_servegen_windows(path, tier, days)
+    raw = raw.assign(day=raw["t_seconds"] // 86400, hour=raw["t_seconds"] % 86400 // 3600)
+    return raw.groupby(["client", "day", "hour"], as_index=False)["rate_req_per_s"].mean()
+
+
+def _client_cube(windows: pd.DataFrame, days: int) -> tuple[pd.Index, np.ndarray]:
+    """Clients (sorted) and their rates as a ``(clients, days, 24, 6)`` cube of 10-min windows, req/s."""
+    clients = pd.Index(windows["client"].unique()).sort_values()
+    per_day = 86400 // WINDOW_S
+    cube = windows["rate_req_per_s"].to_numpy(dtype=float).reshape(len(clients), days, 24, per_day // 24)
+    return clients, cube
 
 
 def _token_counts(file: Path) -> pd.DataFrame:
@@ -194,23 +214,52 @@ def token_stats(path: Path) -> pd.DataFrame:
 
 
 def assign_clients(client_rate: pd.Series, scenario: Scenario, seed: int) -> pd.DataFrame:
-    """Seeded draw of clients to (region, class) cells; columns client, region, class, mean_req_per_s."""
+    """Seeded draw of clients to (region, class) cells, splitting a client that overfills its cell.
+
+    Largest client first, each to a cell drawn in proportion to the cells' remaining deficit against
+    ``region share × class share × the tier's total``. When the client's (remaining) rate exceeds
+    the drawn cell's deficit, the deficit's fraction of the client goes there and the rest is drawn
+    again, until the client is placed; so every cell with a positive share ends with load, whatever
+    the tier's client count.
+
+    Args:
+        client_rate: mean rate per client over the recorded days, req/s.
+        scenario: regions and classes with their load shares.
+        seed: the draw's seed.
+
+    Returns:
+        One row per (client, cell) part, in draw order: client, region, class, fraction (of the
+        client's rate; a client's fractions sum to 1), mean_req_per_s (the part's mean rate,
+        fraction × the client's).
+    """
     regions, classes = scenario.regions, scenario.classes
     r_share = np.array([r.load_share for r in regions]) / sum(r.load_share for r in regions)
     k_share = np.array([k.load_share for k in classes]) / sum(k.load_share for k in classes)
-    target = np.outer(r_share, k_share).ravel() * client_rate.sum()
+    total = float(client_rate.sum())
+    target = np.outer(r_share, k_share).ravel() * total
     assigned = np.zeros_like(target)
     rng = np.random.default_rng(seed)
-    order = client_rate.sort_values(ascending=False, kind="stable")
+    tol = 1e-12 * max(total, 1e-300)
     rows = []
-    for client, rate in order.items():
-        deficit = np.clip(target - assigned, 0.0, None)
-        weights = deficit if deficit.sum() > 0 else target
-        cell = int(rng.choice(len(target), p=weights / weights.sum()))
-        assigned[cell] += rate
-        r, k = divmod(cell, len(classes))
-        rows.append((client, regions[r].name, classes[k].name, float(rate)))
-    return pd.DataFrame(rows, columns=["client", "region", "class", "mean_req_per_s"])
+    for client, rate in client_rate.sort_values(ascending=False, kind="stable").items():
+        rate, left, parts = float(rate), 1.0, {}
+        while True:
+            deficit = np.clip(target - assigned, 0.0, None)
+            full = deficit.sum() <= tol
+            weights = target if full else deficit
+            cell = int(rng.choice(len(target), p=weights / weights.sum()))
+            if full or rate * left <= deficit[cell] + tol:   # the rest fits: place it whole
+                parts[cell] = parts.get(cell, 0.0) + left
+                assigned[cell] += rate * left
+                break
+            frac = deficit[cell] / rate                         # fill the cell, draw again for the rest
+            parts[cell] = parts.get(cell, 0.0) + frac
+            assigned[cell] = target[cell]
+            left -= frac
+        for cell, frac in parts.items():
+            r, k = divmod(cell, len(classes))
+            rows.append((client, regions[r].name, classes[k].name, frac, frac * rate))
+    return pd.DataFrame(rows, columns=["client", "region", "class", "fraction", "mean_req_per_s"])
 
 
 @dataclass(frozen=True)
@@ -218,9 +267,12 @@ class LoadData:
     """Load on the scenario's calendar, and how it was made.
 
     Attributes:
-        signals: long table (site = ``region/class``, ts UTC, signal ``load_req_per_s``, value, flag).
-        clients: per-client recorded hourly series (client, region, class, ts, load_req_per_s).
-        assignment: client → (region, class) draw.
+        signals: long table (site = ``region/class``, ts UTC, signal ``load_req_per_s``, value, flag):
+            each hour's value is the mean of its six 10-min values in ``load_10min``.
+        load_10min: 10-min UTC timestamps (6 per hour of the span) × ``region/class`` streams, req/s.
+        clients: per-client recorded hourly series, one row per (client part, hour): client, region,
+            class, fraction, ts, load_req_per_s (the part: fraction × the client's rate).
+        assignment: client → (region, class) draw, one row per part (``assign_clients``).
         tokens: token statistics per Azure trace.
         donors: local date → training day used by the bootstrap.
         file: the ServeGen file read.
@@ -232,6 +284,7 @@ class LoadData:
     tokens: pd.DataFrame
     donors: pd.Series
     file: Path
+    load_10min: pd.DataFrame
 
 
 def _donor_days(dates: pd.DatetimeIndex, day0: pd.Timestamp, train_days: int, seed: int) -> pd.Series:
@@ -245,54 +298,95 @@ def _donor_days(dates: pd.DatetimeIndex, day0: pd.Timestamp, train_days: int, se
     return pd.Series([int(rng.choice(by_weekday[d.weekday()])) for d in dates], index=dates)
 
 
-def _region_stream(hourly: np.ndarray, tz: str, span: pd.DatetimeIndex, day0: str,
-                   donors: pd.Series, n_days: int) -> tuple[np.ndarray, np.ndarray]:
-    """Values and recorded-mask of one region's stream over ``span`` (hourly ``(days, 24)`` input)."""
-    local = span.tz_convert(tz)
+def _local_index(ts: pd.DatetimeIndex, tz: str, day0: pd.Timestamp, donors: pd.Series,
+                 n_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source day, local hour, 10-min window of the hour and recorded-mask of UTC times in ``tz``."""
+    local = ts.tz_convert(tz)
     local_date = local.tz_localize(None).normalize()
-    day_idx = (local_date - pd.Timestamp(day0)).days.to_numpy()
+    day_idx = (local_date - day0).days.to_numpy()
     recorded = (day_idx >= 0) & (day_idx < n_days)
     src_day = np.where(recorded, day_idx, donors.reindex(local_date).to_numpy())
-    return hourly[src_day.astype(int), local.hour.to_numpy()], recorded
+    return src_day.astype(int), local.hour.to_numpy(), local.minute.to_numpy() // 10, recorded
+
+
+def _check_streams(stream_cube: np.ndarray, scenario: Scenario, tier: str, file: Path) -> None:
+    """Every (region, class) stream must have load on the recorded days."""
+    empty = [n for n, total in zip(scenario.load_series, stream_cube.reshape(len(stream_cube), -1).sum(axis=1),
+                                   strict=True) if not total > 0]
+    if empty:
+        r, k = empty[0].split("/")
+        raise DataError(
+            f"{file}: load stream {empty[0]} gets no load on tier {tier!r} ({len(empty)} such streams: "
+            f"{empty}); its share regions.{r}.load_share × classes.{k}.load_share must be > 0, and the "
+            "tier's clients must have requests on the recorded days. Every (region, class) stream needs load")
+
+
+def _client_table(assignment: pd.DataFrame, clients: pd.Index, hourly: np.ndarray, scenario: Scenario,
+                  day0: pd.Timestamp, donors: pd.Series, n_days: int) -> pd.DataFrame:
+    """Per client part, its recorded hourly series on its region's calendar (fraction × the client's)."""
+    pos = {c: i for i, c in enumerate(clients)}
+    parts = []
+    for region in scenario.regions:
+        rows = assignment[assignment["region"] == region.name]
+        if rows.empty:
+            continue
+        rec_span = pd.date_range(day0.tz_localize(region.tz).tz_convert("UTC"), periods=24 * n_days, freq="1h")
+        src, hour, _, _ = _local_index(rec_span, region.tz, day0, donors, n_days)
+        idx = np.array([pos[c] for c in rows["client"]])
+        values = hourly[idx][:, src, hour] * rows["fraction"].to_numpy()[:, None]
+        parts.append(pd.DataFrame({
+            "client": np.repeat(rows["client"].to_numpy(), len(rec_span)),
+            "region": region.name, "class": np.repeat(rows["class"].to_numpy(), len(rec_span)),
+            "fraction": np.repeat(rows["fraction"].to_numpy(), len(rec_span)),
+            "ts": rec_span[np.tile(np.arange(len(rec_span)), len(rows))], "load_req_per_s": values.ravel()}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def read_load(scenario: Scenario, span: pd.DatetimeIndex, train_days: int = 9) -> LoadData:
-    """Per (region, class) load over ``span`` (UTC hours): recorded days + bootstrapped days.
+    """Per (region, class) load over ``span`` (UTC hours) at 10 min and hourly: recorded + bootstrapped days.
 
     Args:
         scenario: regions, classes and data settings.
-        span: hourly UTC timestamps to cover.
+        span: regular hourly UTC timestamps to cover.
         train_days: the bootstrap draws from days ``0 … train_days − 1`` only.
+
+    Raises:
+        DataError: a damaged load file, or a (region, class) stream left without load.
     """
     ds = scenario.data
-    path, tier = ds.resolved_load_dir(), ds.resolved_load_tier()
-    hourly = read_servegen_hourly(path, tier, ds.load_days_recorded)
-    client_rate = hourly.groupby("client")["rate_req_per_s"].mean()
+    path, tier, n_days = ds.resolved_load_dir(), ds.resolved_load_tier(), ds.load_days_recorded
+    file = path / SERVEGEN_FILES[tier]
+    if len(span) > 1 and (span[1:] - span[:-1] != pd.Timedelta(hours=1)).any():
+        raise ValueError(f"read_load: span must be regular hourly UTC timestamps, got {span[:3]} …")
+    clients, cube = _client_cube(read_servegen_windows(path, tier, n_days), n_days)
+    hourly = cube.mean(axis=3)                                        # (clients, days, 24)
+    client_rate = pd.Series(hourly.mean(axis=(1, 2)), index=clients)
     assignment = assign_clients(client_rate, scenario, ds.load_seed)
-    cube = hourly.pivot_table(index="client", columns=["day", "hour"], values="rate_req_per_s")
-    cube = cube.to_numpy().reshape(len(cube), ds.load_days_recorded, 24)
-    client_pos = {c: i for i, c in enumerate(sorted(client_rate.index))}
+    streams = scenario.load_series
+    weights = np.zeros((len(streams), len(clients)))
+    s_pos, c_pos = {s: i for i, s in enumerate(streams)}, {c: i for i, c in enumerate(clients)}
+    for c, r, k, f in zip(assignment["client"], assignment["region"], assignment["class"],
+                          assignment["fraction"], strict=True):
+        weights[s_pos[f"{r}/{k}"], c_pos[c]] += f
+    stream_cube = (weights @ cube.reshape(len(clients), -1)).reshape(len(streams), *cube.shape[1:])
+    _check_streams(stream_cube, scenario, tier, file)
     day0 = pd.Timestamp(ds.load_day0_local)
     all_dates = pd.date_range(span[0].tz_localize(None) - pd.Timedelta(days=1),
                               span[-1].tz_localize(None) + pd.Timedelta(days=1), freq="D").normalize()
     donors = _donor_days(all_dates, day0, train_days, ds.load_seed)
-    parts, client_parts = [], []
+    sub = cube.shape[3]
+    span10 = pd.date_range(span[0], periods=sub * len(span), freq=f"{WINDOW_S}s", name="ts")
+    values10 = np.empty((len(span10), len(streams)))
+    recorded = np.empty((len(span), len(streams)), dtype=bool)
     for region in scenario.regions:
-        rec_span = pd.date_range(day0.tz_localize(region.tz).tz_convert("UTC"),
-                                 periods=24 * ds.load_days_recorded, freq="1h")
-        for cls in scenario.class_names:
-            clients = assignment.loc[(assignment["region"] == region.name) & (assignment["class"] == cls), "client"]
-            idx = [client_pos[c] for c in clients]
-            values, recorded = _region_stream(cube[idx].sum(axis=0), region.tz, span,
-                                              ds.load_day0_local, donors, ds.load_days_recorded)
-            parts.append(pd.DataFrame({"site": f"{region.name}/{cls}", "ts": span, "signal": "load_req_per_s",
-                                       "value": values, "flag": np.where(recorded, "recorded", "resampled")}))
-            for c in clients:
-                vals, _ = _region_stream(cube[client_pos[c]], region.tz, rec_span,
-                                         ds.load_day0_local, donors, ds.load_days_recorded)
-                client_parts.append(pd.DataFrame({"client": c, "region": region.name, "class": cls,
-                                                  "ts": rec_span, "load_req_per_s": vals}))
-    signals = pd.concat(parts, ignore_index=True)
-    return LoadData(signals.reset_index(drop=True), pd.concat(client_parts, ignore_index=True),
-                    assignment, token_stats(path), donors, path / SERVEGEN_FILES[tier])
-
+        src, hour, window, rec = _local_index(span10, region.tz, day0, donors, n_days)
+        cols = [s_pos[f"{region.name}/{k}"] for k in scenario.class_names]
+        values10[:, cols] = stream_cube[cols][:, src, hour, window].T
+        recorded[:, cols] = rec.reshape(len(span), sub).all(axis=1)[:, None]
+    hourly_streams = values10.reshape(len(span), sub, len(streams)).mean(axis=1)
+    signals = pd.DataFrame({"site": np.repeat(streams, len(span)), "ts": span[np.tile(np.arange(len(span)), len(streams))],
+                            "signal": "load_req_per_s", "value": hourly_streams.T.ravel(),
+                            "flag": np.where(recorded.T.ravel(), "recorded", "resampled")})
+    table = _client_table(assignment, clients, hourly, scenario, day0, donors, n_days)
+    return LoadData(signals, table, assignment, token_stats(path), donors, file,
+                    pd.DataFrame(values10, index=span10, columns=list(streams)))

@@ -26,25 +26,25 @@ def _frame(values, signal="price_eur_per_mwh", site="DE", start="2018-06-01T00:0
 
 
 def _parsed(cache):
-    return sorted((cache / "parsed" / "servegen_hourly").glob("*.parquet"))
+    return sorted((cache / "parsed" / "servegen_10min").glob("*.parquet"))
 
 
 def test_damaged_load_file_is_never_cached_nor_hidden_by_the_cache(fresh_cache, tmp_path):
     path = _copy_load(tmp_path)
-    good = llm_load.read_servegen_hourly(path, "m-large", 14)
+    good = llm_load.read_servegen_windows(path, "m-large", 14)
     assert len(_parsed(fresh_cache)) == 1
     data = (path / SERVEGEN).read_bytes()
     (path / SERVEGEN).write_bytes(data[: len(data) // 3])          # damaged in place
     with pytest.raises(DataError, match="cannot be read .*truncated"):
-        llm_load.read_servegen_hourly(path, "m-large", 14)
+        llm_load.read_servegen_windows(path, "m-large", 14)
     scaled = pd.read_csv(_packaged_load_dir() / SERVEGEN)
     scaled["rate_req_per_s"] *= 1000                               # readable, but ×1000
     scaled.to_csv(path / SERVEGEN, index=False, compression="gzip")
     with pytest.raises(DataError, match=r"median 1\.87\d*e\+05 req/s"):
-        llm_load.read_servegen_hourly(path, "m-large", 14)
+        llm_load.read_servegen_windows(path, "m-large", 14)
     assert len(_parsed(fresh_cache)) == 1                          # neither failure wrote a cache file
     shutil.copyfile(_packaged_load_dir() / SERVEGEN, path / SERVEGEN)
-    pd.testing.assert_frame_equal(llm_load.read_servegen_hourly(path, "m-large", 14), good)
+    pd.testing.assert_frame_equal(llm_load.read_servegen_windows(path, "m-large", 14), good)
 
 
 def test_fractional_token_counts_rejected(tmp_path):
