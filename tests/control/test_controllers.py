@@ -136,3 +136,21 @@ def test_the_peak_factor_is_the_quantile_of_the_hours_max_over_mean_on_training_
     assert top == pytest.approx(8.0 / 3.0 + 0.77 * (3.5 - 8.0 / 3.0))   # position 22.77
     with pytest.raises(KeyError, match="R1/chat"):
         fit_peak_factor(frame, ["R1/chat"], starts, 0.9)
+
+
+def test_perfect_forecasts_provision_for_the_realised_10_min_peak_of_each_hour():
+    from dataclasses import replace
+
+    from pipelines._loop_forecasts import forecaster_for
+
+    plant, state = _two_pools([100.0, 100.0])
+    sub = np.array([[4.0, 4.0, 4.0, 4.0, 4.0, 10.0], [5.0] * 6, [1.0, 2.0, 3.0, 4.0, 5.0, 9.0]])[:, :, None, None]
+    realised = replace(flat_forecast(plant, 3, load=sub.mean(axis=1)), load_sub_req_per_s=sub).validate(plant)
+    fn, note = forecaster_for("perfect", None, plant, realised, pd.Timestamp("2018-12-14T00:00Z"), 2, 0.9)
+    fc = fn(1)
+    np.testing.assert_array_equal(fc.load_provision_req_per_s[:, 0, 0], [5.0, 9.0])   # the 10-min max
+    np.testing.assert_array_equal(fc.load_burst_req_per_s[:, 0, 0], [5.0, 9.0])
+    np.testing.assert_allclose(fc.load_req_per_s[:, 0, 0], [5.0, 4.0], rtol=EXACT)     # the mean stays
+    assert "10-min peak" in note
+    alloc = GreedyController(plant, "nearest").act(0, state, fn(0))
+    np.testing.assert_allclose(alloc.gpus, [10.0, 0.0], rtol=EXACT)                     # peak, not mean 5
