@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from forecast.dataset import build_dataset  # noqa: E402
+from control.from_data import fleet_dataset  # noqa: E402
 from pipelines._config import Config, load_config  # noqa: E402
 from pipelines.closed_loop import (HEURISTICS, MODEL_URI, _load_suite, comparison_table,  # noqa: E402
                                    compare_runs, prepare, run_loop)
@@ -98,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     steps = 12 if args.quick else None
     cfg = load_config(ROOT / "configs" / "default.yaml")
-    data = build_dataset(cfg.scenario)
+    data = fleet_dataset(cfg)
     started = time.perf_counter()
     try:
         suite, _ = _load_suite(args.forecaster)

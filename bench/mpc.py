@@ -32,13 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import forecast
 
 import numpy as np  # noqa: E402
 
-from control.from_data import plant_for, realised_inputs  # noqa: E402
+from control.from_data import fleet_dataset, plant_for, realised_inputs  # noqa: E402
 from control.inputs import ControlForecast  # noqa: E402
 from control.mpc import AllocationMPC  # noqa: E402
 from control.plant import PlantParams  # noqa: E402
 from control.sizing import TokenStats, size_plant  # noqa: E402
 from control.state import PlantState  # noqa: E402
-from forecast.dataset import build_dataset  # noqa: E402
 from pipelines._config import Config, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +96,7 @@ def cvxpy_lexicographic(mpc: AllocationMPC, state: PlantState, fc: ControlForeca
 def reference(cfg: Config, steps: int, with_cvxpy: bool) -> dict:
     """The default MPC (pooled tail as configured) with HiGHS and with qpsol, and the all-exact LP
     (every step routed per region) with HiGHS, stepped over the same window."""
-    data = build_dataset(cfg.scenario)
+    data = fleet_dataset(cfg)
     plant = plant_for(cfg, data)
     H = cfg.control.horizon_steps
     fc = realised_inputs(data, plant, WINDOW_START, H + steps)

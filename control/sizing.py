@@ -1,9 +1,12 @@
 """Plant sizes from the scenario, the hardware catalogue and the recorded load (DESIGN.md §2b).
 
 A pure function: GPU counts per pool so that total capacity at ``rho_max`` is ``capacity_margin``
-× the recorded peak load, split over sites by ``capacity_weight`` (and evenly over a site's pools);
-PV kWp, contracted wind kW, grid import limit and battery from ``Sizing`` and each site's peak IT /
-facility power (all GPUs busy; facility at the PUE of ``design_temp_c``).
+× the recorded peak load (the largest 10-min total), split over sites by ``capacity_weight`` (and
+evenly over a site's pools); edge pools may be sized on another (the unscaled) peak, so that the
+fleet factor leaves edge device counts as the trace gives them. PV kWp, contracted wind kW, grid
+import limit and battery from ``Sizing`` and each site's peak IT / facility power (all GPUs busy;
+facility at the PUE of ``design_temp_c``). ``fleet_load_factor`` finds the load factor that makes
+the installed datacentre GPUs ``sizing.target_datacentre_gpus``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from control.params import ControlSettings, HardwareCatalogue, Penalties
 from control.plant import PlantParams, pue
 from forecast.scenario import ConfigError, Scenario
 
-__all__ = ["TokenStats", "great_circle_km", "provision_gpus", "rtt_s", "size_plant"]
+__all__ = ["TokenStats", "fleet_load_factor", "great_circle_km", "provision_gpus", "rtt_s", "size_plant"]
 
 EARTH_RADIUS_KM = 6371.0
 ROUTE_FACTOR = 1.5
@@ -57,7 +60,7 @@ def _class_tokens(scenario: Scenario, tokens: dict[str, TokenStats]) -> tuple[np
 
 def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: ControlSettings,
                penalties: Penalties, peak_load_req_per_s: np.ndarray, tokens: dict[str, TokenStats],
-               design_temp_c: float = 35.0) -> PlantParams:
+               design_temp_c: float = 35.0, edge_peak_load_req_per_s: np.ndarray | None = None) -> PlantParams:
     """Build the plant's coefficients.
 
     Args:
@@ -65,14 +68,19 @@ def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: Control
         hardware: the GPU catalogue.
         control: rho_max, step length and PUE switch temperature.
         penalties: soft-constraint prices.
-        peak_load_req_per_s: load per class at the hour of the recorded total peak, req/s, ``(K,)``.
+        peak_load_req_per_s: load per class at the recorded 10-min window of the highest total,
+            req/s, ``(K,)``.
         tokens: mean prompt/output tokens per trace name.
         design_temp_c: ambient temperature for the peak facility power (grid limit, battery), °C.
+        edge_peak_load_req_per_s: the peak the edge pools are sized on, ``(K,)`` (the fleet's
+            unscaled peak: edge device counts do not follow the fleet factor); None: ``peak``.
     """
     K = len(scenario.classes)
     peak = np.asarray(peak_load_req_per_s, dtype=float)
-    if peak.shape != (K,) or not np.isfinite(peak).all() or (peak < 0).any():
-        raise ConfigError(f"size_plant: peak_load_req_per_s must be {K} finite values ≥ 0, got {peak}")
+    edge_peak = peak if edge_peak_load_req_per_s is None else np.asarray(edge_peak_load_req_per_s, dtype=float)
+    for name, arr in (("peak_load_req_per_s", peak), ("edge_peak_load_req_per_s", edge_peak)):
+        if arr.shape != (K,) or not np.isfinite(arr).all() or (arr < 0).any():
+            raise ConfigError(f"size_plant: {name} must be {K} finite values ≥ 0, got {arr}")
     prompt, output = _class_tokens(scenario, tokens)
     pool_site, pool_gpu = [], []
     for s, site in enumerate(scenario.sites):
@@ -86,7 +94,9 @@ def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: Control
     weights = np.array([s.capacity_weight for s in scenario.sites])
     weights = weights / weights.sum()
     per_pool = np.array([weights[s] / len(scenario.sites[s].pools) for s in pool_site])
-    gpus_max = np.ceil(scenario.sizing.capacity_margin * per_pool * (gpu_s @ peak) / control.rho_max - 1e-9)
+    pool_peak = np.where(np.array([g.kind == "edge" for g in gpus])[:, None], edge_peak[None, :], peak[None, :])
+    need = np.einsum("pk,pk->p", gpu_s, pool_peak)
+    gpus_max = np.ceil(scenario.sizing.capacity_margin * per_pool * need / control.rho_max - 1e-9)
     busy_kw = np.array([g.busy_w for g in gpus]) * gpus_max / 1000.0
     S = len(scenario.sites)
     site_it_kw = np.bincount(pool_site, weights=busy_kw, minlength=S)
@@ -162,3 +172,52 @@ def provision_gpus(plant: PlantParams, share: np.ndarray, load_req_per_s: np.nda
         load + np.where(plant.deferrable[None, :], np.asarray(backlog_req, dtype=float), 0.0) / plant.step_s
     need = np.einsum("rpk,rk,pk->p", share, work, plant.gpu_s_per_req) / plant.rho_max   # GPUs at rho_max
     return np.minimum(need * (1.0 + headroom), plant.gpus_max)
+
+
+def fleet_load_factor(scenario: Scenario, hardware: HardwareCatalogue, control: ControlSettings,
+                      penalties: Penalties, peak_load_req_per_s: np.ndarray,
+                      tokens: dict[str, TokenStats]) -> float:
+    """The load factor f that makes the installed datacentre GPUs ``sizing.target_datacentre_gpus``.
+
+    ``size_plant`` on ``f × peak`` (edge pools on the unscaled peak) gives the datacentre pools'
+    GPUs; they grow linearly with f up to the whole-GPU rounding, so f = target ÷ (GPUs at f = 1),
+    corrected until the count is within 1 % of the target (bisection if the corrections circle).
+
+    Args:
+        scenario, hardware, control, penalties, tokens: as for ``size_plant``.
+        peak_load_req_per_s: the unscaled recorded 10-min peak per class, req/s, ``(K,)``.
+
+    Returns:
+        f (1.0 when the target is 0: no scaling).
+
+    Raises:
+        ConfigError: no datacentre pool, or a target no factor reaches within 1 % (names the key).
+    """
+    target = scenario.sizing.target_datacentre_gpus
+    if target == 0:
+        return 1.0
+    peak = np.asarray(peak_load_req_per_s, dtype=float)
+    dc = np.array([hardware.get(g).kind == "datacentre" for s in scenario.sites for g in s.pools])
+
+    def installed(f: float) -> float:
+        plant = size_plant(scenario, hardware, control, penalties, f * peak, tokens,
+                           edge_peak_load_req_per_s=peak)
+        return float(plant.gpus_max[dc].sum())
+
+    if not dc.any() or installed(1.0) <= 0:
+        raise ConfigError(f"sizing.target_datacentre_gpus={target}: the scenario has no datacentre pool "
+                          "(or no load) to scale; set it to 0")
+    if 1.01 * target < dc.sum():
+        raise ConfigError(f"sizing.target_datacentre_gpus={target}: fewer than the {int(dc.sum())} "
+                          f"datacentre pools (each has at least one GPU); valid: 0 or ≥ {int(dc.sum())}")
+    f, lo, hi = 1.0, 0.0, math.inf
+    for _ in range(60):
+        n = installed(f)
+        if abs(n - target) <= 0.01 * target:
+            return f
+        lo, hi = (f, hi) if n < target else (lo, f)
+        step = f * target / n if n > 0 else 2 * f
+        f = step if lo < step < hi else (lo + hi) / 2 if math.isfinite(hi) else 2 * f
+    raise ConfigError(f"sizing.target_datacentre_gpus={target}: no load factor gives within 1 % of "
+                      f"{target} datacentre GPUs (whole GPUs per pool over {int(dc.sum())} pools: near "
+                      f"{installed(f):.0f} at factor {f:.4g}); choose another target or 0")

@@ -162,6 +162,9 @@ class Sizing:
         battery_round_trip: round-trip efficiency, 0..1.
         pv_tilt_deg, pv_azimuth_deg: PV orientation (azimuth 180 = south).
         pv_system_losses_pct: PVWatts system losses, %.
+        target_datacentre_gpus: installed datacentre GPUs (H100/A100 pools, not edge) over the
+            sites that the fleet factor scales the load to (``control.sizing.fleet_load_factor``);
+            0: no scaling (factor 1, the trace's own rates).
     """
 
     capacity_margin: float = field(default=1.3, metadata=rng(1.0, 10.0))
@@ -173,6 +176,7 @@ class Sizing:
     pv_tilt_deg: float = field(default=35.0, metadata=rng(0.0, 90.0))
     pv_azimuth_deg: float = field(default=180.0, metadata=rng(0.0, 360.0))
     pv_system_losses_pct: float = field(default=14.0, metadata=rng(0.0, 99.0))
+    target_datacentre_gpus: int = field(default=0, metadata=rng(0, 10_000_000))
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,14 @@ import yaml
 
 from control.controllers import (CapacityProportional, Controller, GreedyController, MPCController,
                                  annual_mean_pue, myopic, temperature_unaware)
-from control.from_data import plant_for, realised_inputs
+from control.from_data import fleet_dataset, plant_for, realised_inputs
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC
 from control.params import ControlSettings
 from control.plant import PlantParams
 from control.simulate import EpisodeResult, InvariantError, hindsight_optimum, run_episode
 from control.state import PlantState
-from forecast.dataset import Dataset, build_dataset
+from forecast.dataset import Dataset
 from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
 from pipelines._args import SECONDARY, WINDOWS
@@ -74,7 +74,7 @@ def prepare(cfg: Config, window: str = "primary", steps: int | None = None, data
     steps = steps or length
     if steps < 1:
         raise ValueError(f"--steps: {steps}, at least 1")
-    data = data or build_dataset(cfg.scenario)
+    data = data or fleet_dataset(cfg)
     plant = plant or plant_for(cfg, data)
     H = cfg.control.horizon_steps
     realised = realised_inputs(data, plant, t0, steps + H)

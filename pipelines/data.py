@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from forecast.dataset import Dataset, build_dataset
+from control.from_data import fleet_dataset, peak_load_req_per_s, plant_for
+from forecast.dataset import Dataset
 from forecast.schema import REPAIR_CAUSES
 from pipelines._config import Config
 from pipelines._plots import plot_week
@@ -61,12 +63,34 @@ def _print_notes(cfg: Config, data: Dataset, table: pd.DataFrame) -> None:
     rshares = ld.assignment.groupby("region")["mean_req_per_s"].sum() / ld.assignment["mean_req_per_s"].sum()
     print("  drawn class shares: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
     print("  drawn region shares: " + ", ".join(f"{k} {v:.1%}" for k, v in rshares.items()))
+    split = ld.assignment.groupby("client").size()
+    print(f"  clients split over several streams (a client larger than a stream's remaining share): "
+          f"{int((split > 1).sum())} of {len(split)}; fractions recorded with the draw")
+    _print_fleet(cfg, data)
     for cls in sc.classes:
         t = ld.tokens.loc[cls.tokens]
         print(f"  class {cls.name}: tokens from Azure 2023 {cls.tokens} trace ({int(t.requests):,} requests): "
               f"prompt mean {t.prompt_tokens_mean:.0f} (p50 {t.prompt_tokens_p50:.0f}), output mean "
               f"{t.output_tokens_mean:.0f} (p50 {t.output_tokens_p50:.0f}); SLO {cls.slo_ttft_s:g} s"
               + (f", deferrable, deadline {cls.deadline_h} h" if cls.deferrable else ""))
+
+
+def _print_fleet(cfg: Config, data: Dataset) -> None:
+    """The fleet factor as an assumption: tier, factor, target and resulting GPUs, 10-min peak."""
+    sc = cfg.scenario
+    plant = plant_for(cfg, data)
+    edge = np.array([cfg.hardware.get(g).kind == "edge" for g in plant.pool_gpu])
+    counts = pd.Series(plant.gpus_max[edge], index=np.array(plant.pool_gpu)[edge]).groupby(level=0).sum()
+    peak = float(peak_load_req_per_s(data, sc.region_names, sc.class_names).sum())
+    target = sc.sizing.target_datacentre_gpus
+    why = (f"so that the plant installs sizing.target_datacentre_gpus = {target:,} datacentre GPUs"
+           if target else "sizing.target_datacentre_gpus = 0: the trace's own rates")
+    print(f"  fleet scale (an assumption): load of tier {sc.data.resolved_load_tier()} × {data.load_factor:.4g} "
+          f"({why}); result: {int(plant.gpus_max[~edge].sum()):,} datacentre GPUs (H100/A100 pools), edge "
+          f"devices as the unscaled trace sizes them: "
+          + (", ".join(f"{int(n):,} {g}" for g, n in counts.items()) or "none")
+          + f"; recorded 10-min peak {peak / data.load_factor:,.1f} req/s unscaled, {peak:,.1f} req/s scaled "
+          f"(capacity at rho_max = {sc.sizing.capacity_margin:g} × it)")
 
 
 def _print_repairs(data: Dataset) -> None:
@@ -89,7 +113,7 @@ def run_summary(cfg: Config, plots_dir: Path, week_start: str) -> Dataset:
     sc = cfg.scenario
     print(f"greenllm data summary: scenario {sc.name!r} ({len(sc.sites)} sites, {len(sc.regions)} regions, "
           f"{len(sc.classes)} classes) from {cfg.path}", flush=True)
-    data = build_dataset(sc, progress=True)
+    data = fleet_dataset(cfg, progress=True)
     table = summary_table(data)
     is_load = table["signal"] == "load_req_per_s"
     _print_block("Per site (grid, weather, on-site renewables)", table[~is_load])

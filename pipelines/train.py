@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 import yaml
 
+from control.from_data import fleet_dataset
 from forecast.baselines import baselines_for
-from forecast.dataset import build_dataset
 from forecast.evaluate import Scores, evaluate, skill, evaluation_origins
 from forecast.models import ForecasterSuite, LearnedForecaster
 from forecast.sources.humidity import rh_climatology
@@ -95,7 +95,7 @@ def run_train(cfg: Config, progress: bool = True) -> dict[str, Any]:
     sc = cfg.scenario
     print(f"greenllm train: scenario {sc.name!r} from {cfg.path}: {fs.architecture} models for "
           f"{', '.join(fs.signals)}", flush=True)
-    data = build_dataset(sc, progress=progress)
+    data = fleet_dataset(cfg, progress=progress)
     results: dict[str, dict[str, Any]] = {}
     with start_run_for(cfg) as run, tempfile.TemporaryDirectory(prefix="greenllm-train-") as tmp:
         tracking.log_params(tracking.flatten(cfg.raw)
@@ -155,7 +155,7 @@ def run_forecast(cfg: Config, at: str, model_uri: str, plots: Path) -> Any:
         raise ValueError(f"--at {at!r}: give a UTC time with a zone, e.g. 2018-12-14T00:00Z")
     suite = ForecasterSuite.load(tracking.resolve_model(model_uri))
     torch.set_num_threads(cfg.forecast.num_threads)
-    data = build_dataset(cfg.scenario)
+    data = fleet_dataset(cfg)
     fc = suite.predict(product_history(data, cfg.scenario), t0.tz_convert("UTC"), cfg.forecast.horizon_steps)
     print(f"greenllm forecast from {model_uri}, issued {fc.t0:%Y-%m-%d %H:%M} UTC, {fc.horizon} steps")
     for sig in fc.signals:

@@ -33,6 +33,11 @@ def test_realised_inputs_are_the_dataset_values(smoke_cfg, smoke_data):
     region, klass = plant.region_names[1], plant.class_names[2]
     assert fc.load_req_per_s[2, 1, 2] == pytest.approx(load.loc[ts, f"{region}/{klass}"])
     assert fc.day_index[0] == (ts - pd.Timestamp("1970-01-01", tz="UTC")).days
+    # the 10-min load rides along: (H, 6, R, K), the hour's six windows of the dataset
+    assert fc.load_sub_req_per_s.shape == (6, 6, len(plant.region_names), len(plant.class_names))
+    ten = smoke_data.load_10min[f"{region}/{klass}"]
+    np.testing.assert_array_equal(fc.load_sub_req_per_s[2, :, 1, 2], ten.loc[ts:ts + pd.Timedelta(minutes=50)])
+    np.testing.assert_allclose(fc.load_sub_req_per_s.mean(axis=1), fc.load_req_per_s, rtol=1e-12)
 
 
 def test_a_window_outside_the_data_is_refused(smoke_cfg, smoke_data):

@@ -93,7 +93,9 @@ def test_no_look_ahead_in_the_loop(smoke_cfg, smoke_data):
     sig = smoke_data.signals.copy()
     later = sig["ts"] >= cut
     sig.loc[later, "value"] = sig.loc[later, "value"] * 1.7 + 1.0
-    altered = dataclasses.replace(smoke_data, signals=sig)
+    ten = smoke_data.load_10min.copy()               # the 10-min load alike (its hourly means follow)
+    ten.loc[ten.index >= cut] = ten.loc[ten.index >= cut] * 1.7 + 1.0
+    altered = dataclasses.replace(smoke_data, signals=sig, load_10min=ten)
     other = closed_loop.prepare(smoke_cfg, "primary", STEPS, data=altered, plant=base.plant)
     a = closed_loop.run_loop(base, "mpc", "seasonal-naive", show_progress=False).episode
     b = closed_loop.run_loop(other, "mpc", "seasonal-naive", show_progress=False).episode

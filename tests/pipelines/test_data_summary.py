@@ -70,6 +70,7 @@ def test_cli_summary_smoke(tmp_path, capsys):
     assert rc == 0
     assert "Per site (grid, weather, on-site renewables)" in out and "Per user region and class" in out
     assert "Paris/chat" in out and "Berlin/batch" in out and "resampled" in out
+    assert "fleet scale (an assumption): load of tier m-large × 1 (sizing.target_datacentre_gpus = 0" in out
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == sorted(f"{s}.png" for s in SITE_SIGNALS | {"load_req_per_s"})
     assert all((tmp_path / "plots" / p).stat().st_size > 10_000 for p in pngs)
