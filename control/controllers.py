@@ -105,7 +105,8 @@ class GreedyController:
     for the work routed there, bounded by its installed GPUs: it takes work at the provisioning
     level up to ``rho_max × installed GPUs ÷ (1 + headroom)`` GPU-s per s. Streams are placed
     largest first. Work that finds no such room anywhere fills what is left of the installed
-    capacity at rho_max (in the same order) before any of it is left unrouted.
+    capacity at rho_max (in the same order); what is left even then (or a stream forecast at
+    zero) goes to the stream's first allowed pool, where the dispatcher spills it.
 
     Args:
         plant: coefficients.
@@ -146,20 +147,29 @@ class GreedyController:
                 left -= take
         return free
 
+    def _route_rest(self, rank: np.ndarray, share: np.ndarray) -> None:
+        """A stream's work beyond every installed capacity goes to its first allowed pool (the
+        dispatcher spills or returns what finds no room): a balancer sends every request somewhere,
+        and the heuristics defer nothing by decision."""
+        plant = self.plant
+        rest = np.maximum(1.0 - share.sum(axis=1), 0.0)                           # (R, K)
+        for r, k in zip(*np.nonzero(rest > 1e-12), strict=True):
+            order = [p for p in np.argsort(rank[r], kind="stable") if plant.allowed[r, p, k]]
+            if order:
+                share[r, order[0], k] += rest[r, k]
+
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
         plant = self.plant
         R, K = len(plant.region_names), len(plant.class_names)
         work = _stream_work(plant, state, forecast.load_provision_req_per_s[0])   # req/s
         share = np.zeros((R, plant.n_pools, K))
         rank = self._pool_rank(forecast)
-        for r, k in zip(*np.nonzero(work <= 0), strict=True):   # no work expected: its first allowed pool
-            order = [p for p in np.argsort(rank[r], kind="stable") if plant.allowed[r, p, k]]
-            share[r, order[:1], k] = 1.0
         installed = plant.rho_max * plant.gpus_max.astype(float)                  # GPU-s per s
         room = self._fill(work, rank, installed / (1.0 + self.headroom), share)
         if (work * np.maximum(1.0 - share.sum(axis=1), 0.0) > 1e-9 * np.maximum(work, 1.0)).any():
             used = installed / (1.0 + self.headroom) - room                     # the headroom itself
             self._fill(work, rank, installed - used, share)
+        self._route_rest(rank, share)
         gpus = _provisioned(plant, share, state, forecast, self.headroom)
         return Allocation(share, gpus, *_idle_battery(plant), self.name)
 
