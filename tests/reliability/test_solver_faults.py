@@ -15,6 +15,7 @@ import pytest
 from control.controllers import CapacityProportional, FallbackEvent, MPCController, ShrinkingHorizonMPC
 from control.mpc import AllocationMPC, MPCResult
 from control.simulate import perfect_forecaster
+from control.sizing import provision_gpus
 from control.state import PlantState
 from pipelines import closed_loop
 from pipelines._config import load_config
@@ -37,7 +38,8 @@ def _loop_with_time_outs_after_step_0(monkeypatch, cfg, data, controller: str = 
     def spy(name, setup):
         ctrl = make(name, setup)
         act = ctrl.act
-        ctrl.act = lambda *a: decisions.append(act(*a)) or decisions[-1]
+        ctrl.seen = []                                   # (t, state, forecast) of every call
+        ctrl.act = lambda *a: ctrl.seen.append(a) or decisions.append(act(*a)) or decisions[-1]
         made.append(ctrl)
         return ctrl
 
@@ -62,7 +64,11 @@ def test_a_time_out_reuses_the_previous_plan_once_then_the_heuristic(monkeypatch
     assert out.episode.sources[:3] == ("mpc", "mpc:previous-plan", "mpc:fallback-capacity-proportional")
     planned = ctrl.results[0].plan.allocation(1)          # step 1 applies the step-0 plan's next step
     np.testing.assert_array_equal(decisions[1].share, planned.share)
-    np.testing.assert_array_equal(decisions[1].gpus, planned.gpus)
+    # its GPUs, at least the sizing rule's for its shares (perfect forecasts: the hour's 10-min peak)
+    _, state, forecast = ctrl.seen[1]
+    floor = provision_gpus(ctrl.mpc.plant, planned.share, forecast.load_provision_req_per_s[0], ctrl.headroom,
+                           state.backlog_req)
+    np.testing.assert_array_equal(decisions[1].gpus, np.maximum(planned.gpus, floor))
 
 
 def test_no_plan_reuse_goes_straight_to_the_heuristic(monkeypatch, smoke_data):
