@@ -160,6 +160,9 @@ class HighsBackend:
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         self.time_limit_s = float(time_limit_s)
+        # a cold first stage: dual simplex, or "ipm" (interior point without crossover: the
+        # hindsight references' sub-step LP, 6× the hourly one, where the simplex takes minutes)
+        self.cold_solver = "simplex"
         self._warm: highspy.HighsBasis | None = None   # stage-1 basis of the last solve
         self.solver_time_s = 0.0
 
@@ -189,7 +192,10 @@ class HighsBackend:
             warm = self._warm is not None and h.setBasis(self._warm) == highspy.HighsStatus.kOk
             h.setOptionValue("presolve", "off" if warm else "on")
             h.setOptionValue("simplex_strategy", 1)   # dual simplex
+            h.setOptionValue("solver", "simplex" if warm else self.cold_solver)
+            h.setOptionValue("run_crossover", "off" if self.cold_solver == "ipm" and not warm else "on")
         else:  # the previous stage's optimal basis stays primal feasible: primal simplex
+            h.setOptionValue("solver", "simplex")
             h.setOptionValue("presolve", "off")
             h.setOptionValue("simplex_strategy", 4)
         # HiGHS's time limit counts the object's run time over all its solves: give each stage its own
@@ -206,6 +212,43 @@ class HighsBackend:
         if not np.isfinite(x).all():
             return None, "numerical trouble: non-finite solution", iters
         return x, status, iters
+
+    def solve_mip(self, weights: np.ndarray, integer_cols: np.ndarray, mip_rel_gap: float,
+                  start: np.ndarray | None = None) -> tuple[np.ndarray | None, str, float]:
+        """Minimise ``weights · objective rows`` over the loaded model with ``integer_cols`` whole
+        (HiGHS branch and bound, presolve on, the back end's time limit); the columns are
+        continuous again afterwards.
+
+        Args:
+            weights: on the objective rows (``control._lp.KEPT_ROWS`` order).
+            integer_cols: indices of the columns that must be whole numbers.
+            mip_rel_gap: stop when (incumbent − dual bound) ÷ incumbent is at most this.
+            start: whole values of ``integer_cols`` to start from (HiGHS completes the rest), or None.
+
+        Returns:
+            ``(x, status, gap)``: the best whole solution found (None when there is none), HiGHS's
+            model status (``Optimal`` when the gap was reached, ``Time limit reached`` when it
+            stopped early with or without a solution) and the relative gap left (inf without one).
+        """
+        h, cols = self.highs, np.asarray(integer_cols, dtype=np.int32)
+        h.changeColsCost(self.n_cols, self._all_cols, weights @ self._extra[:len(weights)])
+        h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kInteger.value, np.uint8))
+        for key, value in (("presolve", "on"), ("solver", "choose"), ("mip_rel_gap", float(mip_rel_gap)),
+                           ("time_limit", h.getRunTime() + self.time_limit_s)):
+            h.setOptionValue(key, value)
+        if start is not None:
+            h.setSolution(len(cols), cols, np.asarray(start, dtype=float))
+        began = time.perf_counter()
+        try:
+            h.run()
+            info, status = h.getInfo(), h.modelStatusToString(h.getModelStatus())
+            found = int(info.primal_solution_status) == 2   # kSolutionStatusFeasible
+            x = np.asarray(h.getSolution().col_value, dtype=float) if found else None
+            gap = float(info.mip_gap) if found else float("inf")
+        finally:
+            self.solver_time_s += time.perf_counter() - began
+            h.changeColsIntegrality(len(cols), cols, np.zeros(len(cols), np.uint8))
+        return (x if x is not None and np.isfinite(x).all() else None), status, gap
 
     def keep_basis(self) -> None:
         """Keep the current (stage-1 optimal) basis for the next solve's first stage."""

@@ -124,14 +124,30 @@ class LinearProgram:
             the few that suit that stream best (``control.group_interactive_shares``).
         tail_block_steps: plant steps per LP step in the pooled tail (move blocking; the last
             block is shorter when the tail does not divide); see ``step_hours``.
+        hold_steps: the sub-step LP of the hindsight references (``control.reference``): steps
+            are sub-steps and the hourly rules hold over blocks of this many steps, aligned to the
+            horizon's end (a shrinking horizon that starts mid-hour begins with the rest of that
+            hour): GPUs, grid import, curtailment and battery power are held over a block (rows
+            ``hold``), the power balance holds for the block's energy (rows ``balance`` per block,
+            as the plant accounts power per hour) and, when the first block is partial, its GPUs
+            are those already running (row ``continue``). With holds, rows ``block_shares`` make
+            each pair's served load one share per block × the step's load of its stream
+            (parameter ``pair_load``, variable ``sh``), plus for a deferrable pair a rate held over
+            the block (``sy``: its part of the backlog, which the plant offers evenly over the
+            hour): routing as the plant's hourly shares route it. They bind only when their row
+            bounds say so (``AllocationMPC``), else they are free rows. 1: every step free (the
+            hourly LP). Only with every step exact.
     """
 
     def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None,
-                 group_shares: bool = False, tail_block_steps: int = 1) -> None:
+                 group_shares: bool = False, tail_block_steps: int = 1, hold_steps: int = 1) -> None:
         if exact_steps is not None and exact_steps < 1:
             raise ValueError(f"exact_steps: {exact_steps}, at least 1 (the applied step is always exact)")
         if tail_block_steps < 1:
             raise ValueError(f"tail_block_steps: {tail_block_steps}, at least 1")
+        if hold_steps < 1 or (hold_steps > 1 and exact_steps is not None and exact_steps < horizon):
+            raise ValueError(f"hold_steps: {hold_steps}; valid: ≥ 1, and 1 unless every step is exact "
+                             f"(exact_steps {exact_steps} < horizon {horizon})")
         self.plant = plant
         self.pooled = plant.regions_pooled() if exact_steps is not None and exact_steps < horizon else None
         self.step_hours = step_hours(horizon, exact_steps, tail_block_steps if self.pooled is not None else 1)
@@ -139,6 +155,11 @@ class LinearProgram:
         durations = {int(h): replace(self.pooled, step_h=plant.step_h * int(h)) for h in set(self.step_hours)} \
             if self.pooled is not None else {}
         d = dims(plant, horizon, exact_steps, self.pooled, len(self.step_hours))
+        step = np.arange(d.H)
+        self.hold_steps = int(hold_steps)
+        self.block_start = (step == 0) | ((d.H - step) % self.hold_steps == 0)   # (LP steps,) a block's first
+        self.block_end = np.append(self.block_start[1:], True)                   # (LP steps,) a block's last
+        n_blocks = int(self.block_start.sum()) if hold_steps > 1 else 0
         self._step_plants = [plant if t < d.E else durations[int(self.step_hours[t])] for t in range(d.H)]
         self.d = d
         nd, nda = len(d.deferred), len(d.deferred_a)
@@ -152,14 +173,16 @@ class LinearProgram:
                               "c": (d.H, d.S), "bc": (d.H, d.B), "bd": (d.H, d.B), "soc": (d.H, d.B),
                               "u": (d.E, d.RK), "ua": (d.T, d.RKa), "q": (d.E, nd), "qa": (d.T, nda),
                               "st": (d.H, d.P), "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m),
-                              "share0": (1, len(self.group_keys))})
+                              "share0": (1, len(self.group_keys)),
+                              "sh": (n_blocks, d.m), "sy": (n_blocks, d.m)})
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
                               "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
                               "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
                               "term_a": (d.T, nda), "episode_end": (1, d.H), "burst": (1, d.RK), "reserve_eur": (d.H, d.P),
                               "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
                               "pair_load0": (1, d.m if group_shares else 0),
-                              "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS))})
+                              "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS)),
+                              "pair_load": (d.H if hold_steps > 1 else 0, d.m)})
         self.rows: dict[str, tuple[int, int]] = {}
         self.row_offset: dict[str, int] = {}
         self.terms = self._terms()
@@ -250,8 +273,8 @@ class LinearProgram:
             ramp.append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
         blocks = [("demand", demand), ("backlog", backlog), ("demand_a", demand_a), ("backlog_a", backlog_a),
                   ("capacity", cap), ("reserve", reserve), ("burst", [burst_rows]),
-                  ("group_shares", [group_rows] if len(self.group_pairs) else []), ("balance", bal),
-                  ("battery", batt), ("starts", starts)]
+                  ("group_shares", [group_rows] if len(self.group_pairs) else []),
+                  ("balance", self._per_block(bal)), ("battery", batt), ("starts", starts), *self._hold_rows()]
         if plant.ramp_limited:  # ramp up is the bound st ≤ ramp; ramp down needs rows
             blocks.append(("ramp", ramp))
         for key, rows in blocks:
@@ -260,6 +283,26 @@ class LinearProgram:
         out += self._add("water", [self._water_rows()])
         out += self._add("objectives", [ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req())])
         return out
+
+    def _per_block(self, per_step: list[Any]) -> list[Any]:
+        """Rows per step summed over each hold block (unchanged without holds)."""
+        if self.hold_steps == 1:
+            return per_step
+        starts = np.flatnonzero(self.block_start).tolist() + [len(per_step)]
+        return [sum(per_step[a:b]) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+    def _hold_rows(self) -> list[tuple[str, list[Any]]]:
+        """``hold``: each held decision minus its value one step before, inside a block (= 0);
+        ``continue``: the first step's GPUs when the first block is partial (= those running)."""
+        if self.hold_steps == 1:
+            return []
+        x, keys = self.x, ("n", "g", "c", "bc", "bd")
+        inside = [t for t in range(1, self.d.H) if not self.block_start[t]]
+        rows = [ca.vertcat(*[x(k, t) - x(k, t - 1) for k in keys]) for t in inside]
+        first_partial = self.d.H % self.hold_steps != 0
+        block = (np.cumsum(self.block_start) - 1).tolist()
+        shares = [x("x", t) - self.p("pair_load", t) * x("sh", block[t]) - x("sy", block[t]) for t in range(self.d.H)]
+        return [("hold", rows), ("continue", [x("n", 0)] if first_partial else []), ("block_shares", shares)]
 
     def unserved_req(self) -> Any:
         """Requests left unserved over the horizon (exact and pooled steps), and the backlog left

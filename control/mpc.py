@@ -167,6 +167,10 @@ class AllocationMPC:
         group_bursts: with ``group_shares``, the N−1 rows hold one (region group, class) total at
             its burst level (the streams' burst excesses combined like the provisioning ones)
             instead of one stream; see ``control._headroom``.
+        hold_steps: steps are sub-steps and the hourly rules hold over blocks of this many (GPUs,
+            grid, curtailment and battery held, power balanced per block, the FIFO deadline rule
+            at block ends only, as the plant applies it per hour); the hindsight references'
+            sub-step LP (``control.reference``; ``control._lp.LinearProgram``). 1: none.
 
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
@@ -190,7 +194,7 @@ class AllocationMPC:
                  burst_quantile: float = 0.95, exact_steps: int | None = None,
                  group_shares: bool = False, expiry_guard: bool = False, tail_block_steps: int = 1,
                  share_cap: float = 0.0, slo_gpus: bool = False, provision_correlation: float = 1.0,
-                 group_bursts: bool = False) -> None:
+                 group_bursts: bool = False, hold_steps: int = 1) -> None:
         if horizon_steps < 1:
             raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
         if not time_limit_s > 0:
@@ -201,7 +205,7 @@ class AllocationMPC:
         self.order, self.epsilon, self.prices = tuple(order), epsilon, prices
         self.backlog_value = backlog_value_eur_per_req
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
-        self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares, tail_block_steps)
+        self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares, tail_block_steps, hold_steps)
         self.horizon_map = HorizonMap(self.lp, plant)
         self.expiry_guard = bool(expiry_guard)
         if share_cap < 0 or (0 < share_cap < 1):
@@ -280,6 +284,8 @@ class AllocationMPC:
         for key in ("bc", "bd"):
             lp.x.pack(ubx, key, plant.battery_kw[plant.battery_sites])
         lp.x.pack(ubx, "soc", plant.battery_kwh[plant.battery_sites])
+        lp.x.pack(ubx, "sh", 1.0)
+        lp.x.pack(ubx, "sy", np.where(plant.deferrable[plant.pairs[:, 2]], np.inf, 0.0))   # deferrable pairs only
         return lbx, ubx
 
     def terminal_value(self, fc: ControlForecast, pue_value: np.ndarray) -> np.ndarray:
@@ -343,6 +349,8 @@ class AllocationMPC:
         lp.p.pack(p, "unserved_risk_eur", per_req * exposed[:d.E])
         lp.p.pack(p, "unserved_risk_a", per_req * hours[d.E:] * (1.0 - self.load_quantile) * (ratio_a - 1.0))
         lp.p.pack(p, "daymask", daymask)
+        if lp.hold_steps > 1:
+            lp.p.pack(p, "pair_load", med[:, plant.pair_stream])
         term = np.zeros((d.H, len(d.deferred)))
         term[-1] = self.terminal_value(fc, pue_value) if self.backlog_value is None else self.backlog_value
         if end_step is not None:
@@ -379,7 +387,8 @@ class AllocationMPC:
         keep = np.where(backlog > 0, 1.0 - expiring / np.where(backlog > 0, backlog, 1.0), 1.0)
         return work * keep
 
-    def _row_bounds(self, state: PlantState, fc: ControlForecast) -> tuple[np.ndarray, np.ndarray]:
+    def _row_bounds(self, state: PlantState, fc: ControlForecast, block_shares: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
         lp, plant, d = self.lp, self.plant, self.lp.d
         lbg, ubg = np.zeros(lp.g.numel()), np.zeros(lp.g.numel())
         load = fc.load_req_per_s.reshape(d.H, -1)
@@ -405,7 +414,15 @@ class AllocationMPC:
         for key in ("capacity", "reserve", "burst"):
             put(key, -np.inf, 0.0)
         ren = -fc.renewable_kw(plant)
+        if lp.hold_steps > 1:   # balanced per block: the block's renewable energy
+            ren = np.add.reduceat(ren, np.flatnonzero(lp.block_start), axis=0)
         put("balance", ren, ren)
+        if "hold" in lp.rows:
+            put("hold", 0.0, 0.0)
+        if "continue" in lp.rows:
+            put("continue", state.gpus_active, state.gpus_active)
+        if "block_shares" in lp.rows:   # routing by one share per block, or free rows
+            put("block_shares", 0.0 if block_shares else -np.inf, 0.0 if block_shares else np.inf)
         if "battery" in lp.rows:
             soc = np.zeros((d.H, d.B))
             soc[0] = state.soc_kwh[plant.battery_sites]
@@ -448,16 +465,17 @@ class AllocationMPC:
         ``lbg, ubg`` (``fc`` already checked and cut to the horizon; per plant step)."""
         return self._step_data(state, fc, self.horizon_map.lp_steps(fc), end_step)
 
-    def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast,
-                   end_step: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast, end_step: int | None,
+                   block_shares: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         end = None if end_step is None else int(self.horizon_map.step_of_hour[end_step])
         p = self._parameters(state, steps, end, self.horizon_map.daymask(fc))
-        lbg, ubg = self._row_bounds(state, steps)
+        lbg, ubg = self._row_bounds(state, steps, block_shares)
         ubx = self._ubx.copy()
         if len(self.lp.d.deferred):
             fifo = self._fifo_bound_req(state, fc)[self.horizon_map.step_end]  # at each LP step's end
             if self.expiry_guard:
                 fifo[0] = np.minimum(fifo[0], self._guarded_backlog_req(state, fc))
+            fifo[~self.lp.block_end] = np.inf   # with holds: the rule applies at block (hour) ends
             self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
             self.lp.x.pack(ubx, "qa", self.horizon_map.pooled_deferred(fifo[self.lp.d.E:]))
         if self.share_cap > 0 and self.lp.group_keys:
@@ -474,7 +492,7 @@ class AllocationMPC:
         ubx[sl] = np.where(certain, 1.0, ubx[sl])
 
     def solve(self, state: PlantState, forecast: ControlForecast, *,
-              end_step: int | None = None) -> MPCResult:
+              end_step: int | None = None, block_shares: bool = False) -> MPCResult:
         """Plan the next ``horizon`` steps.
 
         Args:
@@ -483,6 +501,8 @@ class AllocationMPC:
             end_step: the step of the horizon that ends the episode (None: beyond the horizon);
                 backlog left at its end counts as dropped (the episode's end rule). Backlog left
                 at the horizon's end is valued at ``terminal_value``.
+            block_shares: with ``hold_steps``, routing by one share per block (rows
+                ``block_shares`` of ``control._lp``: what the plant's hourly shares apply).
 
         Raises:
             ValueError: the state or forecast is malformed (names the array, site/stream, step).
@@ -493,7 +513,7 @@ class AllocationMPC:
         if end_step is not None and not 0 <= end_step < self.horizon:
             raise ValueError(f"end_step: {end_step} outside the horizon 0..{self.horizon - 1}")
         steps = self.horizon_map.lp_steps(fc)
-        p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step)
+        p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step, block_shares)
         stages = self._stages()
         obj_rows = lp.row_slice("objectives")
         best, statuses, values, iters, status = None, [], [], 0, "optimal"
@@ -530,6 +550,45 @@ class AllocationMPC:
             plan = self._with_slo_gpus(plan, state, fc)
         return MPCResult(plan, self._objective_terms(best, p), status, True,
                          tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
+
+    def solve_whole_gpus(self, state: PlantState, forecast: ControlForecast, *, end_step: int | None = None,
+                         mip_rel_gap: float = 1e-3, start_gpus: np.ndarray | None = None,
+                         block_shares: bool = False) -> tuple[MPCResult, float]:
+        """The cost stage alone as a MILP: every step's GPUs whole (HiGHS branch and bound; the
+        hindsight reference of ``control.reference``). Same arguments as ``solve``.
+
+        Args:
+            mip_rel_gap: HiGHS stops at this relative gap between the incumbent and its bound.
+            start_gpus: whole GPUs ``(H, P)`` to start from (HiGHS completes the rest), or None.
+            block_shares: with holds, routing by one share per block (rows ``block_shares`` of
+            ``control._lp``: what the plant's hourly shares apply).
+
+        Returns:
+            The result (``status`` HiGHS's: ``Optimal`` at the gap, ``Time limit reached`` when
+            it stopped early; ``success`` when a whole-GPU plan was found) and the gap left.
+        """
+        if self.solver_name != "highs":
+            raise ValueError(f"solve_whole_gpus: solver {self.solver_name!r}; only 'highs' solves a MILP")
+        lp, plant = self.lp, self.plant
+        state.validate(plant)
+        fc = forecast.validate(plant, self.horizon).window(0, self.horizon)
+        steps = self.horizon_map.lp_steps(fc)
+        p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step, block_shares)
+        weights = self._stage_weights("cost")
+        lp.p.pack(p, "weights", weights)
+        start = time.perf_counter()
+        self.backend.load(p, lbx, ubx, lbg, ubg)
+        cols = np.arange(lp.x.slice("n").start, lp.x.slice("n").stop)
+        x, status, gap = self.backend.solve_mip(weights, cols, mip_rel_gap,
+                                                None if start_gpus is None else np.ravel(start_gpus))
+        elapsed = time.perf_counter() - start
+        if x is None:
+            return MPCResult(None, None, f"failed: whole GPUs: {status}", False, (status,), 0, elapsed,
+                             solver_time_s=self.backend.solver_time_s), gap
+        x = np.clip(x, lbx, ubx)
+        value = float(self.backend.objective_values(x)[0])
+        return MPCResult(self._plan(x, state, steps), self._objective_terms(x, p), status, True, (status,), 0,
+                         elapsed, (value,), self.backend.solver_time_s), gap
 
     def _with_slo_gpus(self, plan: Plan, state: PlantState, fc: ControlForecast) -> Plan:
         """The plan with the applied step's GPUs from ``slo_aware_decision_gpus`` (the load its shares route

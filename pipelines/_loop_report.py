@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from control import plant as pl
 from control.controllers import MPCController
 from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.simulate import EpisodeResult
 
-__all__ = ["KPI_COLUMNS", "dispatch_columns", "fallback_columns", "fallback_lines", "flow_frame", "gaps", "kpis",
-           "site_frame"]
+__all__ = ["GAP_CLOSED_NA_WITHIN", "KPI_COLUMNS", "dispatch_columns", "drop_share", "fallback_columns",
+           "fallback_lines", "flow_frame", "gaps", "idle_energy_eur", "kpis", "site_frame", "value_of_forecasts"]
 
 KPI_COLUMNS = ("cost_eur", "energy_cost_eur", "drop_penalty_eur", "slo_penalty_eur", "water_penalty_eur",
                "start_penalty_eur", "co2_kg", "water_l", "water_onsite_l", "water_offsite_l",
@@ -134,13 +135,61 @@ def kpis(plant: PlantParams, ep: EpisodeResult, controller: object) -> dict[str,
     }
 
 
-def gaps(costs: dict[str, float], cost_star: float, heuristics: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """``gap_to_hindsight`` = (cost − cost*) ÷ cost*; ``gap_closed`` = (best heuristic − cost) ÷
-    (best heuristic − cost*) for every run in ``costs``."""
-    best_h = min(costs[h] for h in heuristics if h in costs)
-    out = {}
-    for name, cost in costs.items():
-        span = best_h - cost_star
-        out[name] = {"gap_to_hindsight": (cost - cost_star) / cost_star if cost_star else float("nan"),
-                     "gap_closed": (best_h - cost) / span if span > 0 else float("nan")}
-    return out
+GAP_CLOSED_NA_WITHIN = 0.02   # gap_closed is n/a when the best heuristic is within 2 % of cost_ref
+
+
+def gaps(costs: dict[str, float], cost_ref: float, cost_bound: float,
+         heuristics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """DESIGN.md §5's measures of every run in ``costs`` (EUR):
+
+    ``gap_to_hindsight`` = (cost − cost_ref) ÷ cost_ref (may be negative: cost_ref is realisable,
+    not a bound); ``gap_to_bound`` = (cost − cost_bound) ÷ cost_bound; ``gap_closed`` = (best
+    heuristic − cost) ÷ (best heuristic − cost_ref), the best of the runs named in ``heuristics``
+    — NaN ("n/a") when that heuristic is within ``GAP_CLOSED_NA_WITHIN`` (2 %) of cost_ref or below
+    it (there is no gap to close), or when none ran.
+    """
+    rel = lambda cost, ref: (cost - ref) / ref if ref else float("nan")  # noqa: E731
+    best_h = min((costs[h] for h in heuristics if h in costs), default=float("nan"))
+    span = best_h - cost_ref
+    closable = bool(span > GAP_CLOSED_NA_WITHIN * abs(cost_ref))   # False for NaN too
+    return {name: {"gap_to_hindsight": rel(cost, cost_ref), "gap_to_bound": rel(cost, cost_bound),
+                   "gap_closed": (best_h - cost) / span if closable else float("nan")}
+            for name, cost in costs.items()}
+
+
+def drop_share(ep: EpisodeResult) -> float:
+    """Dropped requests ÷ requests that arrived in the episode (the end rule's leftover included)."""
+    arrived = float(sum(r.arrivals_req.sum() for r in ep.records))
+    return ep.dropped_req / arrived if arrived > 0 else 0.0
+
+
+def idle_energy_eur(plant: PlantParams, ep: EpisodeResult, realised: ControlForecast) -> float:
+    """What the active GPUs' idle power costs over the episode, EUR: per hour and pool
+    ``idle_kw_per_gpu × gpus_applied`` × the site's realised PUE × realised price × the step. A gross
+    attribution (as if drawn from the grid; renewables are not netted against it), the part of the
+    energy cost that provisioning decides."""
+    total = 0.0
+    for t, rec in enumerate(ep.records):
+        site = plant.pool_site
+        eur_per_kwh = (np.asarray(pl.pue(plant, realised.temp_c[t]))[site] * realised.price_eur_per_mwh[t][site] / 1000.0)
+        total += float(np.sum(plant.idle_kw_per_gpu * rec.gpus_applied * eur_per_kwh)) * plant.step_h
+    return total
+
+
+def _drop_eur(ep: EpisodeResult) -> float:
+    return float(sum(r.drop_penalty_eur for r in ep.records)) + ep.leftover_backlog_req * ep.drop_eur_per_request
+
+
+def value_of_forecasts(plant: PlantParams, realised: ControlForecast, learned: EpisodeResult,
+                       perfect: EpisodeResult) -> dict[str, float]:
+    """``value_of_forecasts`` = cost(MPC, learned) − cost(MPC, perfect), EUR, split into idle energy
+    (``idle_energy_eur``), drops (drop penalty, leftover backlog included), SLO penalties and the
+    rest (dynamic energy, renewables, water, GPU starts): keys ``value_of_forecasts_eur``,
+    ``…_idle_energy_eur``, ``…_drops_eur``, ``…_slo_eur``, ``…_other_eur``."""
+    total = learned.cost_eur - perfect.cost_eur
+    idle = idle_energy_eur(plant, learned, realised) - idle_energy_eur(plant, perfect, realised)
+    drops = _drop_eur(learned) - _drop_eur(perfect)
+    slo = float(sum(r.slo_penalty_eur for r in learned.records) - sum(r.slo_penalty_eur for r in perfect.records))
+    return {"value_of_forecasts_eur": total, "value_of_forecasts_idle_energy_eur": idle,
+            "value_of_forecasts_drops_eur": drops, "value_of_forecasts_slo_eur": slo,
+            "value_of_forecasts_other_eur": total - idle - drops - slo}

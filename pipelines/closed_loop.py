@@ -27,7 +27,8 @@ from control.inputs import ControlForecast
 from control.mpc import AllocationMPC
 from control.params import ControlSettings
 from control.plant import PlantParams
-from control.simulate import EpisodeResult, InvariantError, hindsight_optimum, run_episode
+from control.reference import HindsightFailed, Reference, hindsight_reference
+from control.simulate import EpisodeResult, InvariantError, run_episode
 from control.state import PlantState
 from forecast.dataset import Dataset
 from pipelines import _checkpoint as ckpt
@@ -35,15 +36,15 @@ from pipelines import _loop_plots as plots
 from pipelines._args import SECONDARY, WINDOWS
 from pipelines._config import Config
 from pipelines._loop_forecasts import forecaster_for
-from pipelines._loop_report import (dispatch_columns, fallback_columns, fallback_lines, flow_frame, gaps, kpis,
-                                    site_frame)
+from pipelines._loop_compare import (BOUND_ROW, HEURISTICS, MEASURES, REF_ROW, comparison_table, log_references,
+                                     print_references, print_table, reference_metrics)
+from pipelines._loop_report import dispatch_columns, fallback_columns, fallback_lines, flow_frame, kpis, site_frame
 
 __all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "prepare", "run_compare", "run_plan",
            "run_simulate"]
 
 EXPERIMENT = "closed-loop"
 MODEL_URI = "models:/greenllm-forecaster/latest"
-HEURISTICS = ("nearest-site", "cheapest-price", "lowest-carbon", "capacity-proportional")
 CONTROLLERS = ("mpc", "mpc-temperature-unaware", "myopic", *HEURISTICS)
 
 
@@ -334,8 +335,8 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
 
 
 def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | None,
-                 show_progress: bool = True) -> tuple[Setup, dict[str, RunOutput], float, dict[str, str]]:
-    """Every controller on identical data, and the hindsight optimum's cost."""
+                 show_progress: bool = True) -> tuple[Setup, dict[str, RunOutput], Reference, dict[str, str]]:
+    """Every controller on identical data, and the hindsight references (``control.reference``)."""
     suite, lineage, main = None, {}, "seasonal-naive"
     if model_uri:
         suite, folder = _load_suite(model_uri)
@@ -354,22 +355,20 @@ def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | N
         print(f"  {label:42s} cost {runs[label].kpis['cost_eur']:10.2f} EUR", flush=True)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     limit = cfg.control.solver_time_limit_s
-    best = hindsight_optimum(s.plant, s.realised, s.steps, state, time_limit_s=limit, **_objective_kwargs(cfg))
-    if not best.success:
+    try:
+        ref = hindsight_reference(s.plant, s.realised, s.steps, state, time_limit_s=limit,
+                                  headroom=cfg.control.provision_headroom)
+    except HindsightFailed as exc:
         raise ValueError(f"hindsight optimum of window {window} ({s.steps} h): the solver found no solution "
-                         f"({best.status}); with control.solver_time_limit_s = {limit:g} s per stage "
-                         "(valid 1e-06 … 3600), a larger limit may let it finish")
-    return s, runs, float(best.stage_values[0]), lineage
-
-
-def comparison_table(runs: dict[str, RunOutput], cost_star: float, main: str) -> pd.DataFrame:
-    """One row per controller: KPIs, gap_to_hindsight and gap_closed (heuristics with the main forecaster)."""
-    costs = {k: v.kpis["cost_eur"] for k, v in runs.items()}
-    heur = tuple(k for k in runs if k.split(" [")[0] in HEURISTICS)
-    g = gaps(costs, cost_star, heur)
-    rows = [{"controller": k, **v.kpis, **g[k]} for k, v in runs.items()]
-    rows.append({"controller": "hindsight optimum", "cost_eur": cost_star, "gap_to_hindsight": 0.0, "gap_closed": 1.0})
-    return pd.DataFrame(rows).set_index("controller")
+                         f"({exc.status}); with control.solver_time_limit_s = {limit:g} s per stage "
+                         "(valid 1e-06 … 3600), a larger limit may let it finish") from None
+    print(f"  {BOUND_ROW:42s} cost {ref.cost_bound_eur:10.2f} EUR ({ref.sub_steps} sub-steps per hour)\n"
+          f"  {REF_ROW:42s} cost {ref.cost_ref_eur:10.2f} EUR (the {ref.ref_source}; replays: LP plan "
+          f"{ref.lp_replay_eur:.2f}, LP with hourly shares {ref.shares_lp_replay_eur:.2f}, whole-GPU MILP "
+          f"{ref.milp_replay_eur:.2f} EUR; MILP {ref.milp_status}, "
+          f"gap {100 * ref.milp_gap:.2f} %{', stopped early' if ref.milp_stopped_early else ''}; "
+          f"{ref.solve_s:.0f} s)", flush=True)
+    return s, runs, ref, lineage
 
 
 def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
@@ -387,12 +386,13 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
         except FileNotFoundError as exc:
             raise SystemExit(f"greenllm compare: {exc}") from None
     names = list(SECONDARY) if windows else [window]
-    tables = []
+    main = "learned" if model_uri else "seasonal-naive"
+    tables, values = [], {}
     with start_run(EXPERIMENT, f"compare-{'secondary' if windows else window}") as parent:
         for w in names:
             print(f"greenllm compare: window {w}" + (f" ({steps} h)" if steps else ""))
-            s, runs, cost_star, lineage = compare_runs(cfg, w, steps, model_uri)
-            table = comparison_table(runs, cost_star, "learned" if model_uri else "seasonal-naive")
+            s, runs, ref, lineage = compare_runs(cfg, w, steps, model_uri)
+            table = comparison_table(runs, ref, main, s.plant)
             table.insert(0, "window", w)
             tables.append(table)
             for label, out in runs.items():
@@ -401,13 +401,14 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
                     ctrl, kind = label.split(" [")
                     params = _run_params(s, ctrl, kind.rstrip("]"), out.forecaster, lineage)
                     _log_run(out, s, params, out_dir / w / label.replace(" ", "_").replace("[", "").replace("]", ""))
-                    mlflow.log_metrics({k: float(v) for k, v in table.loc[label, ["gap_to_hindsight", "gap_closed"]].items()
+                    mlflow.log_metrics({k: float(v) for k, v in table.loc[label, list(MEASURES)].items()
                                         if np.isfinite(v)})
             series = {k: v.per_step for k, v in runs.items()}
             out_dir.mkdir(parents=True, exist_ok=True)
             mlflow.log_artifact(str(plots.plot_cumulative(series, out_dir / f"cumulative_{w}.png",
                                                           f"{w} from {s.t0:%Y-%m-%d}")), "plots")
-            mlflow.log_metric(f"{w}.hindsight_cost_eur", cost_star)
+            values[w] = reference_metrics(ref, runs, s, main)
+            log_references(w, values[w], ref, len(names) == 1)
         full = pd.concat(tables)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "comparison.csv"
@@ -415,22 +416,11 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
             mlflow.log_artifact(str(path))
         mlflow.log_params({"windows": ",".join(names), "forecaster": model_uri or "seasonal-naive",
                            "steps": str(steps or "")})
-        _print_table(full, windows)
+        print_table(full, windows)
+        print_references(values, main)
         print(f"\nMLflow parent run {parent.info.run_id} ('{EXPERIMENT}'), one child per controller; "
               f"plots in {out_dir}/. Browse with `greenllm ui`.")
     return full
-
-
-def _print_table(full: pd.DataFrame, windows: bool) -> None:
-    cols = ["cost_eur", "energy_cost_eur", "co2_kg", "water_l", "drops", "slo_misses", "gap_to_hindsight",
-            "gap_closed", "median_step_ms", "fallback_steps"]
-    pd.set_option("display.width", 200)
-    if windows:
-        agg = full.reset_index().groupby("controller", sort=False)[cols].agg(["mean", "std"])
-        print(agg.round(3).to_string())
-    else:
-        print()
-        print(full[cols].round(3).to_string())
 
 
 def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any]:

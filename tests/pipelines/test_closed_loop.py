@@ -51,20 +51,31 @@ def test_simulate_end_to_end_tracks_the_run(store, tmp_path, capsys):
     assert len(sites) == STEPS * 3
 
 
-def test_compare_parent_children_and_the_hindsight_bound(smoke_cfg, store, tmp_path):
+def test_compare_parent_children_and_the_hindsight_references(smoke_cfg, store, tmp_path, capsys):
+    from pipelines._loop_compare import BOUND_ROW, MEASURES, REF_ROW
     from pipelines._loop_report import KPI_COLUMNS
 
     table = closed_loop.run_compare(smoke_cfg, "primary", STEPS, None, tmp_path / "cmp")
-    assert set(KPI_COLUMNS) <= set(table.columns)
-    star = table.loc["hindsight optimum", "cost_eur"]
-    controllers = table.drop(index="hindsight optimum")
-    assert (controllers["cost_eur"] >= star * (1 - 1e-6)).all()
-    assert (controllers["gap_to_hindsight"] >= -1e-6).all()
+    assert set(KPI_COLUMNS) | set(MEASURES) <= set(table.columns)
+    bound, ref = table.loc[BOUND_ROW, "cost_eur"], table.loc[REF_ROW, "cost_eur"]
+    assert ref >= bound * (1 - 1e-6)
+    assert table.loc[REF_ROW, "gap_to_bound"] == pytest.approx((ref - bound) / bound)
+    controllers = table.drop(index=[BOUND_ROW, REF_ROW])
+    assert (controllers["cost_eur"] >= bound * (1 - 1e-6)).all()     # the bound holds for every controller
+    assert (controllers["gap_to_bound"] >= -1e-6).all()
+    np.testing.assert_allclose(controllers["gap_to_hindsight"], (controllers["cost_eur"] - ref) / ref)
+    assert ((controllers["drop_share"] >= 0) & (controllers["drop_share"] <= 1)).all()
+    out = capsys.readouterr().out
+    assert BOUND_ROW in out and REF_ROW in out and "bound_spread" in out and "value_of_forecasts" in out
     runs = _runs(store)
     parent = runs[runs["tags.mlflow.parentRunId"].isna()]
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
     assert len(parent) == 1 and len(children) == len(controllers)
     assert set(children["tags.mlflow.parentRunId"]) == {parent.iloc[0]["run_id"]}
+    top = parent.iloc[0]
+    assert top["metrics.cost_ref"] == pytest.approx(ref) and top["metrics.cost_bound"] == pytest.approx(bound)
+    assert np.isfinite(top["metrics.bound_spread"]) and np.isfinite(top["metrics.value_of_forecasts_eur"])
+    assert children["metrics.gap_to_bound"].notna().all()
     client = mlflow.MlflowClient()
     arts = {a.path for a in client.list_artifacts(parent.iloc[0]["run_id"])}
     assert "comparison.csv" in arts and "plots" in arts
