@@ -131,12 +131,11 @@ class LinearProgram:
             ``hold``), the power balance holds for the block's energy (rows ``balance`` per block,
             as the plant accounts power per hour) and, when the first block is partial, its GPUs
             are those already running (row ``continue``). With holds, rows ``block_shares`` make
-            each pair's served load one share per block × the step's load of its stream
-            (parameter ``pair_load``, variable ``sh``), plus for a deferrable pair a rate held over
-            the block (``sy``: its part of the backlog, which the plant offers evenly over the
-            hour): routing as the plant's hourly shares route it. They bind only when their row
-            bounds say so (``AllocationMPC``), else they are free rows. 1: every step free (the
-            hourly LP). Only with every step exact.
+            each pair's served load one share per block (variable ``sh``) × the work the plant
+            offers its stream in the step (parameter ``pair_load``): routing as the plant's hourly
+            shares route it. They bind only when their row bounds say so (``AllocationMPC``),
+            else they are free rows. 1: every step free (the hourly LP). Only with every step
+            exact.
     """
 
     def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None,
@@ -174,7 +173,7 @@ class LinearProgram:
                               "u": (d.E, d.RK), "ua": (d.T, d.RKa), "q": (d.E, nd), "qa": (d.T, nda),
                               "st": (d.H, d.P), "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m),
                               "share0": (1, len(self.group_keys)),
-                              "sh": (n_blocks, d.m), "sy": (n_blocks, d.m)})
+                              "sh": (n_blocks, d.m)})
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
                               "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
                               "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
@@ -301,7 +300,7 @@ class LinearProgram:
         rows = [ca.vertcat(*[x(k, t) - x(k, t - 1) for k in keys]) for t in inside]
         first_partial = self.d.H % self.hold_steps != 0
         block = (np.cumsum(self.block_start) - 1).tolist()
-        shares = [x("x", t) - self.p("pair_load", t) * x("sh", block[t]) - x("sy", block[t]) for t in range(self.d.H)]
+        shares = [x("x", t) - self.p("pair_load", t) * x("sh", block[t]) for t in range(self.d.H)]
         return [("hold", rows), ("continue", [x("n", 0)] if first_partial else []), ("block_shares", shares)]
 
     def unserved_req(self) -> Any:

@@ -285,7 +285,6 @@ class AllocationMPC:
             lp.x.pack(ubx, key, plant.battery_kw[plant.battery_sites])
         lp.x.pack(ubx, "soc", plant.battery_kwh[plant.battery_sites])
         lp.x.pack(ubx, "sh", 1.0)
-        lp.x.pack(ubx, "sy", np.where(plant.deferrable[plant.pairs[:, 2]], np.inf, 0.0))   # deferrable pairs only
         return lbx, ubx
 
     def terminal_value(self, fc: ControlForecast, pue_value: np.ndarray) -> np.ndarray:
@@ -466,10 +465,11 @@ class AllocationMPC:
         return self._step_data(state, fc, self.horizon_map.lp_steps(fc), end_step)
 
     def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast, end_step: int | None,
-                   block_shares: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                   block_shares: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         end = None if end_step is None else int(self.horizon_map.step_of_hour[end_step])
         p = self._parameters(state, steps, end, self.horizon_map.daymask(fc))
-        lbg, ubg = self._row_bounds(state, steps, block_shares)
+        lbg, ubg = self._row_bounds(state, steps, block_shares is not None)
         ubx = self._ubx.copy()
         if len(self.lp.d.deferred):
             fifo = self._fifo_bound_req(state, fc)[self.horizon_map.step_end]  # at each LP step's end
@@ -480,7 +480,31 @@ class AllocationMPC:
             self.lp.x.pack(ubx, "qa", self.horizon_map.pooled_deferred(fifo[self.lp.d.E:]))
         if self.share_cap > 0 and self.lp.group_keys:
             self._uncap_certain_groups(ubx, fc)
-        return p, self._lbx, ubx, lbg, ubg
+        lbx = self._lbx
+        if block_shares is not None:
+            lbx = lbx.copy()
+            self._share_routing(p, lbx, ubx, steps, block_shares)
+        return p, lbx, ubx, lbg, ubg
+
+    def _share_routing(self, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray, fc: ControlForecast,
+                       backlog_req: np.ndarray) -> None:
+        """Routing by one share per hold block (rows ``block_shares``): a pair serves its block's
+        share of the work the plant offers its stream in each step — the arrivals and, for a
+        deferrable stream, ``1 / hold_steps`` of the backlog it starts the block with — and the
+        backlog at every later block start is fixed to ``backlog_req`` ``(blocks, deferrable
+        streams)``, so that the shares apply to the work they were planned for."""
+        lp, plant, d = self.lp, self.plant, self.lp.d
+        starts = np.flatnonzero(lp.block_start)
+        backlog = np.asarray(backlog_req, dtype=float)
+        if lp.hold_steps == 1 or backlog.shape != (len(starts), len(d.deferred)):
+            raise ValueError(f"block_shares: backlog {backlog.shape}; expected ({len(starts)}, {len(d.deferred)}) "
+                             f"with hold_steps > 1 (hold_steps {lp.hold_steps})")
+        rate = fc.load_req_per_s.reshape(d.H, -1).copy()
+        rate[:, d.deferred] += backlog[np.cumsum(lp.block_start) - 1] / (lp.hold_steps * plant.step_s)
+        lp.p.pack(p, "pair_load", rate[:, plant.pair_stream])
+        q0, nd = lp.x.offset["q"], len(d.deferred)
+        for b, t in enumerate(starts[1:], start=1):   # block b starts with step t − 1's end backlog
+            lbx[q0 + (t - 1) * nd:q0 + t * nd] = ubx[q0 + (t - 1) * nd:q0 + t * nd] = backlog[b]
 
     def _uncap_certain_groups(self, ubx: np.ndarray, fc: ControlForecast) -> None:
         """Lift the share cap of the (region group, class) totals whose applied-step forecast has
@@ -492,7 +516,7 @@ class AllocationMPC:
         ubx[sl] = np.where(certain, 1.0, ubx[sl])
 
     def solve(self, state: PlantState, forecast: ControlForecast, *,
-              end_step: int | None = None, block_shares: bool = False) -> MPCResult:
+              end_step: int | None = None, block_shares: np.ndarray | None = None) -> MPCResult:
         """Plan the next ``horizon`` steps.
 
         Args:
@@ -501,8 +525,9 @@ class AllocationMPC:
             end_step: the step of the horizon that ends the episode (None: beyond the horizon);
                 backlog left at its end counts as dropped (the episode's end rule). Backlog left
                 at the horizon's end is valued at ``terminal_value``.
-            block_shares: with ``hold_steps``, routing by one share per block (rows
-                ``block_shares`` of ``control._lp``: what the plant's hourly shares apply).
+            block_shares: with ``hold_steps``, the backlog at each block's start ``(blocks,
+                deferrable streams)``, requests: routing by one share per block of the work the
+                plant offers (``_share_routing``); None: per step.
 
         Raises:
             ValueError: the state or forecast is malformed (names the array, site/stream, step).
@@ -553,15 +578,14 @@ class AllocationMPC:
 
     def solve_whole_gpus(self, state: PlantState, forecast: ControlForecast, *, end_step: int | None = None,
                          mip_rel_gap: float = 1e-3, start_gpus: np.ndarray | None = None,
-                         block_shares: bool = False) -> tuple[MPCResult, float]:
+                         block_shares: np.ndarray | None = None) -> tuple[MPCResult, float]:
         """The cost stage alone as a MILP: every step's GPUs whole (HiGHS branch and bound; the
         hindsight reference of ``control.reference``). Same arguments as ``solve``.
 
         Args:
             mip_rel_gap: HiGHS stops at this relative gap between the incumbent and its bound.
             start_gpus: whole GPUs ``(H, P)`` to start from (HiGHS completes the rest), or None.
-            block_shares: with holds, routing by one share per block (rows ``block_shares`` of
-            ``control._lp``: what the plant's hourly shares apply).
+            block_shares: as for ``solve``.
 
         Returns:
             The result (``status`` HiGHS's: ``Optimal`` at the gap, ``Time limit reached`` when

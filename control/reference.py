@@ -8,9 +8,10 @@
   held within the hour. A lower bound on every controller's realised cost, not a reachable point.
 * ``cost_ref`` — the best realisable hindsight cost: the cheapest of three whole-episode plans, each
   replayed hour by hour through the plant (``run_episode``: the dispatcher, whole GPUs, queueing):
-  the bound's own plan; the plan of the same LP with routing by hourly shares (rows
-  ``block_shares``: what the plant's shares apply, so that the dispatcher need not spill); and a
-  MILP hindsight plan with whole GPUs and hourly shares (HiGHS branch and bound at ``mip_rel_gap``,
+  the bound's own plan; the plan of the same LP with routing by hourly shares of the work the
+  plant offers (rows ``block_shares``; the backlog at every hour's start fixed to the bound's), so
+  that the dispatcher need not spill; and a MILP hindsight plan with whole GPUs and those hourly
+  shares (HiGHS branch and bound at ``mip_rel_gap``,
   started from the shares plan's GPUs rounded up, within the time limit; whether it stopped early
   and its gap are reported). A replay applies the plan's hourly shares (its served work of the
   hour ÷ the hour's work) and battery power, and whole GPUs: the plant's SLO-aware count
@@ -40,7 +41,8 @@ from control.simulate import EpisodeResult, run_episode
 from control.sizing import provision_gpus
 from control.state import Allocation, PlantState
 
-__all__ = ["HindsightFailed", "PlanReplay", "Reference", "SubStepProblem", "hindsight_bound", "hindsight_reference",
+__all__ = ["HindsightFailed", "PlanReplay", "Reference", "SubStepProblem", "block_backlog_req", "hindsight_bound",
+           "hindsight_reference",
            "hourly_plan", "sub_step_problem"]
 
 
@@ -144,6 +146,14 @@ def hourly_plan(plant: PlantParams, sub_plan: Plan, realised: ControlForecast, s
                 last(sub_plan.soc_kwh), mean(sub_plan.dropped_req_per_s), last(sub_plan.backlog_req))
 
 
+def block_backlog_req(plant: PlantParams, sub_plan: Plan, state: PlantState, M: int) -> np.ndarray:
+    """The backlog of each deferrable stream at every hour's start, requests ``(T, deferrable
+    streams)``, of a sub-step plan (the state's at the first)."""
+    defer = np.flatnonzero(np.tile(plant.deferrable, len(plant.region_names)))
+    first = np.asarray(state.backlog_req, dtype=float).reshape(-1)[defer]
+    return np.maximum(np.vstack([first[None], np.asarray(sub_plan.backlog_req)[M - 1::M][:-1]]), 0.0)
+
+
 class PlanReplay:
     """Applies a fixed hourly plan: its shares and battery power, and whole GPUs — the plant's
     SLO-aware count for those shares of the realised hour's load (``slo_aware_decision_gpus``),
@@ -210,11 +220,12 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
     began = time.perf_counter()
     problem, mpc, lp = hindsight_bound(plant, realised, steps, state, time_limit_s=time_limit_s)
     M, end = problem.sub_steps, problem.sub_steps * steps - 1
-    shares = mpc.solve(problem.state, problem.forecast, end_step=end, block_shares=True)
+    backlog = block_backlog_req(plant, lp.plan, state, M)   # the bound's backlog at every hour's start
+    shares = mpc.solve(problem.state, problem.forecast, end_step=end, block_shares=backlog)
     base = shares.plan if shares.success and shares.plan is not None else lp.plan
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=end, mip_rel_gap=mip_rel_gap,
                                      start_gpus=np.minimum(np.ceil(base.gpus - 1e-9), problem.plant.gpus_max),
-                                     block_shares=True)
+                                     block_shares=backlog)
     replays: dict[str, EpisodeResult] = {}
     for name, result in (("lp", lp), ("lp-shares", shares), ("milp", milp)):
         if result.success and result.plan is not None:

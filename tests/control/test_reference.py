@@ -17,7 +17,7 @@ import pytest
 from control.controllers import CapacityProportional, MPCController, ShrinkingHorizonMPC
 from control.mpc import AllocationMPC
 from control.plant import pue
-from control.reference import hindsight_bound, hindsight_reference
+from control.reference import block_backlog_req, hindsight_bound, hindsight_reference
 from control.simulate import hindsight_optimum, run_episode
 from control.state import PlantState
 from pipelines._loop_report import GAP_CLOSED_NA_WITHIN, gaps, idle_energy_eur, value_of_forecasts
@@ -84,7 +84,8 @@ def test_known_optimum_gpus_cover_the_sub_step_peak_and_the_milp_rounds_them_up(
     eur_per_kw_h = float(pue(plant, np.array([10.0]))[0]) * 100.0 / 1000.0
     np.testing.assert_allclose(bound.plan.gpus, 2.8, rtol=1e-6)
     assert bound.stage_values[0] == pytest.approx(T * (2.5 + 2.8) * eur_per_kw_h, rel=SOLVER_RTOL)
-    milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=T * M - 1, block_shares=True)
+    milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=T * M - 1,
+                                     block_shares=block_backlog_req(plant, bound.plan, state, M))
     assert milp.success and milp.status == "Optimal" and gap <= 1e-3
     np.testing.assert_array_equal(milp.plan.gpus, 3.0)
     assert milp.stage_values[0] == pytest.approx(T * (2.5 + 3.0) * eur_per_kw_h, rel=SOLVER_RTOL)
@@ -103,7 +104,8 @@ def test_on_smoke_data_cost_ref_is_at_least_cost_bound_and_the_milp_has_whole_gp
     assert ref.episode.cost_eur == ref.cost_ref_eur and len(ref.episode.records) == steps
     assert ref.bound_spread == pytest.approx((ref.cost_ref_eur - ref.cost_bound_eur) / ref.cost_bound_eur)
     problem, mpc, bound = hindsight_bound(s.plant, s.realised, steps, state)
-    milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=steps * 6 - 1, block_shares=True)
+    milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=steps * 6 - 1,
+                                     block_shares=block_backlog_req(s.plant, bound.plan, state, 6))
     assert milp.success
     np.testing.assert_allclose(milp.plan.gpus, np.round(milp.plan.gpus), atol=1e-6)
     assert milp.stage_values[0] >= bound.stage_values[0] * (1 - SOLVER_RTOL)
