@@ -42,6 +42,7 @@ __all__ = [
     "ShrinkingHorizonMPC",
     "annual_mean_pue",
     "myopic",
+    "provisioned_gpus",
     "temperature_unaware",
 ]
 
@@ -70,10 +71,14 @@ def _check_headroom(headroom: float) -> float:
     return float(headroom)
 
 
-def _provisioned(plant: PlantParams, share: np.ndarray, state: PlantState, forecast: ControlForecast,
-                 headroom: float) -> np.ndarray:
-    """The sizing rule's GPUs for a decision's shares at the forecast's provisioning level (step 0)."""
-    return sizing.provision_gpus(plant, share, forecast.load_provision_req_per_s[0], headroom, state.backlog_req)
+def provisioned_gpus(plant: PlantParams, share: np.ndarray, state: PlantState, forecast: ControlForecast,
+                     headroom: float) -> np.ndarray:
+    """The sizing rule's GPUs for a decision's shares at the forecast's provisioning level (step 0),
+    or, when the forecast knows the hour's sub-steps (perfect foresight), at each pool's busiest one."""
+    sub = forecast.load_sub_req_per_s
+    if sub is None:
+        return sizing.provision_gpus(plant, share, forecast.load_provision_req_per_s[0], headroom, state.backlog_req)
+    return np.max([sizing.provision_gpus(plant, share, load, headroom, state.backlog_req) for load in sub[0]], axis=0)
 
 
 class CapacityProportional:
@@ -93,7 +98,7 @@ class CapacityProportional:
 
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
         share = capacity_shares(self.plant, self.plant.gpus_max)
-        gpus = _provisioned(self.plant, share, state, forecast, self.headroom)
+        gpus = provisioned_gpus(self.plant, share, state, forecast, self.headroom)
         return Allocation(share, gpus, *_idle_battery(self.plant), self.name)
 
 
@@ -170,7 +175,7 @@ class GreedyController:
             used = installed / (1.0 + self.headroom) - room                     # the headroom itself
             self._fill(work, rank, installed - used, share)
         self._route_rest(rank, share)
-        gpus = _provisioned(plant, share, state, forecast, self.headroom)
+        gpus = provisioned_gpus(plant, share, state, forecast, self.headroom)
         return Allocation(share, gpus, *_idle_battery(plant), self.name)
 
 
@@ -262,7 +267,7 @@ class MPCController:
 
     def _floored(self, alloc: Allocation, state: PlantState, forecast: ControlForecast) -> Allocation:
         """The plan's decision with at least the sizing rule's GPUs for its shares."""
-        floor = _provisioned(self.mpc.plant, alloc.share, state, forecast, self.headroom)
+        floor = provisioned_gpus(self.mpc.plant, alloc.share, state, forecast, self.headroom)
         return Allocation(alloc.share, np.maximum(alloc.gpus, floor), alloc.charge_kw, alloc.discharge_kw,
                           alloc.source)
 

@@ -135,6 +135,10 @@ def test_the_peak_factor_is_the_quantile_of_the_hours_max_over_mean_on_training_
     assert got[0] == pytest.approx(1.0)
     top = fit_peak_factor(frame, ["R0/chat"], starts, 0.99, train_days=1)[0]
     assert top == pytest.approx(8.0 / 3.0 + 0.77 * (3.5 - 8.0 / 3.0))   # position 22.77
+    # one group: the summed load's hours are 1,1,1,7,1,7 (7/3) and 2,2,2,2,2,8 (8/3), the rest flat
+    both = fit_peak_factor(frame, ["R0/chat", "R0/batch"], starts, 0.99, train_days=1,
+                           group_of={"R0/chat": "fleet", "R0/batch": "fleet"})
+    np.testing.assert_allclose(both, 7.0 / 3.0 + 0.77 * (8.0 / 3.0 - 7.0 / 3.0), rtol=1e-12)
     with pytest.raises(KeyError, match="R1/chat"):
         fit_peak_factor(frame, ["R1/chat"], starts, 0.9)
 
@@ -155,3 +159,25 @@ def test_perfect_forecasts_provision_for_the_realised_10_min_peak_of_each_hour()
     assert "10-min peak" in note
     alloc = GreedyController(plant, "nearest").act(0, state, fn(0))
     np.testing.assert_allclose(alloc.gpus, [10.0, 0.0], rtol=EXACT)                     # peak, not mean 5
+
+
+def test_perfect_forecasts_provision_the_fleet_peak_and_each_pools_busiest_sub_step():
+    from dataclasses import replace
+
+    from pipelines._loop_forecasts import forecaster_for
+
+    plant = tiny_plant(n_sites=2, n_regions=2, classes=("chat", "batch"), gpus=100.0,
+                       rtt_s=np.array([[0.01, 0.03], [0.03, 0.01]]))
+    state = PlantState.initial(plant, water_day=DAY0)
+    sub = np.zeros((1, 6, 2, 2))
+    sub[0, :, 0, 0] = [4, 4, 4, 4, 4, 10]       # R0/chat bursts at the end, R1/chat at the start:
+    sub[0, :, 1, 0] = [10, 4, 4, 4, 4, 4]       # the fleet total peaks at 14 on a mean of 10
+    sub[0, :, 0, 1] = [0, 0, 0, 0, 0, 12]       # batch: its burst waits (no peak factor)
+    realised = replace(flat_forecast(plant, 1, load=sub.mean(axis=1)), load_sub_req_per_s=sub).validate(plant)
+    fn, _ = forecaster_for("perfect", None, plant, realised, pd.Timestamp("2018-12-14T00:00Z"), 1, 0.9)
+    fc = fn(0)
+    np.testing.assert_allclose(fc.load_provision_req_per_s[0], [[5 * 14 / 10, 2.0], [5 * 14 / 10, 0.0]], rtol=1e-12)
+    alloc = GreedyController(plant, "nearest").act(0, state, fc)
+    np.testing.assert_allclose(alloc.share[:, :, 0], np.eye(2), atol=EXACT)   # each region's chat to its nearest
+    # pool 0 takes R0's chat and batch: busiest sub-step 10 + 12 = 22; pool 1 R1's chat: 10
+    np.testing.assert_allclose(alloc.gpus, [22.0, 10.0], rtol=EXACT)

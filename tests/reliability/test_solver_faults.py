@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from control.controllers import CapacityProportional, FallbackEvent, MPCController, ShrinkingHorizonMPC
+from control.controllers import (CapacityProportional, FallbackEvent, MPCController, ShrinkingHorizonMPC,
+                                 provisioned_gpus)
 from control.mpc import AllocationMPC, MPCResult
 from control.simulate import perfect_forecaster
-from control.sizing import provision_gpus
 from control.state import PlantState
 from pipelines import closed_loop
 from pipelines._config import load_config
@@ -66,8 +66,8 @@ def test_a_time_out_reuses_the_previous_plan_once_then_the_heuristic(monkeypatch
     np.testing.assert_array_equal(decisions[1].share, planned.share)
     # its GPUs, at least the sizing rule's for its shares (perfect forecasts: the hour's 10-min peak)
     _, state, forecast = ctrl.seen[1]
-    floor = provision_gpus(ctrl.mpc.plant, planned.share, forecast.load_provision_req_per_s[0], ctrl.headroom,
-                           state.backlog_req)
+    # (the busiest realised sub-step of each pool: control.controllers.provisioned_gpus)
+    floor = provisioned_gpus(ctrl.mpc.plant, planned.share, state, forecast, ctrl.headroom)
     np.testing.assert_array_equal(decisions[1].gpus, np.maximum(planned.gpus, floor))
 
 
