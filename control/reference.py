@@ -220,8 +220,10 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
     began = time.perf_counter()
     problem, mpc, lp = hindsight_bound(plant, realised, steps, state, time_limit_s=time_limit_s)
     M, end = problem.sub_steps, problem.sub_steps * steps - 1
-    backlog = block_backlog_req(plant, lp.plan, state, M)   # the bound's backlog at every hour's start
-    shares = mpc.solve(problem.state, problem.forecast, end_step=end, block_shares=backlog)
+    # hourly shares of the work the plant offers, with the bound's backlog at every hour's start
+    # (M = 1: the bound's own routing is hourly already)
+    backlog = block_backlog_req(plant, lp.plan, state, M) if M > 1 else None
+    shares = mpc.solve(problem.state, problem.forecast, end_step=end, block_shares=backlog) if M > 1 else lp
     base = shares.plan if shares.success and shares.plan is not None else lp.plan
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=end, mip_rel_gap=mip_rel_gap,
                                      start_gpus=np.minimum(np.ceil(base.gpus - 1e-9), problem.plant.gpus_max),

@@ -70,6 +70,16 @@ def test_flat_sub_steps_give_the_hourly_hindsight_lp_and_peaks_cost_more(seed):
     assert peaks.stage_values[0] >= hourly.stage_values[0] * (1 - SOLVER_RTOL)
 
 
+def test_without_sub_step_load_the_references_are_hourly():
+    plant, fc, state = random_instance(5, steps=6)
+    ref = hindsight_reference(plant, fc, 6, state)
+    hourly = hindsight_optimum(plant, fc, 6, state, order=("cost",))
+    assert ref.sub_steps == 1
+    assert ref.cost_bound_eur == pytest.approx(hourly.stage_values[0], rel=SOLVER_RTOL)
+    assert ref.cost_ref_eur >= ref.cost_bound_eur * (1 - SOLVER_RTOL)
+    assert ref.shares_lp_replay_eur == ref.lp_replay_eur   # hourly routing is share routing already
+
+
 def test_known_optimum_gpus_cover_the_sub_step_peak_and_the_milp_rounds_them_up():
     """One site, 1 kW idle per GPU, 1 GPU-s and 1 kJ per request, 2.2 and 2.8 req/s in the two
     sub-steps of each hour: the LP runs 2.8 GPUs all hour, the MILP 3; each hour costs
