@@ -5,14 +5,16 @@ the dispatcher
 
 1. routes each stream's offered work by the hour's shares (``share × offered``);
 2. lets each pool serve its routed work up to its capacity ``rho_max × GPUs × sub-step seconds``
-   (GPU-seconds, ``plant.gpu_s_per_req`` per request); a pool routed more serves every stream's
-   routed work scaled by the same factor (pro rata), the rest overflows;
+   (GPU-seconds, ``plant.gpu_s_per_req`` per request), interactive work first (batch work can
+   wait, a chat cannot): a pool routed more serves its interactive streams' routed work scaled by
+   one factor (pro rata), then its deferrable streams' with what is left, and the rest overflows;
 3. spills each stream's overflow — and an interactive stream's unrouted rest (``1 − Σ_p share``:
    a load balancer drops nothing it can place) — to the stream's allowed pools
    (``plant.allowed``: SLO- and residency-disallowed pairs never receive spill) with free capacity
    (``rho_max × GPUs × sub-step − routed work``), cheapest marginal cost of the hour first; a
    pool's free capacity is shared pro rata (by GPU-seconds asked) between the streams overflowing
-   into it, and a stream that finds its cheapest pool full moves on to the next;
+   into it, and a stream that finds its cheapest pool full moves on to the next; interactive
+   overflow is placed first, deferrable overflow in what free capacity is left;
 4. returns deferrable work that finds no room to the backlog and drops interactive work that no
    allowed pool can take. A deferrable stream's unrouted rest is deferred by decision: it stays in
    the backlog and is not the dispatcher's to place.
@@ -73,13 +75,13 @@ def _spill(plant: PlantParams, left_req: np.ndarray, free_gpu_s: np.ndarray,
     """Place ``left_req`` ``(R, K)`` on allowed pools with free GPU-seconds ``(P,)``, cheapest first.
 
     Returns:
-        (spilled per (region, pool, class), what is left per stream).
+        (spilled per (region, pool, class), what is left per stream, free GPU-seconds left per pool).
     """
     R, K = left_req.shape
     P = plant.n_pools
     spilled = np.zeros((R, P, K))
     if not (left_req > 0).any():
-        return spilled, left_req
+        return spilled, left_req, free_gpu_s
     work = plant.gpu_s_per_req[None]                                           # (1, P, K)
     cost = np.where(plant.allowed, marginal[None], np.inf)                     # (R, P, K)
     pools = np.arange(P)[None, :, None]
@@ -98,7 +100,23 @@ def _spill(plant: PlantParams, left_req: np.ndarray, free_gpu_s: np.ndarray,
         spilled += take
         free = np.where(full, 0.0, free - demand)
         left = np.where(asking, np.where(full[target], left - take.sum(axis=1), 0.0), left)
-    return spilled, np.maximum(left, 0.0)
+    return spilled, np.maximum(left, 0.0), free
+
+
+def _serve_by_priority(plant: PlantParams, routed: np.ndarray, cap_gpu_s: np.ndarray) -> np.ndarray:
+    """Routed work each pool serves within its capacity: interactive classes first (pro rata among
+    them), deferrable classes with what is left (pro rata among them)."""
+    work = plant.gpu_s_per_req                                                 # (P, K)
+    served = np.zeros_like(routed)
+    left = np.asarray(cap_gpu_s, dtype=float).copy()
+    for group in (~plant.deferrable, plant.deferrable):
+        part = np.where(group[None, None, :], routed, 0.0)
+        need = np.einsum("rpk,pk->p", part, work)
+        over = need > left
+        scale = np.where(over, left / np.where(over, need, 1.0), 1.0)
+        served += part * scale[None, :, None]
+        left = np.maximum(left - np.minimum(need, left), 0.0)
+    return served
 
 
 def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpus: np.ndarray,
@@ -120,17 +138,16 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
     """
     work = plant.gpu_s_per_req                                                 # (P, K)
     routed = share * offered_req[:, None, :]                                   # (R, P, K)
-    need = np.einsum("rpk,pk->p", routed, work)                                # GPU-s
     cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s
-    over = need > cap
-    scale = np.where(over, cap / np.where(over, need, 1.0), 1.0)
-    served = routed * scale[None, :, None]
-    free = np.where(over, 0.0, np.maximum(cap - need, 0.0))
-    unrouted = np.where(plant.deferrable[None, :], 0.0, np.maximum(1.0 - share.sum(axis=1), 0.0)) * offered_req
-    overflow = (routed - served).sum(axis=1) + unrouted                       # (R, K)
-    spilled, left = _spill(plant, overflow, free, marginal)
-    served = served + spilled
+    served = _serve_by_priority(plant, routed, cap)
+    free = np.maximum(cap - np.einsum("rpk,pk->p", served, work), 0.0)
     defer = plant.deferrable[None, :]
+    unrouted = np.where(defer, 0.0, np.maximum(1.0 - share.sum(axis=1), 0.0)) * offered_req
+    overflow = (routed - served).sum(axis=1) + unrouted                       # (R, K)
+    spilled_i, left_i, free = _spill(plant, np.where(defer, 0.0, overflow), free, marginal)
+    spilled_d, left_d, _ = _spill(plant, np.where(defer, overflow, 0.0), free, marginal)
+    spilled, left = spilled_i + spilled_d, left_i + left_d
+    served = served + spilled
     busy = np.einsum("rpk,pk->p", served, work)
     full_s = np.asarray(gpus, dtype=float) * sub_s
     util = np.divide(busy, full_s, out=np.zeros_like(busy), where=full_s > 0)

@@ -65,15 +65,16 @@ def test_an_interactive_streams_unrouted_rest_is_placed_where_there_is_room():
 
 def test_deferrable_overflow_returns_to_the_backlog_and_decided_deferral_is_not_placed():
     plant = _one_region(n_sites=2, classes=("chat", "batch"))
-    # chat 6 and batch 6 req/s on pool 0 (8 GPUs; both scaled to 4) and pool 1 full of nothing (0 GPUs);
-    # batch's share is 0.75: its other quarter is deferred by decision and stays out of the dispatch
+    # chat 6 and batch 6 req/s on pool 0 (8 GPUs: room for 8 req/s) and pool 1 full of nothing (0 GPUs);
+    # batch's share is 0.75: its other quarter is deferred by decision and stays out of the dispatch.
+    # Interactive work first: chat is served whole, batch gets the 2 req/s left, 4 return to the backlog
     share = np.zeros((1, 2, 2))
     share[0, 0] = [1.0, 0.75]
     offered = np.array([[6.0, 8.0]]) * SUB_S
     d = dispatch(plant, share, offered, np.array([8.0, 0.0]), SUB_S, np.zeros((2, 2)))
-    np.testing.assert_allclose(d.served_req[0, 0], [4.0 * SUB_S, 4.0 * SUB_S], rtol=EXACT)
-    np.testing.assert_allclose(d.dropped_req, [[2.0 * SUB_S, 0.0]], rtol=EXACT)
-    np.testing.assert_allclose(d.returned_req, [[0.0, 2.0 * SUB_S]], rtol=EXACT)   # not the decided 2 req/s
+    np.testing.assert_allclose(d.served_req[0, 0], [6.0 * SUB_S, 2.0 * SUB_S], rtol=EXACT)
+    np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], rtol=EXACT)
+    np.testing.assert_allclose(d.returned_req, [[0.0, 4.0 * SUB_S]], rtol=EXACT)   # not the decided 2 req/s
     assert d.served_req[0, 1].sum() == 0.0 and d.utilisation[1] == 0.0
 
 
@@ -302,3 +303,18 @@ def test_erlang_b_in_closed_form_matches_the_recursion():
     c, a = np.array([1000.0]), np.array([800.0])
     big_b, big_c = erlang_b(c, a)[0], erlang_c_probability(c, a)[0]
     assert 0.0 <= big_b <= big_c < 1e-6
+
+
+def test_interactive_overflow_takes_free_capacity_before_deferrable_overflow():
+    # pool 0 (4 GPUs) is routed chat 4 and batch 4 req/s: chat is served there, batch overflows;
+    # pool 1 (6 GPUs) is routed chat 8: 2 chat overflow. Free room: none at 0, none at 1 — add
+    # pool 2 with 3 GPUs routed nothing: chat's 2 take it first, batch gets the 1 left, 3 return
+    plant = _one_region(classes=("chat", "batch"))
+    share = np.zeros((1, 3, 2))
+    share[0, 0] = [1 / 3, 1.0]
+    share[0, 1] = [2 / 3, 0.0]
+    offered = np.array([[12.0, 4.0]]) * SUB_S
+    d = dispatch(plant, share, offered, np.array([4.0, 6.0, 3.0]), SUB_S, np.zeros((3, 2)))
+    np.testing.assert_allclose(d.served_req[0, 2], [2.0 * SUB_S, 1.0 * SUB_S], rtol=EXACT)
+    np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(d.returned_req, [[0.0, 3.0 * SUB_S]], rtol=EXACT)
