@@ -214,7 +214,8 @@ class HighsBackend:
         return x, status, iters
 
     def solve_mip(self, weights: np.ndarray, integer_cols: np.ndarray, mip_rel_gap: float,
-                  start: np.ndarray | None = None) -> tuple[np.ndarray | None, str, float]:
+                  start: np.ndarray | None = None,
+                  time_limit_s: float | None = None) -> tuple[np.ndarray | None, str, float]:
         """Minimise ``weights · objective rows`` over the loaded model with ``integer_cols`` whole
         (HiGHS branch and bound, presolve on, the back end's time limit); the columns are
         continuous again afterwards.
@@ -224,6 +225,7 @@ class HighsBackend:
             integer_cols: indices of the columns that must be whole numbers.
             mip_rel_gap: stop when (incumbent − dual bound) ÷ incumbent is at most this.
             start: whole values of ``integer_cols`` to start from (HiGHS completes the rest), or None.
+            time_limit_s: the MILP's own time limit, s (None: the back end's).
 
         Returns:
             ``(x, status, gap)``: the best whole solution found (None when there is none), HiGHS's
@@ -234,7 +236,8 @@ class HighsBackend:
         h.changeColsCost(self.n_cols, self._all_cols, weights @ self._extra[:len(weights)])
         h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kInteger.value, np.uint8))
         for key, value in (("presolve", "on"), ("solver", "choose"), ("mip_rel_gap", float(mip_rel_gap)),
-                           ("time_limit", h.getRunTime() + self.time_limit_s)):
+                           ("time_limit", h.getRunTime() + (self.time_limit_s if time_limit_s is None
+                                                            else float(time_limit_s)))):
             h.setOptionValue(key, value)
         if start is not None:
             h.setSolution(len(cols), cols, np.asarray(start, dtype=float))

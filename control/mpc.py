@@ -578,7 +578,8 @@ class AllocationMPC:
 
     def solve_whole_gpus(self, state: PlantState, forecast: ControlForecast, *, end_step: int | None = None,
                          mip_rel_gap: float = 1e-3, start_gpus: np.ndarray | None = None,
-                         block_shares: np.ndarray | None = None) -> tuple[MPCResult, float]:
+                         block_shares: np.ndarray | None = None,
+                         time_limit_s: float | None = None) -> tuple[MPCResult, float]:
         """The cost stage alone as a MILP: every step's GPUs whole (HiGHS branch and bound; the
         hindsight reference of ``control.reference``). Same arguments as ``solve``.
 
@@ -586,6 +587,7 @@ class AllocationMPC:
             mip_rel_gap: HiGHS stops at this relative gap between the incumbent and its bound.
             start_gpus: whole GPUs ``(H, P)`` to start from (HiGHS completes the rest), or None.
             block_shares: as for ``solve``.
+            time_limit_s: the MILP's time limit, s (None: the MPC's per-stage limit).
 
         Returns:
             The result (``status`` HiGHS's: ``Optimal`` at the gap, ``Time limit reached`` when
@@ -604,7 +606,8 @@ class AllocationMPC:
         self.backend.load(p, lbx, ubx, lbg, ubg)
         cols = np.arange(lp.x.slice("n").start, lp.x.slice("n").stop)
         x, status, gap = self.backend.solve_mip(weights, cols, mip_rel_gap,
-                                                None if start_gpus is None else np.ravel(start_gpus))
+                                                None if start_gpus is None else np.ravel(start_gpus),
+                                                time_limit_s)
         elapsed = time.perf_counter() - start
         if x is None:
             return MPCResult(None, None, f"failed: whole GPUs: {status}", False, (status,), 0, elapsed,

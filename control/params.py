@@ -71,6 +71,8 @@ class ControlSettings:
         solver_time_limit_s: HiGHS time limit of each LP stage of a step (a lexicographic step
             solves up to four), s; a stage that hits it fails the step (or keeps the earlier
             stage's plan) and the controller falls back. The hindsight optimum gets it too.
+        milp_time_limit_s: time limit of the whole-GPU MILP hindsight (``control.reference``), s;
+            it keeps its best whole-GPU plan when it stops early, and reports so.
         max_plan_reuse_steps: how many steps in a row a failed solve may apply the previous plan
             shifted by one more step before the fallback heuristic decides (0 = straight to the
             heuristic; at most ``horizon_steps − 1``).
@@ -105,6 +107,7 @@ class ControlSettings:
     group_bursts: bool = False
     solver_time_limit_s: float = field(default=60.0, metadata=rng(1e-6, 3600.0))
     max_plan_reuse_steps: int = 1   # range 0 … horizon_steps − 1, checked below
+    milp_time_limit_s: float = field(default=20.0, metadata=rng(1e-3, 3600.0))
     provision_headroom: float = field(default=0.0, metadata=rng(0.0, 1.0))
 
     def __post_init__(self) -> None:

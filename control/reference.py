@@ -201,7 +201,8 @@ def hindsight_bound(plant: PlantParams, realised: ControlForecast, steps: int, s
 
 
 def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: int, state: PlantState, *,
-                        time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, headroom: float = 0.0) -> Reference:
+                        time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, headroom: float = 0.0,
+                        milp_time_limit_s: float | None = None) -> Reference:
     """``cost_bound`` and ``cost_ref`` of an episode (module docstring).
 
     Args:
@@ -210,9 +211,11 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
             LP routes per sub-step (else M = 1: the hourly LP).
         steps: episode length, hours.
         state: the state at the episode's start.
-        time_limit_s: HiGHS time limit of each LP, and of the MILP, s.
+        time_limit_s: HiGHS time limit of each LP (and of the MILP unless ``milp_time_limit_s``), s.
         mip_rel_gap: the MILP's target relative gap.
         headroom: the sizing rule's headroom in the replays (``control.provision_headroom``).
+        milp_time_limit_s: the whole-GPU MILP's time limit, s (``control.milp_time_limit_s``); it
+            keeps its best plan when it stops early (the reference says so).
 
     Raises:
         HindsightFailed: the bound's LP found no solution (names its status).
@@ -227,7 +230,7 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
     base = shares.plan if shares.success and shares.plan is not None else lp.plan
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=end, mip_rel_gap=mip_rel_gap,
                                      start_gpus=np.minimum(np.ceil(base.gpus - 1e-9), problem.plant.gpus_max),
-                                     block_shares=backlog)
+                                     block_shares=backlog, time_limit_s=milp_time_limit_s)
     replays: dict[str, EpisodeResult] = {}
     for name, result in (("lp", lp), ("lp-shares", shares), ("milp", milp)):
         if result.success and result.plan is not None:

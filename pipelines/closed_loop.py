@@ -357,7 +357,8 @@ def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | N
     limit = cfg.control.solver_time_limit_s
     try:
         ref = hindsight_reference(s.plant, s.realised, s.steps, state, time_limit_s=limit,
-                                  headroom=cfg.control.provision_headroom)
+                                  headroom=cfg.control.provision_headroom,
+                                  milp_time_limit_s=cfg.control.milp_time_limit_s)
     except HindsightFailed as exc:
         raise ValueError(f"hindsight optimum of window {window} ({s.steps} h): the solver found no solution "
                          f"({exc.status}); with control.solver_time_limit_s = {limit:g} s per stage "
