@@ -92,7 +92,7 @@ def test_realised_step_conserves_requests_and_power(seed):
             s = nxt
 
 
-def test_overflow_is_dropped_for_interactive_and_queued_for_deferrable():
+def test_interactive_is_served_first_and_deferrable_overflow_is_queued():
     plant = tiny_plant(n_sites=1, classes=("chat", "batch"), gpus=10.0)
     fc = flat_forecast(plant, 1, load=np.array([[8.0, 8.0]]))
     from control.state import PlantState
@@ -100,10 +100,10 @@ def test_overflow_is_dropped_for_interactive_and_queued_for_deferrable():
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     share = np.ones((1, 1, 2))
     nxt, rec = step(plant, state, Allocation(share, np.array([10.0]), np.zeros(1), np.zeros(1)), fc)
-    # 16 req/s routed, capacity 10 req/s: both streams scaled to 5 req/s
-    np.testing.assert_allclose(rec.served_req[0, 0], [5 * 3600, 5 * 3600])
-    np.testing.assert_allclose(rec.dropped_req[0], [3 * 3600, 0.0])
-    np.testing.assert_allclose(nxt.backlog_req[0], [0.0, 3 * 3600])
+    # 16 req/s routed, capacity 10 req/s, no other pool: chat first (8), batch the 2 left, 6 wait
+    np.testing.assert_allclose(rec.served_req[0, 0], [8 * 3600, 2 * 3600])
+    np.testing.assert_allclose(rec.dropped_req[0], [0.0, 0.0])
+    np.testing.assert_allclose(nxt.backlog_req[0], [0.0, 6 * 3600])
 
 
 def test_bad_inputs_name_the_array_site_and_step():
