@@ -1,0 +1,163 @@
+"""Fewer rules: backward elimination of the MPC's applied-step rules under the fleet-scale plant.
+
+The rules (``configs/default.yaml`` ``control:``), each with the setting that switches it off:
+group interactive shares, group bursts (one stream's burst instead of a group's), the share cap,
+the expiry guard, SLO-aware GPUs, the provisioning correlation (0 = independent errors; off = 1,
+the plain sum of the streams' p90s), the GPU floor of interactive pools, and the burst headroom
+itself (burst level = the provisioning quantile). Score of a rule set: the mean cost of the MPC
+with the learned forecaster over the secondary windows (nov-19, nov-26, dec-17: resampled load,
+in-sample for the load model) × the load tiers (``m-large`` and ``m-mid`` at fleet scale,
+``small`` = today's unscaled fleet), never the primary window. Each round removes the rule whose
+removal scores lowest, if keeping it saves < 1 % of the score and its removal adds no drops; it
+stops when every remaining rule earns its place.
+
+Each tier needs its own learned forecaster (a bundle folder or ``models:/`` URI in the default
+store): ``--model m-large=URI --model m-mid=FOLDER --model small=FOLDER``; a tier without one is
+left out and the table says so.
+
+Run: ``.venv/bin/python bench/rules.py [--steps 72] --model ...`` → bench/results/rules.md, .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.chdir(ROOT)
+
+import numpy as np  # noqa: E402
+
+from control.from_data import fleet_dataset, plant_for  # noqa: E402
+from pipelines._config import Config, load_config  # noqa: E402
+from pipelines.closed_loop import _load_suite, prepare, run_loop  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+WINDOWS = ("nov-19", "nov-26", "dec-17")
+TIERS = {"m-large": ("configs/default.yaml", []), "m-mid": ("configs/default.yaml", ["data.load_tier=m-mid"]),
+         "small": ("configs/small.yaml", [])}
+RULES = {
+    "group interactive shares": {"group_interactive_shares": False},
+    "group bursts": {"group_bursts": False},
+    "share cap": {"max_share_vs_capacity": 0.0},
+    "expiry guard": {"expiry_guard": False},
+    "SLO-aware GPUs": {"slo_aware_gpus": False},
+    "provision correlation 0": {"group_provision_correlation": 1.0},
+    "GPU floor": {"min_gpus_interactive": 0.0},
+    "burst headroom": {"burst_quantile": 0.9},
+}
+
+
+def _control(cfg: Config, removed: tuple[str, ...]) -> Config:
+    changes: dict[str, object] = {}
+    for rule in removed:
+        changes |= RULES[rule]
+    return dataclasses.replace(cfg, control=dataclasses.replace(cfg.control, **changes))
+
+
+def _score(tiers: dict, removed: tuple[str, ...], steps: int, cache: dict) -> dict[str, float]:
+    key = tuple(sorted(removed))
+    if key in cache:
+        return cache[key]
+    costs, drops = [], 0.0
+    for name, (cfg, data, plant, suite) in tiers.items():
+        c = _control(cfg, removed)
+        for w in WINDOWS:
+            out = run_loop(prepare(c, w, steps, data=data, plant=plant), "mpc", "learned", suite,
+                           show_progress=False)
+            costs.append(out.kpis["cost_eur"])
+            drops += out.kpis["drops"]
+            print(f"    {name} {w}: {out.kpis['cost_eur']:.2f} EUR, drops {out.kpis['drops']:.0f}", flush=True)
+    cache[key] = {"mean_cost_eur": float(np.mean(costs)), "spread_eur": float(np.std(costs)),
+                  "drops": drops, "costs": costs}
+    return cache[key]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=None, help="hours per window (default: the whole week)")
+    ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
+                    help="a tier's learned forecaster (repeatable)")
+    ap.add_argument("--rounds", type=int, default=len(RULES), help="stop after this many rounds (time)")
+    args = ap.parse_args()
+    models = dict(m.split("=", 1) for m in args.model)
+    tiers, skipped = {}, []
+    for name, (path, overrides) in TIERS.items():
+        if name not in models:
+            skipped.append(name)
+            continue
+        cfg = load_config(ROOT / path, overrides)
+        data = fleet_dataset(cfg)
+        suite, _ = _load_suite(models[name])
+        tiers[name] = (cfg, data, plant_for(cfg, data), suite)
+    started, cache = time.perf_counter(), {}
+    removed: tuple[str, ...] = ()
+    rounds = []
+    print("all rules on")
+    current = _score(tiers, removed, args.steps, cache)
+    converged = False
+    while len(removed) < len(RULES) and len(rounds) < args.rounds:
+        trials = {}
+        for rule in RULES:
+            if rule in removed:
+                continue
+            print(f"  without {rule}")
+            trials[rule] = _score(tiers, (*removed, rule), args.steps, cache)
+        best = min(trials, key=lambda r: trials[r]["mean_cost_eur"])
+        keep_saves = (trials[best]["mean_cost_eur"] - current["mean_cost_eur"]) / current["mean_cost_eur"]
+        drops_added = trials[best]["drops"] - current["drops"]
+        rounds.append({"removed_so_far": list(removed), "score_eur": current["mean_cost_eur"],
+                       "trials": {r: {k: v for k, v in t.items() if k != "costs"} for r, t in trials.items()},
+                       "candidate": best, "saving_of_keeping_it": keep_saves, "drops_added": drops_added})
+        if keep_saves >= 0.01 or drops_added > 0:
+            converged = True
+            break
+        removed, current = (*removed, best), trials[best]
+        _write(args, tiers, skipped, removed, rounds, current, started, finished=False)
+    _write(args, tiers, skipped, removed, rounds, current, started, finished=converged or len(removed) == len(RULES))
+    return 0
+
+
+def _write(args: argparse.Namespace, tiers: dict, skipped: list, removed: tuple, rounds: list,
+           current: dict, started: float, finished: bool) -> None:
+    """bench/results/rules.md and .json after every round (a long run leaves what it has)."""
+    kept = [r for r in RULES if r not in removed]
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    result = {"machine": machine, "windows": WINDOWS, "tiers": list(tiers), "tiers_without_model": skipped,
+              "steps": args.steps, "removed": list(removed), "kept": kept, "rounds": rounds,
+              "final": {k: v for k, v in current.items()}, "wall_s": time.perf_counter() - started,
+              "finished": finished}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "rules.json").write_text(json.dumps(result, indent=1))
+    lines = ["# Fewer rules: backward elimination", "",
+             f"Written by `bench/rules.py` on {time.strftime('%Y-%m-%d')}; machine {machine}; wall time "
+             f"{result['wall_s']:.0f} s. MPC with each tier's learned forecaster, windows {', '.join(WINDOWS)} "
+             f"({args.steps or 168} h each; resampled load, in-sample for the load model), tiers "
+             f"{', '.join(tiers)}" + (f" (no forecaster given for: {', '.join(skipped)})" if skipped else "") + ".",
+             "A rule is kept when removing it costs ≥ 1 % of the mean cost or adds drops.", ""]
+    for i, rd in enumerate(rounds, 1):
+        lines += [f"## Round {i}: score {rd['score_eur']:.2f} EUR with "
+                  f"{', '.join(rd['removed_so_far']) or 'nothing'} removed", "",
+                  "| without | mean cost EUR | spread EUR | drops |", "|---|---|---|---|"]
+        lines += [f"| {r} | {t['mean_cost_eur']:.2f} | {t['spread_eur']:.2f} | {t['drops']:.0f} |"
+                  for r, t in sorted(rd["trials"].items(), key=lambda kv: kv[1]["mean_cost_eur"])]
+        lines += ["", f"Best removal: {rd['candidate']} (keeping it saves {100 * rd['saving_of_keeping_it']:.2f} %, "
+                  f"removing it adds {rd['drops_added']:.0f} drops).", ""]
+    lines += [f"**Removed:** {', '.join(removed) or 'none'}. **Kept:** {', '.join(kept) or 'none'}. "
+              f"Final score {current['mean_cost_eur']:.2f} EUR (spread {current['spread_eur']:.2f}), "
+              f"drops {current['drops']:.0f}."
+              + ("" if finished else f" The elimination stopped after {len(rounds)} round(s) (`--rounds`): "
+                 "the rules still kept were not all tried again.")]
+    (RESULTS / "rules.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[-1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
