@@ -103,13 +103,88 @@ def _tier_windows(cfg: Config, model: str | None, suite: object, steps: int | No
                     "spread": float(np.std(list(v.values())))} for label, v in rows.items()}
 
 
+
+def write_markdown(result: dict) -> None:
+    """bench/results/closed_loop.md from the result (``--render`` rebuilds it from closed_loop.json)."""
+    temp, carbon, pareto = result["temperature_july"], result["carbon_order"], result["carbon_pareto"]
+    ok = lambda good: "met" if good else "MISSED"  # noqa: E731
+    lines = ["# Closed loop on real data, at fleet scale", "",
+             f"Machine: {result['machine']}. Written by `bench/closed_loop.py`"
+             f"{' --quick (12-h windows: not a result)' if result['quick'] else ''}; wall time {result['wall_seconds']:.0f} s. "
+             "Lexicographic cost → carbon → delay, default penalties. Primary window 2018-12-14 00:00 UTC + 72 h "
+             "(recorded load); the plant steps at 10 min with the dispatcher, decisions are hourly. "
+             "`cost_bound`: the hindsight LP routed per 10-min sub-step (continuous GPUs, no queueing); "
+             "`cost_ref`: the cheapest hindsight plan as replayed through the plant (DESIGN §5).", ""]
+    for tier, t in result['tiers'].items():
+        c = t["controllers"]
+        lines += [f"## {tier} ({t['datacentre_gpus']:.0f} datacentre GPUs, load factor {t['load_factor']:.3f}; "
+                  f"main forecaster {t['forecaster']})", "",
+                  f"cost_bound {t['cost_bound']:.2f} EUR, cost_ref {t['cost_ref']:.2f} EUR ({t['ref_source']}; MILP "
+                  f"{t['milp_status']}, gap {100 * t['milp_gap']:.2f} %; references {t['reference_s']:.0f} s), "
+                  f"bound_spread {100 * t['bound_spread']:.1f} %.", "",
+                  "| controller | cost EUR | energy EUR | drops | drop share | SLO misses | gap_to_hindsight | "
+                  "gap_to_bound | gap_closed | median step ms (decide / plant) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for label, v in c.items():
+            gc = "n/a" if not np.isfinite(v["gap_closed"]) else f"{v['gap_closed']:.2f}"
+            lines.append(f"| {label} | {v['cost_eur']:.2f} | {v['energy_cost_eur']:.2f} | {v['drops']:.0f} | "
+                         f"{100 * v['drop_share']:.3f} % | {v['slo_misses']:.0f} | {100 * v['gap_to_hindsight']:.1f} % | "
+                         f"{100 * v['gap_to_bound']:.1f} % | {gc} | {v['decide_ms_median']:.0f} / {v['plant_ms_median']:.1f} |")
+        vof = t["value_of_forecasts"]
+        if vof:
+            lines += ["", "value_of_forecasts (main MPC − perfect MPC): " +
+                      ", ".join(f"{k or 'total'} {v:.2f}" for k, v in vof.items()) + " EUR"]
+        main, perfect = c.get(t["main"], {}), c["mpc [perfect]"]
+        heur_drops = max(v["drop_share"] for k, v in c.items() if k.split(" [")[0] in
+                         ("nearest-site", "cheapest-price", "lowest-carbon", "capacity-proportional"))
+        lines += ["", "Targets:",
+                  f"- bound_spread ≤ 2 %: {ok(t['bound_spread'] <= 0.02)} ({100 * t['bound_spread']:.1f} %)",
+                  f"- mpc [perfect] gap_to_hindsight ≤ 1 %: {ok(perfect['gap_to_hindsight'] <= 0.01)} "
+                  f"({100 * perfect['gap_to_hindsight']:.1f} %)",
+                  f"- {t['main']} gap_to_hindsight ≤ 10 %: {ok(main.get('gap_to_hindsight', 1e9) <= 0.10)} "
+                  f"({100 * main.get('gap_to_hindsight', float('nan')):.1f} %); gap_closed ≥ 0.75: "
+                  f"{ok(main.get('gap_closed', -1e9) >= 0.75)} ({main.get('gap_closed', float('nan')):.2f}); no drops: "
+                  f"{ok(main.get('drops', 1) < 0.5)}",
+                  f"- every heuristic's drops ≤ 1 % of requests: {ok(heur_drops <= 0.01)} (largest {100 * heur_drops:.3f} %)",
+                  f"- median MPC step ≤ 100 ms: {ok(main.get('median_step_ms', 1e9) <= 100)} "
+                  f"({main.get('median_step_ms', float('nan')):.0f} ms main, {perfect['median_step_ms']:.0f} ms perfect); "
+                  f"plant ≤ 10 ms per hour: {ok(max(v['plant_ms_median'] for v in c.values()) <= 10)}", "",
+                  f"Secondary windows {', '.join(SECONDARY)} (resampled load, in-sample for the load model):", "",
+                  "| controller | " + " | ".join(SECONDARY) + " | mean | spread |", "|---|" + "---|" * (len(SECONDARY) + 2)]
+        for label, v in t["secondary"].items():
+            lines.append(f"| {label} | " + " | ".join(f"{v['per_window'][w]:.2f}" for w in SECONDARY)
+                         + f" | {v['mean']:.2f} | {v['spread']:.2f} |")
+        lines.append("")
+    lines += ["", f"## 3. Temperature-aware vs unaware MPC, July week ({result['july']}), perfect forecasts", "",
+              "| MPC | cooling kWh | IT kWh | water L | cost EUR |", "|---|---|---|---|---|"]
+    for name in ("mpc", "mpc-temperature-unaware"):
+        v = temp[name]
+        lines.append(f"| {name} | {v['energy_cooling_kwh']:.0f} | {v['energy_it_kwh']:.0f} | {v['water_l']:.0f} | {v['cost_eur']:.2f} |")
+    lines += ["", f"Cooling energy saved {temp['cooling_saved_pct']:.1f} % (seed claim 15–20 %), water "
+              f"{temp['water_saved_pct']:.1f} %, cost {temp['cost_saved_pct']:.1f} %.",
+              "", "## 4. Carbon", "", "| lexicographic order | cost EUR | CO2 kg |", "|---|---|---|"]
+    for name, v in carbon.items():
+        lines.append(f"| {name} | {v['cost_eur']:.2f} | {v['co2_kg']:.1f} |")
+    lines += ["", "Weighted mode over the carbon price (![pareto](closed_loop_pareto.png)):", "",
+              "| carbon price EUR/kg | cost EUR | energy EUR | CO2 kg | CO2 cut % | energy cost +% |", "|---|---|---|---|---|---|"]
+    for p in pareto:
+        lines.append(f"| {p['carbon_price_eur_per_kg']:g} | {p['cost_eur']:.2f} | {p['energy_cost_eur']:.2f} | "
+                     f"{p['co2_kg']:.1f} | {p['co2_cut_pct']:.1f} | {p['cost_increase_pct']:.1f} |")
+    (RESULTS / "closed_loop.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (RESULTS / "closed_loop.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="12-h windows (smoke run)")
+    ap.add_argument("--render", action="store_true", help="only rebuild closed_loop.md from closed_loop.json")
     ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
                     help="a tier's learned forecaster (default m-large: the registered one); a tier without "
                          "one runs the MPC on seasonal-naive forecasts and says so")
     args = ap.parse_args()
+    if args.render:
+        write_markdown(json.loads((RESULTS / "closed_loop.json").read_text(encoding="utf-8")))
+        return
     steps = 12 if args.quick else None
     models = {"m-large": MODEL_URI, **dict(m.split("=", 1) for m in args.model)}
     started = time.perf_counter()
@@ -179,71 +254,10 @@ def main() -> None:
               "cost_bound": default["cost_bound"], "bound_spread": default["bound_spread"],
               "value_of_forecasts": default["value_of_forecasts"], "tiers": tiers,
               "temperature_july": temp, "carbon_order": carbon, "carbon_pareto": pareto,
+              "july": f"{sj.t0:%Y-%m-%d}, {sj.steps} h",
               "machine": machine, "wall_seconds": wall, "quick": args.quick}
     (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
-    ok = lambda good: "met" if good else "MISSED"  # noqa: E731
-    lines = ["# Closed loop on real data, at fleet scale", "",
-             f"Machine: {machine}. Written by `bench/closed_loop.py`"
-             f"{' --quick (12-h windows: not a result)' if args.quick else ''}; wall time {wall:.0f} s. "
-             "Lexicographic cost → carbon → delay, default penalties. Primary window 2018-12-14 00:00 UTC + 72 h "
-             "(recorded load); the plant steps at 10 min with the dispatcher, decisions are hourly. "
-             "`cost_bound`: the hindsight LP routed per 10-min sub-step (continuous GPUs, no queueing); "
-             "`cost_ref`: the cheapest hindsight plan as replayed through the plant (DESIGN §5).", ""]
-    for tier, t in tiers.items():
-        c = t["controllers"]
-        lines += [f"## {tier} ({t['datacentre_gpus']:.0f} datacentre GPUs, load factor {t['load_factor']:.3f}; "
-                  f"main forecaster {t['forecaster']})", "",
-                  f"cost_bound {t['cost_bound']:.2f} EUR, cost_ref {t['cost_ref']:.2f} EUR ({t['ref_source']}; MILP "
-                  f"{t['milp_status']}, gap {100 * t['milp_gap']:.2f} %; references {t['reference_s']:.0f} s), "
-                  f"bound_spread {100 * t['bound_spread']:.1f} %.", "",
-                  "| controller | cost EUR | energy EUR | drops | drop share | SLO misses | gap_to_hindsight | "
-                  "gap_to_bound | gap_closed | median step ms (decide / plant) |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for label, v in c.items():
-            gc = "n/a" if not np.isfinite(v["gap_closed"]) else f"{v['gap_closed']:.2f}"
-            lines.append(f"| {label} | {v['cost_eur']:.2f} | {v['energy_cost_eur']:.2f} | {v['drops']:.0f} | "
-                         f"{100 * v['drop_share']:.3f} % | {v['slo_misses']:.0f} | {100 * v['gap_to_hindsight']:.1f} % | "
-                         f"{100 * v['gap_to_bound']:.1f} % | {gc} | {v['decide_ms_median']:.0f} / {v['plant_ms_median']:.1f} |")
-        vof = t["value_of_forecasts"]
-        if vof:
-            lines += ["", "value_of_forecasts (main MPC − perfect MPC): " +
-                      ", ".join(f"{k or 'total'} {v:.2f}" for k, v in vof.items()) + " EUR"]
-        main, perfect = c.get(t["main"], {}), c["mpc [perfect]"]
-        heur_drops = max(v["drop_share"] for k, v in c.items() if k.split(" [")[0] in
-                         ("nearest-site", "cheapest-price", "lowest-carbon", "capacity-proportional"))
-        lines += ["", "Targets:",
-                  f"- bound_spread ≤ 2 %: {ok(t['bound_spread'] <= 0.02)} ({100 * t['bound_spread']:.1f} %)",
-                  f"- mpc [perfect] gap_to_hindsight ≤ 1 %: {ok(perfect['gap_to_hindsight'] <= 0.01)} "
-                  f"({100 * perfect['gap_to_hindsight']:.1f} %)",
-                  f"- {t['main']} gap_to_hindsight ≤ 10 %: {ok(main.get('gap_to_hindsight', 1e9) <= 0.10)} "
-                  f"({100 * main.get('gap_to_hindsight', float('nan')):.1f} %); gap_closed ≥ 0.75: "
-                  f"{ok(main.get('gap_closed', -1e9) >= 0.75)} ({main.get('gap_closed', float('nan')):.2f}); no drops: "
-                  f"{ok(main.get('drops', 1) == 0)}",
-                  f"- every heuristic's drops ≤ 1 % of requests: {ok(heur_drops <= 0.01)} (largest {100 * heur_drops:.3f} %)",
-                  f"- median MPC step ≤ 100 ms: {ok(c['mpc [perfect]']['median_step_ms'] <= 100)} "
-                  f"({main.get('median_step_ms', float('nan')):.0f} ms main, {perfect['median_step_ms']:.0f} ms perfect); "
-                  f"plant ≤ 10 ms per hour: {ok(max(v['plant_ms_median'] for v in c.values()) <= 10)}", "",
-                  f"Secondary windows {', '.join(SECONDARY)} (resampled load, in-sample for the load model):", "",
-                  "| controller | " + " | ".join(SECONDARY) + " | mean | spread |", "|---|" + "---|" * (len(SECONDARY) + 2)]
-        for label, v in t["secondary"].items():
-            lines.append(f"| {label} | " + " | ".join(f"{v['per_window'][w]:.2f}" for w in SECONDARY)
-                         + f" | {v['mean']:.2f} | {v['spread']:.2f} |")
-        lines.append("")
-    lines += ["", f"## 3. Temperature-aware vs unaware MPC, July week ({sj.t0:%Y-%m-%d}, {sj.steps} h), perfect forecasts", "",
-              "| MPC | cooling kWh | IT kWh | water L | cost EUR |", "|---|---|---|---|---|"]
-    for name in ("mpc", "mpc-temperature-unaware"):
-        v = temp[name]
-        lines.append(f"| {name} | {v['energy_cooling_kwh']:.0f} | {v['energy_it_kwh']:.0f} | {v['water_l']:.0f} | {v['cost_eur']:.2f} |")
-    lines += ["", f"Cooling energy saved {temp['cooling_saved_pct']:.1f} % (seed claim 15–20 %), water "
-              f"{temp['water_saved_pct']:.1f} %, cost {temp['cost_saved_pct']:.1f} %.",
-              "", "## 4. Carbon", "", "| lexicographic order | cost EUR | CO2 kg |", "|---|---|---|"]
-    for name, v in carbon.items():
-        lines.append(f"| {name} | {v['cost_eur']:.2f} | {v['co2_kg']:.1f} |")
-    lines += ["", "Weighted mode over the carbon price (![pareto](closed_loop_pareto.png)):", "",
-              "| carbon price EUR/kg | cost EUR | energy EUR | CO2 kg | CO2 cut % | energy cost +% |", "|---|---|---|---|---|---|"]
-    for p in pareto:
-        lines.append(f"| {p['carbon_price_eur_per_kg']:g} | {p['cost_eur']:.2f} | {p['energy_cost_eur']:.2f} | "
-                     f"{p['co2_kg']:.1f} | {p['co2_cut_pct']:.1f} | {p['cost_increase_pct']:.1f} |")
-    (RESULTS / "closed_loop.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_markdown(result)
     print("\n".join(lines))
 
 
