@@ -86,7 +86,11 @@ def main() -> int:
     ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
                     help="a tier's learned forecaster (repeatable)")
     ap.add_argument("--rounds", type=int, default=len(RULES), help="stop after this many rounds (time)")
+    ap.add_argument("--render", action="store_true",
+                    help="only rebuild rules.md/.json from rules.json's rounds (the decision rule re-applied)")
     args = ap.parse_args()
+    if args.render:
+        return _render(args)
     models = dict(m.split("=", 1) for m in args.model)
     tiers, skipped = {}, []
     for name, (path, overrides) in TIERS.items():
@@ -116,12 +120,30 @@ def main() -> int:
         rounds.append({"removed_so_far": list(removed), "score_eur": current["mean_cost_eur"],
                        "trials": {r: {k: v for k, v in t.items() if k != "costs"} for r, t in trials.items()},
                        "candidate": best, "saving_of_keeping_it": keep_saves, "drops_added": drops_added})
-        if keep_saves >= 0.01 or drops_added > 0:
+        if keep_saves >= 0.01 or drops_added >= 1.0:   # a whole request (drops are fractional counts)
             converged = True
             break
         removed, current = (*removed, best), trials[best]
         _write(args, tiers, skipped, removed, rounds, current, started, finished=False)
     _write(args, tiers, skipped, removed, rounds, current, started, finished=converged or len(removed) == len(RULES))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    """Re-apply the decision rule to the rounds recorded in rules.json and rewrite the results."""
+    old = json.loads((RESULTS / "rules.json").read_text())
+    args.steps, removed, rounds, converged = old["steps"], (), [], False
+    current = old["final"]
+    for rd in old["rounds"]:
+        if tuple(rd["removed_so_far"]) != removed:
+            break
+        rounds.append(rd)
+        if rd["saving_of_keeping_it"] >= 0.01 or rd["drops_added"] >= 1.0:
+            converged = True
+            break
+        removed, current = (*removed, rd["candidate"]), rd["trials"][rd["candidate"]]
+    _write(args, {t: None for t in old["tiers"]}, old["tiers_without_model"], removed, rounds, current,
+           time.perf_counter() - old["wall_s"], finished=converged or len(removed) == len(RULES))
     return 0
 
 
