@@ -45,9 +45,8 @@ def hour_utc(text: str, flag: str) -> pd.Timestamp:
     try:
         ts = pd.Timestamp(text)
     except (ValueError, TypeError):
-        raise ValueError(f"{flag} {text!r}: not a time; give an ISO time with a zone, "
-                         "e.g. 2018-12-14T08:00Z") from None
-    if ts is pd.NaT or pd.isna(ts):
+        ts = pd.NaT
+    if pd.isna(ts):
         raise ValueError(f"{flag} {text!r}: not a time; give an ISO time with a zone, e.g. 2018-12-14T08:00Z")
     if ts.tzinfo is None:
         raise ValueError(f"{flag} {text!r}: no time zone; give UTC with a zone, e.g. 2018-12-14T08:00Z")

@@ -382,10 +382,7 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
 
     model_uri = forecaster if forecaster and forecaster not in ("seasonal-naive", "perfect") else None
     if model_uri:
-        try:
-            _load_suite(model_uri)
-        except FileNotFoundError as exc:
-            raise SystemExit(f"greenllm compare: {exc}") from None
+        _load_suite(model_uri)  # a missing model is an error before the parent run starts
     names = list(SECONDARY) if windows else [window]
     main = "learned" if model_uri else "seasonal-naive"
     tables, values = [], {}

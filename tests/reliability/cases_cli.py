@@ -129,3 +129,9 @@ CASES += [
          lambda tmp: Invocation(["train", SMOKE], {"MLFLOW_TRACKING_URI": "{tmp}/mlruns"}),
          "clear error", ("MLFLOW_TRACKING_URI", "plain folder")),
 ]
+
+CASES += [
+    Case("compare-forecaster-folder-missing", "CLI flag",
+         _argv("compare", SMOKE, "--forecaster", "{tmp}/no-such-model", "--steps", "2", "--out", "{tmp}/cmp"),
+         "clear error", ("no-such-model", "no such folder")),
+]
