@@ -71,7 +71,7 @@ def marginal_eur_per_req(plant: PlantParams, price_eur_per_mwh: np.ndarray,
 
 
 def _spill(plant: PlantParams, left_req: np.ndarray, free_gpu_s: np.ndarray,
-           marginal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+           marginal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Place ``left_req`` ``(R, K)`` on allowed pools with free GPU-seconds ``(P,)``, cheapest first.
 
     Returns:
