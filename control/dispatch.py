@@ -4,17 +4,18 @@ Within an hour the decision is fixed (shares per stream and pool, active GPUs); 
 the dispatcher
 
 1. routes each stream's offered work by the hour's shares (``share × offered``);
-2. lets each pool serve its routed work up to its capacity ``rho_max × GPUs × sub-step seconds``
-   (GPU-seconds, ``plant.gpu_s_per_req`` per request), interactive work first (batch work can
-   wait, a chat cannot): a pool routed more serves its interactive streams' routed work scaled by
-   one factor (pro rata), then its deferrable streams' with what is left, and the rest overflows;
-3. spills each stream's overflow — and an interactive stream's unrouted rest (``1 − Σ_p share``:
-   a load balancer drops nothing it can place) — to the stream's allowed pools
-   (``plant.allowed``: SLO- and residency-disallowed pairs never receive spill) with free capacity
-   (``rho_max × GPUs × sub-step − routed work``), cheapest marginal cost of the hour first; a
-   pool's free capacity is shared pro rata (by GPU-seconds asked) between the streams overflowing
-   into it, and a stream that finds its cheapest pool full moves on to the next; interactive
-   overflow is placed first, deferrable overflow in what free capacity is left;
+2. serves the interactive classes first, fleet-wide (batch work can wait, a chat cannot): each
+   pool serves its routed interactive work up to its capacity ``rho_max × GPUs × sub-step
+   seconds`` (GPU-seconds, ``plant.gpu_s_per_req`` per request; pro rata when routed more), and
+   what overflows — with an interactive stream's unrouted rest (``1 − Σ_p share``: a load
+   balancer drops nothing it can place) — spills to the stream's allowed pools
+   (``plant.allowed``: SLO- and residency-disallowed pairs never receive spill) with capacity
+   left after interactive work, cheapest marginal cost of the hour first; a pool's free capacity
+   is shared pro rata (by GPU-seconds asked) between the streams overflowing into it, and a
+   stream that finds its cheapest pool full moves on to the next;
+3. then serves the deferrable classes with what capacity is left: routed work first (pro rata in
+   a pool), its overflow spilled the same way; so routed batch work never takes the room an
+   interactive spill needs (a pool's batch work yields to another pool's chat overflow);
 4. returns deferrable work that finds no room to the backlog and drops interactive work that no
    allowed pool can take. A deferrable stream's unrouted rest is deferred by decision: it stays in
    the backlog and is not the dispatcher's to place.
@@ -103,20 +104,13 @@ def _spill(plant: PlantParams, left_req: np.ndarray, free_gpu_s: np.ndarray,
     return spilled, np.maximum(left, 0.0), free
 
 
-def _serve_by_priority(plant: PlantParams, routed: np.ndarray, cap_gpu_s: np.ndarray) -> np.ndarray:
-    """Routed work each pool serves within its capacity: interactive classes first (pro rata among
-    them), deferrable classes with what is left (pro rata among them)."""
-    work = plant.gpu_s_per_req                                                 # (P, K)
-    served = np.zeros_like(routed)
-    left = np.asarray(cap_gpu_s, dtype=float).copy()
-    for group in (~plant.deferrable, plant.deferrable):
-        part = np.where(group[None, None, :], routed, 0.0)
-        need = np.einsum("rpk,pk->p", part, work)
-        over = need > left
-        scale = np.where(over, left / np.where(over, need, 1.0), 1.0)
-        served += part * scale[None, :, None]
-        left = np.maximum(left - np.minimum(need, left), 0.0)
-    return served
+def _serve_pro_rata(plant: PlantParams, routed: np.ndarray, cap_gpu_s: np.ndarray) -> np.ndarray:
+    """Routed work ``(R, P, K)`` each pool serves within its capacity ``(P,)``, GPU-seconds: all of
+    it where it fits, else every stream scaled by one factor."""
+    need = np.einsum("rpk,pk->p", routed, plant.gpu_s_per_req)
+    over = need > cap_gpu_s
+    scale = np.where(over, cap_gpu_s / np.where(over, need, 1.0), 1.0)
+    return routed * scale[None, :, None]
 
 
 def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpus: np.ndarray,
@@ -137,17 +131,20 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
         The sub-step's ``Dispatch``.
     """
     work = plant.gpu_s_per_req                                                 # (P, K)
+    defer = plant.deferrable[None, :]
     routed = share * offered_req[:, None, :]                                   # (R, P, K)
     cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s
-    served = _serve_by_priority(plant, routed, cap)
-    free = np.maximum(cap - np.einsum("rpk,pk->p", served, work), 0.0)
-    defer = plant.deferrable[None, :]
-    unrouted = np.where(defer, 0.0, np.maximum(1.0 - share.sum(axis=1), 0.0)) * offered_req
-    overflow = (routed - served).sum(axis=1) + unrouted                       # (R, K)
-    spilled_i, left_i, free = _spill(plant, np.where(defer, 0.0, overflow), free, marginal)
-    spilled_d, left_d, _ = _spill(plant, np.where(defer, overflow, 0.0), free, marginal)
-    spilled, left = spilled_i + spilled_d, left_i + left_d
-    served = served + spilled
+    served, spilled = np.zeros_like(routed), np.zeros_like(routed)
+    left = np.zeros_like(offered_req)
+    for group in (~defer, defer):                                              # interactive, then deferrable
+        part = np.where(group[:, None, :], routed, 0.0)
+        mine = _serve_pro_rata(plant, part, cap)
+        cap = np.maximum(cap - np.einsum("rpk,pk->p", mine, work), 0.0)
+        overflow = (part - mine).sum(axis=1)                                   # (R, K)
+        if group is not defer:   # an interactive stream's unrouted rest is placed too
+            overflow = overflow + np.where(group, np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req, 0.0)
+        moved, rest, cap = _spill(plant, np.where(group, overflow, 0.0), cap, marginal)
+        served, spilled, left = served + mine + moved, spilled + moved, left + rest
     busy = np.einsum("rpk,pk->p", served, work)
     full_s = np.asarray(gpus, dtype=float) * sub_s
     util = np.divide(busy, full_s, out=np.zeros_like(busy), where=full_s > 0)

@@ -42,6 +42,11 @@ class ControlForecast:
             (checked at rtol 1e-9). Realised inputs carry it and the plant dispatches per sub-step;
             None (forecasts may leave it out): the plant takes each hour as one sub-step at the
             hourly mean.
+        load_peak_factor: the part of the provisioning and burst levels that is the hour's 10-min
+            peak over its mean (≥ 1), ``(H, R, K)``: a fleet-wide, fully correlated factor, unlike
+            the forecast's spread (p_q − p50) that the MPC may combine as independent errors
+            (``control.group_provision_correlation``), so the MPC divides it out before combining and
+            multiplies it back after. None: 1 (the levels hold no peak factor).
         plant: the plant the arrays are checked against (not stored).
     """
 
@@ -57,6 +62,7 @@ class ControlForecast:
     day_index: np.ndarray
     load_burst_req_per_s: np.ndarray | None = None
     load_sub_req_per_s: np.ndarray | None = None
+    load_peak_factor: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -81,6 +87,13 @@ class ControlForecast:
                                                        labels=streams))
         if self.load_sub_req_per_s is not None:
             self._validate_sub_steps(plant, steps)
+        if self.load_peak_factor is not None:
+            peak = check_array("forecast.load_peak_factor", self.load_peak_factor, shape, labels=streams)
+            if (peak < 1.0 - 1e-12).any():
+                t, r, k = (int(i) for i in np.argwhere(peak < 1.0 - 1e-12)[0])
+                raise ValueError(f"forecast.load_peak_factor: {peak[t, r, k]!r} at step {t}, {plant.region_names[r]}, "
+                                 f"{plant.class_names[k]}; valid: ≥ 1 (a 10-min peak over the hour's mean)")
+            object.__setattr__(self, "load_peak_factor", peak)
         days = np.asarray(self.day_index)
         if days.shape != (H,) or (np.diff(days) < 0).any():
             raise ValueError(f"forecast.day_index: a non-decreasing (H,) = ({H},) array is needed")
@@ -107,6 +120,12 @@ class ControlForecast:
                              f"{plant.region_names[r]}, {plant.class_names[k]} is {mean[t, r, k]!r} req/s, "
                              f"load_req_per_s is {hourly[t, r, k]!r} (they must agree to rtol "
                              f"{SUB_STEP_MEAN_RTOL:g}; {int(bad.sum())} such entries)")
+
+    def peak_factor(self) -> np.ndarray:
+        """``load_peak_factor``, ones where there is none, ``(H, R, K)``."""
+        if self.load_peak_factor is None:
+            return np.ones(np.shape(self.load_req_per_s))
+        return np.asarray(self.load_peak_factor)
 
     def window(self, start: int, steps: int) -> ControlForecast:
         """Steps ``start … start + steps − 1`` (an error when they are not all there)."""

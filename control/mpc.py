@@ -316,22 +316,27 @@ class AllocationMPC:
                          ("ci", fc.carbon_g_per_kwh)):
             lp.p.pack(p, key, arr)
         med = fc.load_req_per_s.reshape(d.H, -1)
-        prov_streams = fc.load_provision_req_per_s.reshape(d.H, -1)    # each stream's own level
+        # the 10-min peak factor is common to the fleet (fully correlated): it is divided out of the
+        # levels before the forecast's spread is combined, and multiplies the combined ratio after
+        peak = fc.peak_factor().reshape(d.H, -1)
+        prov_streams = np.maximum(fc.load_provision_req_per_s.reshape(d.H, -1) / peak, med)
+        burst_streams = fc.load_burst_req_per_s.reshape(d.H, -1)[0] / peak[0]
         safe = np.where(med > 1e-12, med, 1.0)
         ratio = np.where(med > 1e-12, prov_streams / safe, 1.0)
-        prov = prov_streams
         if lp.group_shares and self.provision_correlation < 1.0:
             ratio = group_ratio(plant, med, prov_streams, ratio, self.provision_correlation)
-            prov = ratio * med
+        ratio = ratio * peak
+        prov = ratio * med
         lp.p.pack(p, "ratio", ratio[:d.E])
         med_a, prov_a = self.horizon_map.pooled(med[d.E:]), self.horizon_map.pooled(prov[d.E:])
         ratio_a = np.where(med_a > 1e-12, prov_a / np.where(med_a > 1e-12, med_a, 1.0), 1.0)
         lp.p.pack(p, "ratio_a", ratio_a)
-        burst = fc.load_burst_req_per_s.reshape(d.H, -1)[0]
-        burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst / safe[0], 1.0), ratio[0])
+        base0 = ratio[0] / peak[0]
+        burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst_streams / safe[0], 1.0), base0)
         if lp.group_shares and self.group_bursts:
-            burst_ratio = group_burst_ratio(plant, med[0], prov_streams[0], burst, ratio[0],
+            burst_ratio = group_burst_ratio(plant, med[0], prov_streams[0], burst_streams, base0,
                                             self.provision_correlation)
+        burst_ratio = burst_ratio * peak[0]
         # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
         burst_ratio[d.deferred] = ratio[0, d.deferred]
         lp.p.pack(p, "burst", burst_ratio)

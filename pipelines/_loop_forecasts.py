@@ -100,13 +100,14 @@ def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float,
     burst = None
     if burst_factor is not None:
         burst = load + np.asarray(burst_factor).reshape(shape[1:])[None] * (prov - load)
+    peak = None
     if peak_factor is not None:
-        peak = np.asarray(peak_factor, dtype=float).reshape(shape[1:])[None]
+        peak = np.broadcast_to(np.asarray(peak_factor, dtype=float).reshape(shape[1:])[None], shape)
         prov = prov * peak
         burst = None if burst is None else burst * peak
     days = ((fc.timestamps - pd.Timestamp("1970-01-01", tz="UTC")) // _DAY).to_numpy().astype(int)
     return ControlForecast(**arrays, load_req_per_s=load, load_provision_req_per_s=prov,
-                           day_index=days, load_burst_req_per_s=burst).validate(plant)
+                           day_index=days, load_burst_req_per_s=burst, load_peak_factor=peak).validate(plant)
 
 
 def fit_burst_factor(predict: Callable[[pd.Timestamp], Forecast], truth: pd.DataFrame, plant: PlantParams,
@@ -246,9 +247,9 @@ def peak_provisioned(realised: ControlForecast, plant: PlantParams) -> ControlFo
     total = np.where(inter[None, None], np.asarray(sub), 0.0).sum(axis=(2, 3))  # (H, M)
     mean = total.mean(axis=1)
     factor = np.where(mean > 0, total.max(axis=1) / np.where(mean > 0, mean, 1.0), 1.0)    # (H,)
-    level = realised.load_req_per_s * np.where(inter[None], factor[:, None, None], 1.0)
-    level = np.maximum(level, realised.load_provision_req_per_s)
-    return replace(realised, load_provision_req_per_s=level, load_burst_req_per_s=level)
+    peak = np.broadcast_to(np.where(inter[None], factor[:, None, None], 1.0), realised.load_req_per_s.shape)
+    level = np.maximum(realised.load_req_per_s * peak, realised.load_provision_req_per_s)
+    return replace(realised, load_provision_req_per_s=level, load_burst_req_per_s=level, load_peak_factor=peak)
 
 
 def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],

@@ -180,6 +180,25 @@ def test_group_provisioning_adds_the_streams_excesses_as_correlated(solver):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
+def test_the_ten_minute_peak_factor_is_never_combined_as_an_independent_error(solver):
+    # the same two regions without forecast spread (p90 = median = 4 req/s) but a 10-min peak 1.5 ×
+    # the hour's mean in both: the peak is the fleet's, so correlation 0 still provisions 2 × 6 GPUs
+    # (combined as independent errors it would be 8 + 2·√2 ≈ 10.8, and the peak sub-step drops)
+    plant, fc = _two_regions_two_sites()
+    plant = replace(plant, idle_kw_per_gpu=np.full(2, 0.1))
+    med = fc.load_req_per_s.copy()
+    peak = np.where(plant.deferrable[None, None, :], 1.0, np.full(med.shape, 1.5))
+    fc = replace(fc, load_provision_req_per_s=med * peak, load_burst_req_per_s=med * peak, load_peak_factor=peak)
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    for rho in (1.0, 0.0):
+        result = AllocationMPC(plant, 2, solver=solver, group_shares=True, provision_correlation=rho).solve(state, fc)
+        assert result.success, result.status
+        assert result.plan.gpus[0].sum() == pytest.approx(12.0, rel=1e-6)
+    with pytest.raises(ValueError, match="load_peak_factor"):
+        replace(fc, load_peak_factor=np.full(med.shape, 0.5)).validate(plant)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_group_bursts_hold_the_group_total_at_its_burst_level(solver):
     # two regions in one group, each 4 req/s at the median, 6 at p90 and 10 at the burst level,
     # independent errors: the group is provisioned for 8 + √(2² + 2²) and, with group bursts,

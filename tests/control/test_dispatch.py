@@ -318,3 +318,18 @@ def test_interactive_overflow_takes_free_capacity_before_deferrable_overflow():
     np.testing.assert_allclose(d.served_req[0, 2], [2.0 * SUB_S, 1.0 * SUB_S], rtol=EXACT)
     np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=1e-9)
     np.testing.assert_allclose(d.returned_req, [[0.0, 3.0 * SUB_S]], rtol=EXACT)
+
+
+def test_routed_deferrable_work_yields_its_pool_to_another_pools_interactive_overflow():
+    # pool 0 (4 GPUs) is routed chat 6 req/s: 2 overflow. Pool 1 (4 GPUs) is routed batch 4 req/s,
+    # exactly its capacity. Chat is served fleet-wide first: its 2 take pool 1's room, and 2 req/s
+    # of the routed batch work return to the backlog (nothing is dropped)
+    plant = _one_region(n_sites=2, classes=("chat", "batch"))
+    share = np.zeros((1, 2, 2))
+    share[0, 0, 0] = 1.0
+    share[0, 1, 1] = 1.0
+    d = dispatch(plant, share, np.array([[6.0, 4.0]]) * SUB_S, np.array([4.0, 4.0]), SUB_S, np.zeros((2, 2)))
+    np.testing.assert_allclose(d.served_req[0, :, 0], [4.0 * SUB_S, 2.0 * SUB_S], rtol=EXACT)
+    np.testing.assert_allclose(d.served_req[0, :, 1], [0.0, 2.0 * SUB_S], atol=1e-9)
+    np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(d.returned_req, [[0.0, 2.0 * SUB_S]], rtol=EXACT)
