@@ -442,8 +442,10 @@ class AllocationMPC:
         water_lo = -np.repeat(plant.water_budget_l_per_day[None, :], d.n_days, axis=0)
         water_lo[0] += used
         put("water", water_lo.ravel(), np.inf)   # row order: site fastest, then day
-        if "group_shares" in lp.rows:
-            put("group_shares", 0.0, 0.0)
+        if "group_shares" in lp.rows:   # only where the group's forecast has spread (bursts to spread)
+            keys = np.array(lp.group_keys)[lp.group_col]                       # (group, pool, class) per row
+            free = self._certain_groups(fc)[keys[:, 0] * len(plant.class_names) + keys[:, 2]]
+            put("group_shares", np.where(free, -np.inf, 0.0), np.where(free, np.inf, 0.0))
         put("objectives", -np.inf, np.inf)
         return lbg, ubg
 
@@ -511,12 +513,19 @@ class AllocationMPC:
         for b, t in enumerate(starts[1:], start=1):   # block b starts with step t − 1's end backlog
             lbx[q0 + (t - 1) * nd:q0 + t * nd] = ubx[q0 + (t - 1) * nd:q0 + t * nd] = backlog[b]
 
+    def _certain_groups(self, fc: ControlForecast) -> np.ndarray:
+        """``(G·K,)`` bool: (region group, class) totals whose applied-step forecast has no spread
+        (burst and provisioning levels at the median once the 10-min peak factor, which is no
+        forecast error, is divided out): perfect forecasts."""
+        peak = fc.peak_factor()[0]
+        high = np.maximum(fc.load_burst_req_per_s[0], fc.load_provision_req_per_s[0]) / peak
+        return certain_totals(self.plant, fc.load_req_per_s[0], high)
+
     def _uncap_certain_groups(self, ubx: np.ndarray, fc: ControlForecast) -> None:
         """Lift the share cap of the (region group, class) totals whose applied-step forecast has
         no spread: the cap guards against bursts, and there are none to guard against (perfect
         forecasts keep the LP's freedom)."""
-        high = np.maximum(fc.load_burst_req_per_s[0], fc.load_provision_req_per_s[0])
-        certain = certain_totals(self.plant, fc.load_req_per_s[0], high)[self._share_group_stream]
+        certain = self._certain_groups(fc)[self._share_group_stream]
         sl = self.lp.x.slice("share0")
         ubx[sl] = np.where(certain, 1.0, ubx[sl])
 

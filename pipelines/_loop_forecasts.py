@@ -23,7 +23,8 @@ for the hour's 10-min *peak*, not its mean: the fleet's peak factor (10-min max 
 the interactive streams' summed load), at the provisioning quantile (``control.load_quantile``)
 over the hours of the load's training days (recorded days 0 … ``PEAK_TRAIN_DAYS`` − 1,
 ``Dataset.load_10min``), multiplies the provisioning and burst levels of the interactive streams
-of learned and seasonal-naive forecasts (``fit_peak_factor``, ``_dataset_peak_factor``); the
+of learned and seasonal-naive forecasts (``fit_peak_factor``, ``_dataset_peak_factor``) and travels
+along as ``ControlForecast.load_peak_factor`` (the MPC combines the forecast spread without it); the
 median stays the hourly mean. The perfect forecaster uses each hour's realised fleet peak factor instead and hands
 the controllers the realised sub-steps (``ControlForecast.load_sub_req_per_s``), so that the
 applied GPUs cover each pool's busiest realised 10-min window. Every controller reads the same

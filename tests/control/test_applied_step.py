@@ -231,3 +231,19 @@ def test_with_slo_aware_gpus_the_floor_holds_in_the_planned_steps_only():
     assert floored.plan.gpus[0, 0] >= 9.0 - 1e-9 and floored.plan.gpus[1, 0] >= 9.0 - 1e-9
     assert aware.plan.gpus[0, 0] == best                     # the applied step: the plant's rule
     assert aware.plan.gpus[1, 0] >= 9.0 - 1e-9              # the plan after it keeps the floor
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_group_shares_tie_a_group_only_where_its_forecast_has_spread(solver):
+    # perfect forecasts (no spread above the median; a 10-min peak factor is no spread): each region
+    # is routed on its own, to its nearest site, as without group shares; with a p90 spread the
+    # group's streams are split alike (the first test of this file)
+    plant, fc = _two_regions_two_sites()
+    peak = np.full(fc.load_req_per_s.shape, 1.2)
+    certain = replace(fc, load_provision_req_per_s=fc.load_req_per_s * peak,
+                      load_burst_req_per_s=fc.load_req_per_s * peak, load_peak_factor=peak)
+    state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
+    for forecast, expected in ((certain, [[1.0, 0.0], [0.0, 1.0]]), (fc, [[0.5, 0.5], [0.5, 0.5]])):
+        result = AllocationMPC(plant, 2, solver=solver, group_shares=True).solve(state, forecast)
+        assert result.success, result.status
+        np.testing.assert_allclose(result.plan.share[0, :, :, 0], expected, atol=1e-7)
