@@ -170,7 +170,6 @@ def write_markdown(result: dict) -> None:
         lines.append(f"| {p['carbon_price_eur_per_kg']:g} | {p['cost_eur']:.2f} | {p['energy_cost_eur']:.2f} | "
                      f"{p['co2_kg']:.1f} | {p['co2_cut_pct']:.1f} | {p['cost_increase_pct']:.1f} |")
     (RESULTS / "closed_loop.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (RESULTS / "closed_loop.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 
@@ -258,7 +257,6 @@ def main() -> None:
               "machine": machine, "wall_seconds": wall, "quick": args.quick}
     (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     write_markdown(result)
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

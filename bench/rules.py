@@ -52,6 +52,19 @@ RULES = {
     "provision correlation 0": {"group_provision_correlation": 1.0},
     "GPU floor": {"min_gpus_interactive": 0.0},
     "burst headroom": {"burst_quantile": 0.9},
+    "backlog fill": {"backlog_fill": False},
+}
+# the setting that switches each rule on (the check mode adds a removed rule back with it)
+RULES_ON = {
+    "group interactive shares": {"group_interactive_shares": True},
+    "group bursts": {"group_bursts": True},
+    "share cap": {"max_share_vs_capacity": 1.5},
+    "expiry guard": {"expiry_guard": True},
+    "SLO-aware GPUs": {"slo_aware_gpus": True},
+    "provision correlation 0": {"group_provision_correlation": 0.0},
+    "GPU floor": {"min_gpus_interactive": 4.0},
+    "burst headroom": {"burst_quantile": 0.999},
+    "backlog fill": {"backlog_fill": True},
 }
 
 
@@ -62,22 +75,95 @@ def _control(cfg: Config, removed: tuple[str, ...]) -> Config:
     return dataclasses.replace(cfg, control=dataclasses.replace(cfg.control, **changes))
 
 
-def _score(tiers: dict, removed: tuple[str, ...], steps: int, cache: dict) -> dict[str, float]:
-    key = tuple(sorted(removed))
+def _score(tiers: dict, removed: tuple[str, ...], steps: int, cache: dict,
+           forecaster: str = "learned", changes: dict | None = None) -> dict[str, float]:
+    """Mean cost and drops of the MPC over the windows × tiers, with ``removed`` rules off (or the
+    control settings ``changes``), for one forecaster (``learned``: each tier's own)."""
+    key = (forecaster, tuple(sorted(removed)), tuple(sorted((changes or {}).items())))
     if key in cache:
         return cache[key]
     costs, drops = [], 0.0
     for name, (cfg, data, plant, suite) in tiers.items():
         c = _control(cfg, removed)
+        if changes:
+            c = dataclasses.replace(c, control=dataclasses.replace(c.control, **changes))
+        if c.control.backlog_fill != plant.backlog_fill:
+            plant = plant_for(c, data)            # a dispatcher setting lives in the plant
         for w in WINDOWS:
-            out = run_loop(prepare(c, w, steps, data=data, plant=plant), "mpc", "learned", suite,
-                           show_progress=False)
+            out = run_loop(prepare(c, w, steps, data=data, plant=plant), "mpc", forecaster,
+                           suite if forecaster == "learned" else None, show_progress=False)
             costs.append(out.kpis["cost_eur"])
             drops += out.kpis["drops"]
-            print(f"    {name} {w}: {out.kpis['cost_eur']:.2f} EUR, drops {out.kpis['drops']:.0f}", flush=True)
+            print(f"    {name} {w} [{forecaster}]: {out.kpis['cost_eur']:.2f} EUR, drops {out.kpis['drops']:.0f}",
+                  flush=True)
     cache[key] = {"mean_cost_eur": float(np.mean(costs)), "spread_eur": float(np.std(costs)),
                   "drops": drops, "costs": costs}
     return cache[key]
+
+
+def _rule_is_on(cfg: Config, rule: str) -> bool:
+    return any(getattr(cfg.control, k) != v for k, v in RULES[rule].items())
+
+
+def _check(args: argparse.Namespace, tiers: dict, skipped: list) -> int:
+    """One stepwise round from the configured defaults: switch each rule (``--only``) the other way —
+    off where the defaults keep it, back on (``RULES_ON``) where they removed it — and score every
+    variant with each forecaster (``--forecasters``). A switch is adopted when it lowers the learned
+    score by ≥ 1 % and adds no drops under any forecaster, or when it removes drops under one and
+    adds none under another; bench/results/rules_check.md and .json."""
+    started, cache = time.perf_counter(), {}
+    cfg0 = next(iter(tiers.values()))[0]
+    rules = ([] if args.only == "none" else [r.strip() for r in args.only.split(",")]) if args.only else list(RULES)
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        raise SystemExit(f"--only: unknown rule(s) {unknown}; valid: {', '.join(RULES)}")
+    forecasters = [f.strip() for f in args.forecasters.split(",")]
+    variants = {"defaults": {}}
+    for rule in rules:
+        on = _rule_is_on(cfg0, rule)
+        variants[("without " if on else "with ") + rule] = dict(RULES[rule] if on else RULES_ON[rule])
+    table: dict[str, dict[str, dict]] = {}
+    for name, changes in variants.items():
+        print(name, changes or "")
+        table[name] = {f: _score(tiers, (), args.steps, cache, f, changes) for f in forecasters}
+    base = table["defaults"]
+    verdicts = {}
+    for name in list(variants)[1:]:
+        v = table[name]
+        more = [f for f in forecasters if v[f]["drops"] >= base[f]["drops"] + 1.0]
+        fewer = [f for f in forecasters if v[f]["drops"] <= base[f]["drops"] - 1.0]
+        gain = 1.0 - v[forecasters[0]]["mean_cost_eur"] / base[forecasters[0]]["mean_cost_eur"]
+        adopt = not more and (gain >= 0.01 or bool(fewer))
+        verdicts[name] = {"adopt": adopt, "saving_vs_defaults": gain, "drops_added_under": more,
+                          "drops_removed_under": fewer}
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    result = {"machine": machine, "windows": WINDOWS, "tiers": list(tiers), "tiers_without_model": skipped,
+              "steps": args.steps, "forecasters": forecasters, "variants": variants,
+              "scores": {n: {f: {k: x for k, x in t.items()} for f, t in v.items()} for n, v in table.items()},
+              "verdicts": verdicts, "wall_s": time.perf_counter() - started}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = "rules_check" + (f"_{args.tag}" if args.tag else "")
+    (RESULTS / f"{out}.json").write_text(json.dumps(result, indent=1, default=str))
+    head = " | ".join(f"{f} mean EUR | {f} drops" for f in forecasters)
+    lines = ["# Rules: a stepwise check from the defaults", "",
+             f"Written by `bench/rules.py --check` on {time.strftime('%Y-%m-%d')}; machine {machine}; wall time "
+             f"{result['wall_s']:.0f} s. MPC on windows {', '.join(WINDOWS)} ({args.steps or 168} h each; resampled "
+             f"load, in-sample for the learned load model — the seasonal-naive forecaster is out of sample there, "
+             f"a stand-in for a forecaster that misses), tiers {', '.join(tiers)}"
+             + (f" (no forecaster given for: {', '.join(skipped)})" if skipped else "") + ". Each variant switches "
+             "one rule of `configs/default.yaml` the other way. Adopted when it saves ≥ 1 % on the "
+             f"{forecasters[0]} score and adds no drops under any forecaster, or removes drops under one and adds "
+             "none under another.", "", f"| variant | {head} | saving vs defaults | adopt |",
+             "|---|" + "---|" * (2 * len(forecasters) + 2)]
+    for name, v in table.items():
+        cells = " | ".join(f"{v[f]['mean_cost_eur']:.2f} | {v[f]['drops']:.0f}" for f in forecasters)
+        verdict = verdicts.get(name)
+        tail = "—  | —" if verdict is None else (f"{100 * verdict['saving_vs_defaults']:.2f} % | "
+                                                 f"{'yes' if verdict['adopt'] else 'no'}")
+        lines.append(f"| {name} | {cells} | {tail} |")
+    (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 def main() -> int:
@@ -86,6 +172,12 @@ def main() -> int:
     ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
                     help="a tier's learned forecaster (repeatable)")
     ap.add_argument("--rounds", type=int, default=len(RULES), help="stop after this many rounds (time)")
+    ap.add_argument("--check", action="store_true",
+                    help="one stepwise round from the configured defaults (bench/results/rules_check.md)")
+    ap.add_argument("--only", default="", help="--check: the rules to switch (comma-separated; default all; none: score the defaults only)")
+    ap.add_argument("--tag", default="", help="--check: write rules_check_TAG.md/.json")
+    ap.add_argument("--forecasters", default="learned,seasonal-naive",
+                    help="--check: forecasters to score with, the first decides the saving")
     ap.add_argument("--render", action="store_true",
                     help="only rebuild rules.md/.json from rules.json's rounds (the decision rule re-applied)")
     args = ap.parse_args()
@@ -101,6 +193,8 @@ def main() -> int:
         data = fleet_dataset(cfg)
         suite, _ = _load_suite(models[name])
         tiers[name] = (cfg, data, plant_for(cfg, data), suite)
+    if args.check:
+        return _check(args, tiers, skipped)
     started, cache = time.perf_counter(), {}
     removed: tuple[str, ...] = ()
     rounds = []

@@ -18,7 +18,9 @@ the dispatcher
    interactive spill needs (a pool's batch work yields to another pool's chat overflow);
 4. returns deferrable work that finds no room to the backlog and drops interactive work that no
    allowed pool can take. A deferrable stream's unrouted rest is deferred by decision: it stays in
-   the backlog and is not the dispatcher's to place.
+   the backlog — unless ``plant.backlog_fill``: then that rest fills what capacity running GPUs
+   still have (the same spill, cheapest first), so a reserve the load did not need serves waiting
+   batch work instead of idling (work-conserving; a decision's GPUs are paid for either way).
 
 Marginal cost of a (pool, class) = price × PUE × dynamic kWh per request (``it_kw_per_req_per_s``
 kW per req/s is kW·s/3600 = kWh per request), in EUR per request (``marginal_eur_per_req``).
@@ -43,7 +45,8 @@ class Dispatch:
 
     Attributes:
         served_req: served per (region, pool, class), spill included, ``(R, P, K)``.
-        spilled_req: of ``served_req``, what each pool received by spill, ``(R, P, K)``.
+        spilled_req: of ``served_req``, what each pool received beyond the shares (spill and
+            backlog fill), ``(R, P, K)``.
         returned_req: deferrable work that found no room, back to the backlog, ``(R, K)``.
         dropped_req: interactive work no allowed pool could take, ``(R, K)``.
         utilisation: busy share of each pool's active GPUs (0 where none run), ``(P,)``.
@@ -145,6 +148,10 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
             overflow = overflow + np.where(group, np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req, 0.0)
         moved, rest, cap = _spill(plant, np.where(group, overflow, 0.0), cap, marginal)
         served, spilled, left = served + mine + moved, spilled + moved, left + rest
+    if plant.backlog_fill:       # the deferred-by-decision rest fills the capacity still free
+        rest_by_decision = np.where(defer, np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req, 0.0)
+        moved, _, cap = _spill(plant, rest_by_decision, cap, marginal)
+        served, spilled = served + moved, spilled + moved
     busy = np.einsum("rpk,pk->p", served, work)
     full_s = np.asarray(gpus, dtype=float) * sub_s
     util = np.divide(busy, full_s, out=np.zeros_like(busy), where=full_s > 0)

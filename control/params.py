@@ -45,6 +45,9 @@ class ControlSettings:
             step (rounded up to whole GPUs, at least one; 1 = no limit).
         slo_wait_margin_services: a region–pool pair gets a variable only when RTT + prefill +
             this many of the pool's service times fit in the class SLO (room for queueing).
+        backlog_fill: the plant's dispatcher serves deferrable work a decision left in the
+            backlog on what capacity running GPUs still have, cheapest first (work-conserving;
+            every controller gets the same dispatcher).
         min_gpus_interactive: GPUs the MPC keeps on at every pool that may serve an interactive
             class (0 = none; with ``slo_aware_gpus`` in the planned steps only); the hindsight
             optimum does not use it.
@@ -96,6 +99,7 @@ class ControlSettings:
     delay_price_eur_per_s: float = field(default=0.0, metadata=rng(0.0, 1e3))
     gpu_ramp_fraction_per_step: float = field(default=1.0, metadata=rng(0.01, 1.0))
     slo_wait_margin_services: float = field(default=1.0, metadata=rng(0.0, 100.0))
+    backlog_fill: bool = False
     min_gpus_interactive: float = field(default=0.0, metadata=rng(0.0, 1000.0))
     exact_routing_steps: int = field(default=0, metadata=rng(0, 24 * 14))
     group_interactive_shares: bool = False

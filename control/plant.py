@@ -75,6 +75,8 @@ class PlantParams:
             limit, i.e. ``gpus_max``); whole GPUs when ``round_gpus_up``.
         slo_wait_margin_services: service times of queueing a pair must leave room for within
             its SLO to get a variable (0: RTT + prefill alone decide).
+        backlog_fill: the dispatcher serves deferrable work a decision left in the backlog on
+            the capacity its running GPUs still have (``control.dispatch``).
     """
 
     site_names: tuple[str, ...]
@@ -107,6 +109,7 @@ class PlantParams:
     round_gpus_up: bool = True
     gpu_ramp_per_step: np.ndarray | None = None
     slo_wait_margin_services: float = 0.0
+    backlog_fill: bool = False
 
     def __post_init__(self) -> None:
         S, P, R, K = self.n_sites, len(self.pool_gpu), len(self.region_names), len(self.class_names)

@@ -128,7 +128,7 @@ def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties
         water_budget_l_per_day=np.array([s.water_budget_l_per_day for s in scenario.sites]),
         penalties=penalties, charge_eff=math.sqrt(sz.battery_round_trip),
         discharge_eff=math.sqrt(sz.battery_round_trip), rho_max=control.rho_max,
-        slo_wait_margin_services=control.slo_wait_margin_services,
+        slo_wait_margin_services=control.slo_wait_margin_services, backlog_fill=control.backlog_fill,
         step_h=control.step_h, pue_switch_temp_c=control.pue_switch_temp_c,
     )
     peak_facility_kw = pue(plant, np.full(len(site_it_kw), design_temp_c)) * site_it_kw

@@ -333,3 +333,46 @@ def test_routed_deferrable_work_yields_its_pool_to_another_pools_interactive_ove
     np.testing.assert_allclose(d.served_req[0, :, 1], [0.0, 2.0 * SUB_S], atol=1e-9)
     np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=1e-9)
     np.testing.assert_allclose(d.returned_req, [[0.0, 2.0 * SUB_S]], rtol=EXACT)
+
+
+def test_backlog_fill_serves_a_decided_deferral_on_free_capacity_cheapest_first():
+    # batch 8 req/s offered, share 0.25 to pool 0: 6 req/s deferred by decision. Pools 0 and 1 run
+    # 4 GPUs each (room for 4 req/s), pool 1 is cheaper. Without backlog fill the 6 stay in the
+    # backlog; with it they fill pool 1's 4 first, then pool 0's 2 left; nothing else moves
+    plant = _one_region(n_sites=2, classes=("batch",))
+    share = np.array([[[0.25], [0.0]]])
+    offered = np.array([[8.0 * SUB_S]])
+    cost = np.array([[2.0], [1.0]])
+    gpus = np.array([4.0, 4.0])
+    plain = dispatch(plant, share, offered, gpus, SUB_S, cost)
+    np.testing.assert_allclose(plain.served_req[0, :, 0], [2.0 * SUB_S, 0.0], rtol=EXACT)
+    d = dispatch(replace(plant, backlog_fill=True), share, offered, gpus, SUB_S, cost)
+    np.testing.assert_allclose(d.served_req[0, :, 0], [4.0 * SUB_S, 4.0 * SUB_S], rtol=EXACT)
+    np.testing.assert_allclose(d.spilled_req[0, :, 0], [2.0 * SUB_S, 4.0 * SUB_S], rtol=EXACT)
+    assert d.returned_req.sum() == 0.0 and d.dropped_req.sum() == 0.0
+    np.testing.assert_allclose(d.utilisation, [1.0, 1.0], rtol=EXACT)
+
+
+def test_backlog_fill_never_takes_room_interactive_work_needs_nor_runs_more_gpus():
+    # chat 3 req/s on pool 0 (4 GPUs) and a batch backlog deferred whole (share 0): the fill takes
+    # only pool 0's 1 req/s left; pool 1 runs no GPU and receives nothing
+    plant = replace(_one_region(n_sites=2, classes=("chat", "batch")), backlog_fill=True)
+    share = np.zeros((1, 2, 2))
+    share[0, 0, 0] = 1.0
+    d = dispatch(plant, share, np.array([[3.0, 50.0]]) * SUB_S, np.array([4.0, 0.0]), SUB_S, np.zeros((2, 2)))
+    np.testing.assert_allclose(d.served_req[0, 0], [3.0 * SUB_S, 1.0 * SUB_S], rtol=EXACT)
+    assert d.served_req[0, 1].sum() == 0.0 and d.returned_req.sum() == 0.0
+
+
+def test_backlog_fill_over_an_hour_conserves_requests_and_empties_what_fits():
+    # the decided-deferral case above, filled: every sub-step's 1,000 offered fit the 100 GPUs
+    plant = tiny_plant(n_sites=1, classes=("batch",), gpus=100.0)
+    fc = flat_forecast(plant, 1, load=0.0)
+    state = replace(PlantState.initial(plant, water_day=int(fc.day_index[0])), backlog_req=np.array([[6000.0]]),
+                    arrivals_history_req=np.array([[[6000.0]], [[0.0]], [[0.0]]]))
+    sub = replace(fc, load_sub_req_per_s=np.zeros((1, 6, 1, 1))).validate(plant)
+    decision = Allocation(np.full((1, 1, 1), 0.5), np.array([100.0]), np.zeros(1), np.zeros(1))
+    nxt, rec = step(replace(plant, backlog_fill=True), state, decision, sub)
+    np.testing.assert_allclose(rec.served_req.sum(), 6000.0, rtol=1e-12)
+    np.testing.assert_allclose(nxt.backlog_req, [[0.0]], atol=1e-9)
+    check_invariants(replace(plant, backlog_fill=True), rec, 0, backlog_before_req=state.backlog_req)
