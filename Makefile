@@ -44,8 +44,10 @@ test: setup
 ui-check: setup
 	$(BIN)/python -m pipelines.ui_check --out out/ui-check
 
+# ruff (the rules in pyproject.toml) and mypy (packages forecast, control, pipelines: [tool.mypy]).
 lint: setup
 	$(BIN)/python -m ruff check forecast control pipelines tests bench
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -31,18 +31,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the packages, not bench/forecast.py, answer `import forecast`
 
-import matplotlib
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from control.from_data import fleet_dataset  # noqa: E402
-from pipelines._config import Config, load_config  # noqa: E402
 from pipelines._args import SECONDARY  # noqa: E402
+from pipelines._config import Config, load_config  # noqa: E402
 from pipelines._loop_compare import reference_metrics  # noqa: E402
-from pipelines.closed_loop import (MODEL_URI, _load_suite, comparison_table,  # noqa: E402
-                                   compare_runs, prepare, run_loop)
+from pipelines.closed_loop import (  # noqa: E402
+    MODEL_URI,
+    _load_suite,
+    compare_runs,
+    comparison_table,
+    prepare,
+    run_loop,
+)
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -98,7 +104,8 @@ def _tier_windows(cfg: Config, model: str | None, suite: object, steps: int | No
             out = run_loop(sw, ctrl, kind, suite if kind == "learned" else None, show_progress=False)
             rows.setdefault(f"{ctrl} [{kind}]", {})[window] = out.kpis["cost_eur"]
             rows.setdefault(f"{ctrl} [{kind}] drops", {})[window] = out.kpis["drops"]
-            print(f"   {window} {ctrl} [{kind}]: {out.kpis['cost_eur']:.2f} EUR, drops {out.kpis['drops']:.0f}", flush=True)
+            print(f"   {window} {ctrl} [{kind}]: {out.kpis['cost_eur']:.2f} EUR, "
+                  f"drops {out.kpis['drops']:.0f}", flush=True)
     return {label: {"per_window": v, "mean": float(np.mean(list(v.values()))),
                     "spread": float(np.std(list(v.values())))} for label, v in rows.items()}
 
@@ -110,7 +117,8 @@ def write_markdown(result: dict) -> None:
     ok = lambda good: "met" if good else "MISSED"  # noqa: E731
     lines = ["# Closed loop on real data, at fleet scale", "",
              f"Machine: {result['machine']}. Written by `bench/closed_loop.py`"
-             f"{' --quick (12-h windows: not a result)' if result['quick'] else ''}; wall time {result['wall_seconds']:.0f} s. "
+             f"{' --quick (12-h windows: not a result)' if result['quick'] else ''}; "
+             f"wall time {result['wall_seconds']:.0f} s. "
              "Lexicographic cost → carbon → delay, default penalties. Primary window 2018-12-14 00:00 UTC + 72 h "
              "(recorded load); the plant steps at 10 min with the dispatcher, decisions are hourly. "
              "`cost_bound`: the hindsight LP routed per 10-min sub-step (continuous GPUs, no queueing); "
@@ -123,12 +131,14 @@ def write_markdown(result: dict) -> None:
                   f"{t['milp_status']}, gap {100 * t['milp_gap']:.2f} %; references {t['reference_s']:.0f} s), "
                   f"bound_spread {100 * t['bound_spread']:.1f} %.", "",
                   "| controller | cost EUR | energy EUR | drops | drop share | SLO misses | gap_to_hindsight | "
-                  "gap_to_bound | gap_closed | median step ms (decide / plant) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "gap_to_bound | gap_closed | median step ms (decide / plant) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for label, v in c.items():
             gc = "n/a" if not np.isfinite(v["gap_closed"]) else f"{v['gap_closed']:.2f}"
             lines.append(f"| {label} | {v['cost_eur']:.2f} | {v['energy_cost_eur']:.2f} | {v['drops']:.0f} | "
-                         f"{100 * v['drop_share']:.3f} % | {v['slo_misses']:.0f} | {100 * v['gap_to_hindsight']:.1f} % | "
-                         f"{100 * v['gap_to_bound']:.1f} % | {gc} | {v['decide_ms_median']:.0f} / {v['plant_ms_median']:.1f} |")
+                         f"{100 * v['drop_share']:.3f} % | {v['slo_misses']:.0f} | "
+                         f"{100 * v['gap_to_hindsight']:.1f} % | {100 * v['gap_to_bound']:.1f} % | {gc} | "
+                         f"{v['decide_ms_median']:.0f} / {v['plant_ms_median']:.1f} |")
         vof = t["value_of_forecasts"]
         if vof:
             lines += ["", "value_of_forecasts (main MPC − perfect MPC): " +
@@ -144,12 +154,15 @@ def write_markdown(result: dict) -> None:
                   f"({100 * main.get('gap_to_hindsight', float('nan')):.1f} %); gap_closed ≥ 0.75: "
                   f"{ok(main.get('gap_closed', -1e9) >= 0.75)} ({main.get('gap_closed', float('nan')):.2f}); no drops: "
                   f"{ok(main.get('drops', 1) < 0.5)}",
-                  f"- every heuristic's drops ≤ 1 % of requests: {ok(heur_drops <= 0.01)} (largest {100 * heur_drops:.3f} %)",
+                  f"- every heuristic's drops ≤ 1 % of requests: {ok(heur_drops <= 0.01)} "
+                  f"(largest {100 * heur_drops:.3f} %)",
                   f"- median MPC step ≤ 100 ms: {ok(main.get('median_step_ms', 1e9) <= 100)} "
-                  f"({main.get('median_step_ms', float('nan')):.0f} ms main, {perfect['median_step_ms']:.0f} ms perfect); "
+                  f"({main.get('median_step_ms', float('nan')):.0f} ms main, "
+                  f"{perfect['median_step_ms']:.0f} ms perfect); "
                   f"plant ≤ 10 ms per hour: {ok(max(v['plant_ms_median'] for v in c.values()) <= 10)}", "",
                   f"Secondary windows {', '.join(SECONDARY)} (resampled load, in-sample for the load model):", "",
-                  "| controller | " + " | ".join(SECONDARY) + " | mean | spread |", "|---|" + "---|" * (len(SECONDARY) + 2)]
+                  "| controller | " + " | ".join(SECONDARY) + " | mean | spread |",
+                  "|---|" + "---|" * (len(SECONDARY) + 2)]
         for label, v in t["secondary"].items():
             lines.append(f"| {label} | " + " | ".join(f"{v['per_window'][w]:.2f}" for w in SECONDARY)
                          + f" | {v['mean']:.2f} | {v['spread']:.2f} |")
@@ -158,14 +171,16 @@ def write_markdown(result: dict) -> None:
               "| MPC | cooling kWh | IT kWh | water L | cost EUR |", "|---|---|---|---|---|"]
     for name in ("mpc", "mpc-temperature-unaware"):
         v = temp[name]
-        lines.append(f"| {name} | {v['energy_cooling_kwh']:.0f} | {v['energy_it_kwh']:.0f} | {v['water_l']:.0f} | {v['cost_eur']:.2f} |")
+        lines.append(f"| {name} | {v['energy_cooling_kwh']:.0f} | {v['energy_it_kwh']:.0f} | "
+                     f"{v['water_l']:.0f} | {v['cost_eur']:.2f} |")
     lines += ["", f"Cooling energy saved {temp['cooling_saved_pct']:.1f} % (seed claim 15–20 %), water "
               f"{temp['water_saved_pct']:.1f} %, cost {temp['cost_saved_pct']:.1f} %.",
               "", "## 4. Carbon", "", "| lexicographic order | cost EUR | CO2 kg |", "|---|---|---|"]
     for name, v in carbon.items():
         lines.append(f"| {name} | {v['cost_eur']:.2f} | {v['co2_kg']:.1f} |")
     lines += ["", "Weighted mode over the carbon price (![pareto](closed_loop_pareto.png)):", "",
-              "| carbon price EUR/kg | cost EUR | energy EUR | CO2 kg | CO2 cut % | energy cost +% |", "|---|---|---|---|---|---|"]
+              "| carbon price EUR/kg | cost EUR | energy EUR | CO2 kg | CO2 cut % | energy cost +% |",
+              "|---|---|---|---|---|---|"]
     for p in pareto:
         lines.append(f"| {p['carbon_price_eur_per_kg']:g} | {p['cost_eur']:.2f} | {p['energy_cost_eur']:.2f} | "
                      f"{p['co2_kg']:.1f} | {p['co2_cut_pct']:.1f} | {p['cost_increase_pct']:.1f} |")
@@ -230,7 +245,8 @@ def main() -> None:
         out = run_loop(sw, "mpc", "perfect", show_progress=False)
         pareto.append({"carbon_price_eur_per_kg": price, "cost_eur": out.kpis["cost_eur"],
                        "energy_cost_eur": out.kpis["energy_cost_eur"], "co2_kg": out.kpis["co2_kg"]})
-        print(f"   carbon price {price:5.2f} EUR/kg: cost {out.kpis['cost_eur']:.2f} EUR, CO2 {out.kpis['co2_kg']:.1f} kg")
+        print(f"   carbon price {price:5.2f} EUR/kg: cost {out.kpis['cost_eur']:.2f} EUR, "
+              f"CO2 {out.kpis['co2_kg']:.1f} kg")
     base = pareto[0]
     for p in pareto:
         p["co2_cut_pct"] = 100 * (1 - p["co2_kg"] / base["co2_kg"]) if base["co2_kg"] else 0.0

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
 from forecast.baselines import Persistence  # noqa: E402
+from forecast.evaluate import evaluation_origins  # noqa: E402
 from forecast.models import LearnedForecaster  # noqa: E402
 from forecast.settings import ForecastSettings  # noqa: E402
 from forecast.sources.caiso import FORECAST_STEPS, read_moer  # noqa: E402
 from forecast.splits import TEST, TRAIN, VALID, SignalSplit  # noqa: E402
-from forecast.evaluate import evaluation_origins  # noqa: E402
 from pipelines._config import load_config  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
@@ -111,7 +111,8 @@ def _verdict(sig: str, r: dict) -> str:
         what = "beats both seasonal naives" if ok else "does not beat both seasonal naives"
     else:
         ok, what = True, "no target"
-    return f"{'met' if ok and cov else 'MISSED'}: {what}; coverage {r['coverage_80']:.1%} ({'in' if cov else 'outside'} 70–90 %)"
+    return (f"{'met' if ok and cov else 'MISSED'}: {what}; coverage {r['coverage_80']:.1%} "
+            f"({'in' if cov else 'outside'} 70–90 %)")
 
 
 def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
@@ -131,7 +132,8 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
              "Intervals: p10/p90 are calibrated on the validation period only (split-conformal scaling of "
              "each quantile's distance from the median, per horizon step; the median is unchanged); "
              "'valid cov raw → cal' is the 80 % coverage on the validation windows before and after it.", "",
-             "| signal | model | test span | MAE learned | MAE persistence | MAE s-naive 24 | MAE s-naive 168 | skill | 80 % coverage | valid cov raw → cal | verdict |",
+             "| signal | model | test span | MAE learned | MAE persistence | MAE s-naive 24 | MAE s-naive 168 | "
+             "skill | 80 % coverage | valid cov raw → cal | verdict |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for sig in res:
         if not isinstance(res[sig], dict) or "skill" not in res[sig]:
@@ -139,7 +141,8 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
         r = res[sig]
         vc = (f"{r['valid_coverage_80_raw']:.1%} → {r['valid_coverage_80_calibrated']:.1%}"
               if r.get("valid_coverage_80_calibrated") is not None else "not calibrated")
-        lines.append(f"| {sig} | {r.get('model') or res['architecture']} | {r['spans']['test']} | {r['mae']:.4g} | {r['mae_persistence']:.4g} | "
+        lines.append(f"| {sig} | {r.get('model') or res['architecture']} | {r['spans']['test']} | "
+                     f"{r['mae']:.4g} | {r['mae_persistence']:.4g} | "
                      f"{r['mae_seasonal_naive_24']:.4g} | {r['mae_seasonal_naive_168']:.4g} | {r['skill']:.3f} | "
                      f"{r['coverage_80']:.1%} | {vc} | {_verdict(sig, r)} |")
     c = res.get("caiso")

@@ -174,7 +174,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=len(RULES), help="stop after this many rounds (time)")
     ap.add_argument("--check", action="store_true",
                     help="one stepwise round from the configured defaults (bench/results/rules_check.md)")
-    ap.add_argument("--only", default="", help="--check: the rules to switch (comma-separated; default all; none: score the defaults only)")
+    ap.add_argument("--only", default="",
+                    help="--check: the rules to switch (comma-separated; default all; none: score the defaults only)")
     ap.add_argument("--tag", default="", help="--check: write rules_check_TAG.md/.json")
     ap.add_argument("--forecasters", default="learned,seasonal-naive",
                     help="--check: forecasters to score with, the first decides the saving")

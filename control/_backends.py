@@ -20,13 +20,14 @@ Both take the LP of ``control._lp`` as CasADi built it and solve one stage at a 
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import casadi as ca
 import highspy
 import numpy as np
 
-from control._lp import OBJECTIVES, LinearProgram
+from control._lp import LinearProgram
 
 __all__ = ["BACKENDS", "Backend", "HighsBackend", "QpsolBackend", "make_backend"]
 
@@ -69,7 +70,8 @@ class QpsolBackend:
     def _build(self) -> None:
         """A fresh solver: HiGHS inside it counts its time limit over every call, so it is rebuilt
         once that clock has used ``REBUILD_FRACTION`` of the limit (each stage keeps ≥ 99 % of it)."""
-        opts = {"error_on_fail": False, "highs": {"output_flag": False, "time_limit": self.time_limit_s}}
+        opts: dict[str, Any] = {"error_on_fail": False,
+                                "highs": {"output_flag": False, "time_limit": self.time_limit_s}}
         self.solver = ca.qpsol("allocation_lp", "highs", self._problem, opts)
         self._clock_s = 0.0
 
@@ -138,9 +140,11 @@ class HighsBackend:
         self._values = np.zeros(sparsity.nnz())
         self._offset = np.zeros(sparsity.size1())
         self._data_buf, self._data_eval = self._data_fn.buffer()
-        self._data_buf.set_arg(0, memoryview(self._p_in))
-        self._data_buf.set_res(0, memoryview(self._values))
-        self._data_buf.set_res(1, memoryview(self._offset))
+        # casadi's stub asks for the C++ byte ``size`` too (SWIG takes it from the memoryview), and
+        # numpy's stubs give ndarray its buffer protocol for Python >= 3.12 only
+        self._data_buf.set_arg(0, memoryview(self._p_in))  # type: ignore[call-arg, arg-type]
+        self._data_buf.set_res(0, memoryview(self._values))  # type: ignore[call-arg, arg-type]
+        self._data_buf.set_res(1, memoryview(self._offset))  # type: ignore[call-arg, arg-type]
         colptr = np.asarray(sparsity.colind(), dtype=np.int64)
         rowind = np.asarray(sparsity.row(), dtype=np.int64)
         self.n_cols = sparsity.size2()
@@ -152,7 +156,8 @@ class HighsBackend:
         col = np.repeat(np.arange(self.n_cols), np.diff(colptr))
         core = rowind < self.n_core
         self._core_nz = core
-        self._core_start = np.concatenate([[0], np.cumsum(np.bincount(col[core], minlength=self.n_cols))]).astype(np.int32)
+        self._core_start = np.concatenate(
+            [[0], np.cumsum(np.bincount(col[core], minlength=self.n_cols))]).astype(np.int32)
         self._core_index = rowind[core].astype(np.int32)
         self._extra_pos = (rowind[~core] - self.n_core, col[~core])
         self._integrality = np.zeros(self.n_cols, dtype=np.int32)   # every column continuous
@@ -268,7 +273,7 @@ class HighsBackend:
         if warm is None:
             self._warm = None
             return
-        cols, rows = warm  # type: ignore[misc]
+        cols, rows = cast(tuple[Sequence[int], Sequence[int]], warm)   # export_warm's basis pair of int lists
         basis = highspy.HighsBasis()
         basis.col_status = [highspy.HighsBasisStatus(v) for v in cols]
         basis.row_status = [highspy.HighsBasisStatus(v) for v in rows]

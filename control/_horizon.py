@@ -69,13 +69,15 @@ class HorizonMap:
     def to_streams(self, get: dict[str, np.ndarray], load: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Served pairs ``(H, m)``, unserved ``(H, R·K)`` and backlog ``(H, deferred streams)`` of
-        every LP step from the solution's blocks ``get`` and the load per LP step ``(H, R·K)``: a pooled step's values per (region group, class) split over the group's regions in
+        every LP step from the solution's blocks ``get`` and the load per LP step ``(H, R·K)``: a
+        pooled step's values per (region group, class) split over the group's regions in
         proportion to their load; a region then uses its group's pools in the group's proportions
         (the same allowed pairs). A plan for reading and for fallbacks; only step 0 is applied,
         and it is always exact."""
         plant, d = self.plant, self.lp.d
         if not d.T:
             return get["x"], get["u"], get["q"]
+        assert self.lp.pooled is not None   # a tail (d.T > 0) is planned on the pooled plant
         to_pooled = self.lp.stream_to_pooled                                # (RKa, RK)
         groups = plant.region_groups
         R, K = len(plant.region_names), d.K

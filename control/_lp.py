@@ -33,7 +33,7 @@ KEPT_ROWS = (*OBJECTIVES, "unserved")  # stage rows: each objective, and request
 class Blocks:
     """Named ``(rows, width)`` blocks of one flat CasADi vector."""
 
-    def __init__(self, name: str, spec: dict[str, tuple[int, int]], kind: type = ca.SX) -> None:
+    def __init__(self, name: str, spec: dict[str, tuple[int, int]], kind: type[ca.SX] = ca.SX) -> None:
         self.spec, self.offset, off = spec, {}, 0
         for key, (rows, width) in spec.items():
             self.offset[key] = off
@@ -177,7 +177,8 @@ class LinearProgram:
         self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
                               "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
                               "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
-                              "term_a": (d.T, nda), "episode_end": (1, d.H), "burst": (1, d.RK), "reserve_eur": (d.H, d.P),
+                              "term_a": (d.T, nda), "episode_end": (1, d.H), "burst": (1, d.RK),
+                              "reserve_eur": (d.H, d.P),
                               "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
                               "pair_load0": (1, d.m if group_shares else 0),
                               "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS)),
@@ -228,7 +229,9 @@ class LinearProgram:
     def _rows(self) -> list[Any]:
         plant, d, x, p = self.plant, self.d, self.x, self.p
         out: list[Any] = []
-        demand, backlog, demand_a, backlog_a = [], [], [], []
+        demand: list[Any] = []
+        demand_a: list[Any] = []
+        backlog, backlog_a = [], []
         cap, reserve, bal, batt, starts, ramp = [], [], [], [], [], []
         to_pair = ca.DM(plant.pool_work_matrix.T > 0)        # (m, P): the pool of each pair
         at_site = ca.DM(np.eye(d.S)[:, plant.battery_sites])  # (S, B): battery flows into site balances

@@ -298,10 +298,13 @@ class ShrinkingHorizonMPC(MPCController):
     One ``AllocationMPC`` per remaining length, each built once when first needed.
     """
 
+    episode_steps: int   # always known here (the base class allows None)
+
     def __init__(self, plant: PlantParams, episode_steps: int, fallback: Controller,
                  name: str = "mpc-shrinking", max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0,
                  **mpc_kwargs: object) -> None:
-        self.episode_steps, self._kwargs, self._built = episode_steps, mpc_kwargs, {}
+        self._built: dict[int, AllocationMPC] = {}
+        self.episode_steps, self._kwargs = episode_steps, mpc_kwargs
         super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps, max_plan_reuse_steps,
                          provision_headroom)
 

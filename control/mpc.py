@@ -26,6 +26,7 @@ from typing import Literal
 
 import casadi as ca
 import numpy as np
+from numpy.typing import ArrayLike
 
 from control import plant as pl
 from control._backends import make_backend
@@ -176,7 +177,8 @@ class AllocationMPC:
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
     with the others at the provisioning level (an N−1 rule, as grid operators plan for one outage;
     one row per allowed pair; interactive streams only, as deferrable overflow waits in the
-    backlog; with ``group_bursts`` one region group's class total instead of one stream). The last two are soft (a shortfall per pool and step, and per pair for bursts):
+    backlog; with ``group_bursts`` one region group's class total instead of one stream). The
+    last two are soft (a shortfall per pool and step, and per pair for bursts):
     GPU-seconds per second left short are priced at the drops they expose,
     ``drop penalty × Δt × (1 − level) ÷ (GPU-s per request)`` (the newsvendor rate: the load
     exceeds a level-τ quantile with probability 1 − τ), so that GPUs are always bought while the
@@ -276,9 +278,10 @@ class AllocationMPC:
             floor = np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0)
             # with SLO-aware GPUs the applied step's count is the plant's own rule; the floor stands in
             # for it in the planned steps (and keeps the LP as quick to solve as with a floor everywhere)
-            first = 1 if self.slo_gpus else 0
-            lp.x.pack(lbx, "n", np.where(np.arange(lp.d.H)[:, None] >= first, floor[None, :], 0.0))
+            first_step = 1 if self.slo_gpus else 0
+            lp.x.pack(lbx, "n", np.where(np.arange(lp.d.H)[:, None] >= first_step, floor[None, :], 0.0))
         if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit (per LP step)
+            assert plant.gpu_ramp_per_step is not None   # filled in by PlantParams.__post_init__
             lp.x.pack(ubx, "st", lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :])
         lp.x.pack(ubx, "g", plant.grid_limit_kw)
         for key in ("bc", "bd"):
@@ -319,6 +322,7 @@ class AllocationMPC:
         # the 10-min peak factor is common to the fleet (fully correlated): it is divided out of the
         # levels before the forecast's spread is combined, and multiplies the combined ratio after
         peak = fc.peak_factor().reshape(d.H, -1)
+        assert fc.load_burst_req_per_s is not None   # set by ControlForecast.validate, which solve runs
         prov_streams = np.maximum(fc.load_provision_req_per_s.reshape(d.H, -1) / peak, med)
         burst_streams = fc.load_burst_req_per_s.reshape(d.H, -1)[0] / peak[0]
         safe = np.where(med > 1e-12, med, 1.0)
@@ -397,7 +401,7 @@ class AllocationMPC:
         lbg, ubg = np.zeros(lp.g.numel()), np.zeros(lp.g.numel())
         load = fc.load_req_per_s.reshape(d.H, -1)
 
-        def put(key: str, lo: object, hi: object) -> None:
+        def put(key: str, lo: ArrayLike, hi: ArrayLike) -> None:
             sl = lp.row_slice(key)
             shape = lp.rows[key]
             lbg[sl] = np.broadcast_to(lo, shape).ravel()
@@ -435,6 +439,7 @@ class AllocationMPC:
         start[0] = -state.gpus_active
         put("starts", start, np.inf)
         if "ramp" in lp.rows:
+            assert plant.gpu_ramp_per_step is not None   # filled in by PlantParams.__post_init__
             stop = lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :]
             stop[0] -= state.gpus_active
             put("ramp", -np.inf, stop)
@@ -518,6 +523,7 @@ class AllocationMPC:
         (burst and provisioning levels at the median once the 10-min peak factor, which is no
         forecast error, is divided out): perfect forecasts."""
         peak = fc.peak_factor()[0]
+        assert fc.load_burst_req_per_s is not None   # set by ControlForecast.validate, which solve runs
         high = np.maximum(fc.load_burst_req_per_s[0], fc.load_provision_req_per_s[0]) / peak
         return certain_totals(self.plant, fc.load_req_per_s[0], high)
 

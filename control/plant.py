@@ -180,6 +180,7 @@ class PlantParams:
         whose slack is shorter than that would see most of its requests late once the pool queues
         (Erlang-C tail), which the linear latency model cannot see.
         """
+        assert self.residency_ok is not None   # filled in by __post_init__
         rtt = self.rtt_s[:, self.pool_site]                      # (R, P)
         margin = self.slo_wait_margin_services * self.gpu_s_per_req      # (P, K)
         ok = rtt[:, :, None] + self.prefill_s[None, :, :] + margin[None] <= self.slo_ttft_s[None, None, :]
@@ -206,6 +207,7 @@ class PlantParams:
         groups = self.region_groups
         n = int(groups.max()) + 1
         ok = self.residency_ok
+        assert ok is not None   # filled in by __post_init__
         far = float(self.rtt_s.max()) + float(self.slo_ttft_s.max()) + 1.0   # breaks every SLO
         rtt = np.stack([np.where(ok[groups == g], self.rtt_s[groups == g], far).min(axis=0) for g in range(n)])
         names = tuple("+".join(np.asarray(self.region_names)[groups == g]) for g in range(n))

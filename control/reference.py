@@ -222,6 +222,7 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
     """
     began = time.perf_counter()
     problem, mpc, lp = hindsight_bound(plant, realised, steps, state, time_limit_s=time_limit_s)
+    assert lp.plan is not None   # hindsight_bound raises HindsightFailed when the LP has no plan
     M, end = problem.sub_steps, problem.sub_steps * steps - 1
     # hourly shares of the work the plant offers, with the bound's backlog at every hour's start
     # (M = 1: the bound's own routing is hourly already)

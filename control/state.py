@@ -35,10 +35,12 @@ def check_array(name: str, value: np.ndarray, shape: tuple[int, ...], *, nonneg:
         bad, what = arr < 0, "negative"
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        where = ", ".join(
-            (labels[a][i] if a < len(labels) and labels[a] is not None else f"index {i}")
-            for a, i in enumerate(idx)
-        )
+
+        def entry(a: int, i: int) -> str:
+            axis = labels[a] if a < len(labels) else None
+            return axis[i] if axis is not None else f"index {i}"
+
+        where = ", ".join(entry(a, i) for a, i in enumerate(idx))
         raise ValueError(f"{name}: {what} value {arr[idx]!r} at {where} ({int(bad.sum())} such entries)")
     arr.setflags(write=False)
     return arr

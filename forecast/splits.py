@@ -89,7 +89,8 @@ def _load_split(data: Dataset, scenario: Scenario, fs: ForecastSettings) -> Sign
     have = np.isfinite(values)
     first = np.argmax(have, axis=0)
     day = (np.arange(len(full))[:, None] - first[None, :]) // 24
-    lab = np.where(day < fs.load_train_days, TRAIN, np.where(day < fs.load_train_days + fs.load_valid_days, VALID, TEST))
+    lab = np.where(day < fs.load_train_days, TRAIN,
+                   np.where(day < fs.load_train_days + fs.load_valid_days, VALID, TEST))
     labels = np.where(have, lab, -1)
     spans = {n: _span(full.index, labels[:, :len(outputs)] == v)
              for n, v in (("train", TRAIN), ("valid", VALID), ("test", TEST))}

@@ -71,6 +71,8 @@ class WindowBatches(Dataset):
 class QuantileModule(L.LightningModule):
     """Pinball-loss training of a ``ForecastNet``."""
 
+    q: torch.Tensor   # the quantile levels (a registered buffer)
+
     def __init__(self, net: ForecastNet, quantiles: tuple[float, ...], learning_rate: float,
                  prefix: str = "") -> None:
         super().__init__()

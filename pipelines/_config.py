@@ -172,7 +172,7 @@ def build_dataclass(cls: type, data: Any, where: str) -> Any:
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):   # a hint is a class, never an instance
         return build_dataclass(tp, value, path)
     if origin is Literal:
         if value not in typing.get_args(tp):

@@ -13,6 +13,10 @@ import pandas as pd  # noqa: E402
 
 __all__ = ["plot_allocation", "plot_cumulative", "plot_power", "plot_signals"]
 
+# 20 distinct colours (12 sites; the default cycle has 10). ``cm.tab20`` is a ListedColormap of 20
+# RGB tuples, but matplotlib's stubs type it as a plain Colormap, which has no ``colors``.
+_TAB20: tuple[tuple[float, float, float], ...] = plt.cm.tab20.colors  # type: ignore[attr-defined]
+
 
 def _grid(n: int) -> tuple[int, int]:
     cols = min(4, n)
@@ -23,7 +27,7 @@ def plot_allocation(sites: pd.DataFrame, path: Path, title: str) -> Path:
     """Stacked served requests per site over time."""
     wide = sites.pivot(index="ts", columns="site", values="served_req") / 3600.0
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    ax.stackplot(wide.index, wide.T.to_numpy(), labels=list(wide.columns), colors=plt.cm.tab20.colors)
+    ax.stackplot(wide.index, wide.T.to_numpy(), labels=list(wide.columns), colors=_TAB20)
     ax.set(ylabel="served load, req/s", xlabel="UTC", title=title)
     ax.legend(ncol=6, fontsize=7, loc="upper left")
     fig.autofmt_xdate()
@@ -60,7 +64,7 @@ def plot_signals(sites: pd.DataFrame, path: Path, title: str) -> Path:
     """Price, carbon intensity and temperature per site, with the load the controller chose there."""
     fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True)
     for ax in axes:  # 12 sites: 20 distinct colours, not the default 10
-        ax.set_prop_cycle(color=plt.cm.tab20.colors)
+        ax.set_prop_cycle(color=_TAB20)
     for name, s in sites.groupby("site", sort=False):
         s = s.set_index("ts")
         axes[0].plot(s.index, s["served_req"] / 3600.0, label=name, lw=1)
@@ -83,7 +87,7 @@ def plot_cumulative(series: dict[str, pd.DataFrame], path: Path, title: str) -> 
     """Cumulative cost (EUR) and CO2 (kg) over time, one line per controller."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax in axes:
-        ax.set_prop_cycle(color=plt.cm.tab20.colors)
+        ax.set_prop_cycle(color=_TAB20)
     for name, frame in series.items():
         axes[0].plot(frame.index, frame["cost_eur"].cumsum(), label=name, lw=1.2)
         axes[1].plot(frame.index, frame["co2_kg"].cumsum(), label=name, lw=1.2)

@@ -56,14 +56,14 @@ def flow_frame(plant: PlantParams, ep: EpisodeResult, t0: pd.Timestamp) -> pd.Da
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def dispatch_columns(plant: PlantParams, ep: EpisodeResult) -> dict[str, list[object]]:
+def dispatch_columns(plant: PlantParams, ep: EpisodeResult) -> dict[str, list[float] | list[str]]:
     """The per-step table's dispatcher columns, one entry per step: ``spilled_req`` (requests served
     by spill), ``spilled_to`` (``pool:requests`` received by spill, largest first, pools that received
     at least one request; empty when none),
     ``deferred_overflow_req`` (deferrable work returned to the backlog for want of room, summed
     over the sub-steps) and ``peak_utilisation`` (the busiest pool's highest sub-step)."""
     names = plant.pool_names
-    to = []
+    to: list[str] = []
     for rec in ep.records:
         per_pool = rec.spilled_req.sum(axis=(0, 2))
         to.append(" ".join(f"{names[p]}:{per_pool[p]:.0f}" for p in np.argsort(-per_pool) if per_pool[p] >= 0.5))
@@ -171,7 +171,8 @@ def idle_energy_eur(plant: PlantParams, ep: EpisodeResult, realised: ControlFore
     total = 0.0
     for t, rec in enumerate(ep.records):
         site = plant.pool_site
-        eur_per_kwh = (np.asarray(pl.pue(plant, realised.temp_c[t]))[site] * realised.price_eur_per_mwh[t][site] / 1000.0)
+        eur_per_kwh = (np.asarray(pl.pue(plant, realised.temp_c[t]))[site]
+                       * realised.price_eur_per_mwh[t][site] / 1000.0)
         total += float(np.sum(plant.idle_kw_per_gpu * rec.gpus_applied * eur_per_kwh)) * plant.step_h
     return total
 

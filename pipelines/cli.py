@@ -10,7 +10,7 @@ from pathlib import Path
 from forecast.scenario import ConfigError
 from forecast.schema import DataError
 from pipelines._args import count_at_least, out_folder, utc_hour_arg, week_in_year, window_arg
-from pipelines._config import load_config
+from pipelines._config import Config, load_config
 
 __all__ = ["main"]
 
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bar")
     fc = sub.add_parser("forecast", help="print and plot the next H steps from the registered forecaster")
     _add_common(fc)
-    fc.add_argument("--at", required=True, type=utc_hour_arg("--at"), help="issue time, UTC with a zone, e.g. 2018-12-14T00:00Z")
+    fc.add_argument("--at", required=True, type=utc_hour_arg("--at"),
+                    help="issue time, UTC with a zone, e.g. 2018-12-14T00:00Z")
     fc.add_argument("--model", default="models:/greenllm-forecaster/latest",
                     help="model URI or bundle folder (default: models:/greenllm-forecaster/latest)")
     fc.add_argument("--plots", type=Path, default=Path("out/forecast"),
@@ -90,14 +91,15 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--out", type=Path, default=Path("out/compare"), help="folder for the plots")
     plan = sub.add_parser("plan", help="the allocation the MPC would apply in the hour starting at T")
     _add_common(plan)
-    plan.add_argument("--at", required=True, type=utc_hour_arg("--at"), help="start of the hour, UTC, e.g. 2018-12-14T08:00Z")
+    plan.add_argument("--at", required=True, type=utc_hour_arg("--at"),
+                      help="start of the hour, UTC, e.g. 2018-12-14T08:00Z")
     plan.add_argument("--forecaster", default=model, help=f"as for simulate (default: {model})")
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over mlruns/ (Ctrl-C stops it)")
     _add_debug(ui)
     ui.add_argument("--port", type=count_at_least(1), default=5000, help="port, 1–65535 (default: 5000)")
 
 
-def _run_loop_command(args: argparse.Namespace, cfg: object) -> None:
+def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
     from pipelines import closed_loop
 
     if args.command == "simulate":

@@ -20,24 +20,40 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from control.controllers import (CapacityProportional, Controller, GreedyController, MPCController,
-                                 annual_mean_pue, myopic, temperature_unaware)
+from control.controllers import (
+    CapacityProportional,
+    Controller,
+    GreedyController,
+    MPCController,
+    annual_mean_pue,
+    myopic,
+    temperature_unaware,
+)
 from control.from_data import fleet_dataset, plant_for, realised_inputs
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC
 from control.params import ControlSettings
 from control.plant import PlantParams
 from control.reference import HindsightFailed, Reference, hindsight_reference
-from control.simulate import EpisodeResult, InvariantError, run_episode
-from control.state import PlantState
+from control.simulate import EpisodeResult, InvariantError, StepTiming, run_episode
+from control.state import PlantState, StepRecord
 from forecast.dataset import Dataset
 from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
 from pipelines._args import SECONDARY, WINDOWS
 from pipelines._config import Config
+from pipelines._loop_compare import (
+    BOUND_ROW,
+    HEURISTICS,
+    MEASURES,
+    REF_ROW,
+    comparison_table,
+    log_references,
+    print_references,
+    print_table,
+    reference_metrics,
+)
 from pipelines._loop_forecasts import forecaster_for
-from pipelines._loop_compare import (BOUND_ROW, HEURISTICS, MEASURES, REF_ROW, comparison_table, log_references,
-                                     print_references, print_table, reference_metrics)
 from pipelines._loop_report import dispatch_columns, fallback_columns, fallback_lines, flow_frame, kpis, site_frame
 
 __all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "prepare", "run_compare", "run_plan",
@@ -184,19 +200,20 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
         if back.controller is not None and hasattr(ctrl, "restore"):
             ctrl.restore(*back.controller)
         print(f"  resuming {controller_name} at step {start} of {s.steps} from {checkpoint}")
-    done = {"records": list(prior.records) if prior else [], "sources": list(prior.sources) if prior else [],
-            "timings": list(prior.timings) if prior else []}
+    done_records: list[StepRecord] = list(prior.records) if prior else []
+    done_sources: list[str] = list(prior.sources) if prior else []
+    done_timings: list[StepTiming] = list(prior.timings) if prior else []
     bar = _progress(s.steps, f"{controller_name} ({forecaster})", show_progress)
     bar.update(start)
 
     def tick(t: int, rec: Any, source: str, timing: Any, after: PlantState) -> None:
         bar.update(1)
-        done["records"].append(rec)
-        done["sources"].append(source)
-        done["timings"].append(timing)
+        done_records.append(rec)
+        done_sources.append(source)
+        done_timings.append(timing)
         if checkpoint is not None and checkpoint_every > 0 and (t + 1) % checkpoint_every == 0:
-            ckpt.save_checkpoint(checkpoint, depends, t + 1, after, done["records"], done["sources"],
-                                 done["timings"], ctrl.snapshot() if hasattr(ctrl, "snapshot") else None)
+            ckpt.save_checkpoint(checkpoint, depends, t + 1, after, done_records, done_sources,
+                                 done_timings, ctrl.snapshot() if hasattr(ctrl, "snapshot") else None)
 
     try:
         ep = run_episode(s.plant, ctrl, s.realised, s.steps, state, fc_fn, observers=(tick, *observers),
@@ -235,7 +252,10 @@ def _log_run(out: RunOutput, s: Setup, params: dict[str, str], plot_dir: Path) -
                for i, v in enumerate(out.per_step[col].to_numpy())]
     metrics += [Metric("step.fallback", float(bool(used)), now, i) for i, used in enumerate(out.per_step["fallback"])]
     client = mlflow.MlflowClient()
-    run_id = mlflow.active_run().info.run_id
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("_log_run: called outside an MLflow run")
+    run_id = active.info.run_id
     for i in range(0, len(metrics), 900):
         client.log_batch(run_id, metrics=metrics[i:i + 900])
     with tempfile.TemporaryDirectory() as tmp:
@@ -284,7 +304,8 @@ def _lineage(model_uri: str, folder: str) -> dict[str, str]:
 def _print_kpis(name: str, k: dict[str, float]) -> None:
     print(f"\n{name}")
     print(f"  cost {k['cost_eur']:.2f} EUR = energy {k['energy_cost_eur']:.2f} + drops {k['drop_penalty_eur']:.2f}"
-          f" + SLO {k['slo_penalty_eur']:.2f} + water {k['water_penalty_eur']:.2f} + starts {k['start_penalty_eur']:.3f}")
+          f" + SLO {k['slo_penalty_eur']:.2f} + water {k['water_penalty_eur']:.2f}"
+          f" + starts {k['start_penalty_eur']:.3f}")
     print(f"  CO2 {k['co2_kg']:.1f} kg   water {k['water_l']:.0f} L (on-site {k['water_onsite_l']:.0f}, "
           f"off-site {k['water_offsite_l']:.0f})   energy IT {k['energy_it_kwh']:.0f} kWh, cooling "
           f"{k['energy_cooling_kwh']:.0f} kWh")
@@ -432,7 +453,7 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any
     mpc = AllocationMPC.from_settings(s.plant, cfg.control)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     result = mpc.solve(state, fc_fn(0))
-    if not result.success or result.plan is None:
+    if not result.success or result.plan is None or result.terms is None:
         raise ValueError(f"greenllm plan: the MPC found no plan at {s.t0:%Y-%m-%d %H:%M} UTC: {result.status} "
                          f"(control.solver_time_limit_s = {cfg.control.solver_time_limit_s:g} s per stage; "
                          "valid 1e-06 … 3600)")
@@ -456,7 +477,8 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any
     gr = pd.DataFrame(plan.grid_kw.T, index=plant.site_names, columns=[f"+{h}h" for h in range(plan.horizon)])
     print((gr.iloc[:, :min(12, plan.horizon)].round(0) + 0.0).to_string())
     terms = result.terms
-    print(f"\nplan over {plan.horizon} h: energy {terms.energy_cost_eur:.2f} EUR, penalties {terms.penalties_eur:.2f} EUR, "
+    print(f"\nplan over {plan.horizon} h: energy {terms.energy_cost_eur:.2f} EUR, "
+          f"penalties {terms.penalties_eur:.2f} EUR, "
           f"CO2 {terms.carbon_kg:.1f} kg, water {terms.water_l:.0f} L, backlog value {terms.terminal_eur:.2f} EUR")
     return {"share": share, "gpus": plan.gpus, "status": result.status, "terms": terms}
 

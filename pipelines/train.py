@@ -22,7 +22,7 @@ import yaml
 
 from control.from_data import fleet_dataset
 from forecast.baselines import baselines_for
-from forecast.evaluate import Scores, evaluate, skill, evaluation_origins
+from forecast.evaluate import Scores, evaluate, evaluation_origins, skill
 from forecast.models import ForecasterSuite, LearnedForecaster
 from forecast.sources.humidity import rh_climatology
 from forecast.splits import SignalSplit, product_history, split_signal

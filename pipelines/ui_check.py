@@ -91,11 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
         client = mlflow.MlflowClient()
         loop = client.get_experiment_by_name("closed-loop")
+        if loop is None:
+            raise RuntimeError("ui-check: the store made for the check has no 'closed-loop' experiment")
         runs = client.search_runs([loop.experiment_id], "tags.mlflow.parentRunId != ''", max_results=50)
         child = next(r for r in runs if r.data.params.get("controller") == "mpc")
         from pipelines.train import EXPERIMENT as TRAIN_EXPERIMENT
 
         train_exp = client.get_experiment_by_name(TRAIN_EXPERIMENT)
+        if train_exp is None:
+            raise RuntimeError(f"ui-check: the store made for the check has no '{TRAIN_EXPERIMENT}' experiment")
         train_run = client.search_runs([train_exp.experiment_id], max_results=1)[0]
         train_metrics = sorted(k for k in train_run.data.metrics if "loss" in k)[:2]  # per-epoch losses
         port = _free_port()

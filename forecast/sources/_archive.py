@@ -134,4 +134,4 @@ def cached_frame(kind: str, sources: list[Path], params: dict[str, object], vers
 
 def read_csv_member(name: str, member: str, **kwargs: object) -> pd.DataFrame:
     """A CSV file inside a data archive as a DataFrame."""
-    return pd.read_csv(io.BytesIO(read_member(name, member)), **kwargs)  # type: ignore[arg-type]
+    return pd.read_csv(io.BytesIO(read_member(name, member)), **kwargs)

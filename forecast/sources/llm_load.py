@@ -242,7 +242,8 @@ def assign_clients(client_rate: pd.Series, scenario: Scenario, seed: int) -> pd.
     tol = 1e-12 * max(total, 1e-300)
     rows = []
     for client, rate in client_rate.sort_values(ascending=False, kind="stable").items():
-        rate, left, parts = float(rate), 1.0, {}
+        rate, left = float(rate), 1.0
+        parts: dict[int, float] = {}
         while True:
             deficit = np.clip(target - assigned, 0.0, None)
             full = deficit.sum() <= tol
@@ -294,7 +295,8 @@ def _donor_days(dates: pd.DatetimeIndex, day0: pd.Timestamp, train_days: int, se
     for d in range(train_days):
         by_weekday.setdefault((day0 + pd.Timedelta(days=d)).weekday(), []).append(d)
     if len(by_weekday) < 7:
-        raise ValueError(f"load_train_days={train_days}: the bootstrap needs every weekday among the training days (≥ 7)")
+        raise ValueError(f"load_train_days={train_days}: the bootstrap needs every weekday among the "
+                         "training days (≥ 7)")
     return pd.Series([int(rng.choice(by_weekday[d.weekday()])) for d in dates], index=dates)
 
 
@@ -382,9 +384,10 @@ def read_load(scenario: Scenario, span: pd.DatetimeIndex, train_days: int = 9) -
         src, hour, window, rec = _local_index(span10, region.tz, day0, donors, n_days)
         cols = [s_pos[f"{region.name}/{k}"] for k in scenario.class_names]
         values10[:, cols] = stream_cube[cols][:, src, hour, window].T
-        recorded[:, cols] = rec.reshape(len(span), sub).all(axis=1)[:, None]
+        recorded[:, cols] = rec.reshape(len(span), sub).all(axis=1, keepdims=True)
     hourly_streams = values10.reshape(len(span), sub, len(streams)).mean(axis=1)
-    signals = pd.DataFrame({"site": np.repeat(streams, len(span)), "ts": span[np.tile(np.arange(len(span)), len(streams))],
+    signals = pd.DataFrame({"site": np.repeat(streams, len(span)),
+                            "ts": span[np.tile(np.arange(len(span)), len(streams))],
                             "signal": "load_req_per_s", "value": hourly_streams.T.ravel(),
                             "flag": np.where(recorded.T.ravel(), "recorded", "resampled")})
     table = _client_table(assignment, clients, hourly, scenario, day0, donors, n_days)

@@ -8,8 +8,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from control.controllers import (CapacityProportional, GreedyController, MPCController,
-                                 ShrinkingHorizonMPC, annual_mean_pue, myopic, temperature_unaware)
+from control.controllers import (
+    CapacityProportional,
+    GreedyController,
+    MPCController,
+    ShrinkingHorizonMPC,
+    annual_mean_pue,
+    myopic,
+    temperature_unaware,
+)
 from control.mpc import AllocationMPC, MPCResult
 from control.simulate import hindsight_optimum, run_episode
 from tests.control.cases import random_instance

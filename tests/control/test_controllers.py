@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 
 from control import sizing
-from control.controllers import (CapacityProportional, GreedyController, MPCController, ShrinkingHorizonMPC,
-                                 myopic, temperature_unaware)
+from control.controllers import (
+    CapacityProportional,
+    GreedyController,
+    MPCController,
+    ShrinkingHorizonMPC,
+    myopic,
+    temperature_unaware,
+)
 from control.mpc import AllocationMPC
 from control.state import PlantState
 from pipelines._loop_forecasts import fit_peak_factor

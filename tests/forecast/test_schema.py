@@ -55,21 +55,24 @@ def test_mixed_time_zones_rejected(tmp_path):
 
 def test_duplicates_rejected(tmp_path):
     df = pd.concat([_frame(), _frame().iloc[[3]]], ignore_index=True)
-    with pytest.raises(DataError, match="site DE, signal carbon_g_per_kwh: 2 duplicate rows, first at 2018-12-03 03:00 UTC"):
+    with pytest.raises(DataError,
+                       match="site DE, signal carbon_g_per_kwh: 2 duplicate rows, first at 2018-12-03 03:00 UTC"):
         read_user_long(_csv(tmp_path, df))
 
 
 def test_unsorted_rejected(tmp_path):
     df = _frame()
     df.iloc[[10, 11]] = df.iloc[[11, 10]].to_numpy()
-    with pytest.raises(DataError, match="time is not sorted \\(2018-12-03 11:00 UTC is followed by 2018-12-03 10:00 UTC\\)"):
+    with pytest.raises(DataError,
+                       match="time is not sorted \\(2018-12-03 11:00 UTC is followed by 2018-12-03 10:00 UTC\\)"):
         read_user_long(_csv(tmp_path, df))
 
 
 def test_negative_carbon_and_load_rejected_negative_price_allowed(tmp_path):
     df = _frame()
     df.loc[7, "value"] = -1.0
-    with pytest.raises(DataError, match=r"site DE, signal carbon_g_per_kwh: 1 value\(s\) outside \[0, 2000\] gCO2/kWh, from 2018-12-03 07:00"):
+    with pytest.raises(DataError, match=r"site DE, signal carbon_g_per_kwh: 1 value\(s\) outside "
+                                        r"\[0, 2000\] gCO2/kWh, from 2018-12-03 07:00"):
         read_user_long(_csv(tmp_path, df))
     load = _frame(signal="load_req_per_s", site="Paris/chat")
     load.loc[3, "value"] = -5.0
@@ -95,7 +98,8 @@ def test_short_gaps_filled_and_counted(tmp_path):
 
 def test_long_gap_rejected_with_range(tmp_path):
     df = _frame().drop(index=range(10, 20))
-    with pytest.raises(DataError, match="gap of 10 h from 2018-12-03 10:00 UTC to 2018-12-03 19:00 UTC .* exceeds max_gap_h=6"):
+    with pytest.raises(DataError,
+                       match="gap of 10 h from 2018-12-03 10:00 UTC to 2018-12-03 19:00 UTC .* exceeds max_gap_h=6"):
         read_user_long(_csv(tmp_path, df), max_gap_h=6)
 
 

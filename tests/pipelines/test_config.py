@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipelines._config import apply_overrides, load_config
 from forecast.scenario import ConfigError
+from pipelines._config import apply_overrides, load_config
 from tests.conftest import CONFIGS
 
 

@@ -20,9 +20,10 @@ import contextlib
 import io
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 Expect = Literal["clear error", "repair counted"]
 

@@ -5,6 +5,7 @@ what is accepted, before any long work starts."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.reliability._case import Case, Invocation
@@ -13,7 +14,7 @@ SMOKE = "configs/smoke.yaml"
 _HELD: list[socket.socket] = []  # sockets kept open while a case runs (busy port)
 
 
-def _argv(*args: str) -> "callable":  # type: ignore[valid-type]
+def _argv(*args: str) -> Callable[[Path], Invocation]:
     return lambda tmp: Invocation(list(args))
 
 

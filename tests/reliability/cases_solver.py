@@ -8,6 +8,7 @@ so is a hindsight optimum (``compare``) or a ``plan`` the solver cannot finish.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.reliability._case import Case, Invocation
@@ -17,7 +18,7 @@ TINY_S = "1e-6"   # the smallest valid limit: HiGHS stops before its first itera
 STEPS = 4
 
 
-def _simulate(*sets: str) -> "callable":  # type: ignore[valid-type]
+def _simulate(*sets: str) -> Callable[[Path], Invocation]:
     def build(tmp: Path) -> Invocation:
         argv = ["simulate", SMOKE, "--forecaster", "perfect", "--steps", str(STEPS), "--out", "{tmp}/sim"]
         for item in sets:

@@ -12,8 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from control.controllers import (CapacityProportional, FallbackEvent, MPCController, ShrinkingHorizonMPC,
-                                 provisioned_gpus)
+from control.controllers import (
+    CapacityProportional,
+    FallbackEvent,
+    MPCController,
+    ShrinkingHorizonMPC,
+    provisioned_gpus,
+)
 from control.mpc import AllocationMPC, MPCResult
 from control.simulate import perfect_forecaster
 from control.state import PlantState
