@@ -24,32 +24,29 @@ import dataclasses
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the packages, not bench/forecast.py, answer `import forecast`
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after the backend
+import numpy as np
 
-from control.from_data import fleet_dataset  # noqa: E402
-from pipelines._args import SECONDARY  # noqa: E402
-from pipelines._config import Config, load_config  # noqa: E402
-from pipelines._loop_compare import reference_metrics  # noqa: E402
-from pipelines.closed_loop import (  # noqa: E402
+from control.from_data import fleet_dataset
+from pipelines._args import SECONDARY
+from pipelines._config import Config, load_config
+from pipelines._loop_compare import reference_metrics
+from pipelines.closed_loop import (
     MODEL_URI,
-    _load_suite,
     compare_runs,
     comparison_table,
+    load_suite,
     prepare,
     run_loop,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -208,7 +205,7 @@ def main() -> None:
         model, suite = models.get(tier), None
         if model:
             try:
-                suite, _ = _load_suite(model)
+                suite, _ = load_suite(model, cfg.control)
             except (FileNotFoundError, ValueError) as exc:
                 print(f"{tier}: no learned forecaster ({exc}); seasonal-naive forecasts")
                 model = None

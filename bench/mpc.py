@@ -105,7 +105,7 @@ def reference(cfg: Config, steps: int, with_cvxpy: bool) -> dict:
     for label, solver, control in (("highs", "highs", cfg.control), ("qpsol", "qpsol", cfg.control),
                                    ("exact", "highs", exact)):
         t0 = time.perf_counter()
-        mpc = AllocationMPC.from_settings(plant, control, solver=solver)
+        mpc = AllocationMPC(plant, control, solver=solver)
         build_s = time.perf_counter() - t0
         state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
         total, inner, iters, values, cvx_s, cvx_rel = [], [], [], [], [], []
@@ -173,7 +173,7 @@ def scaling(cfg: Config, sizes: list[int], horizons: list[int], steps: int) -> l
         for H in horizons:
             plant, fc, state = map_instance(cfg, n_sites, 8, H + steps, seed=n_sites * 100 + H)
             t0 = time.perf_counter()
-            mpc = AllocationMPC.from_settings(plant, cfg.control, horizon_steps=H)
+            mpc = AllocationMPC(plant, cfg.control, horizon_steps=H)
             build_s = time.perf_counter() - t0
             times, status = [], "optimal"
             for t in range(steps):   # step 1 starts cold; later ones warm, as in the closed loop

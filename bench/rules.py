@@ -29,16 +29,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from control.from_data import fleet_dataset, plant_for
+from pipelines._config import Config, load_config
+from pipelines.closed_loop import load_suite, prepare, run_loop
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.chdir(ROOT)
-
-import numpy as np  # noqa: E402
-
-from control.from_data import fleet_dataset, plant_for  # noqa: E402
-from pipelines._config import Config, load_config  # noqa: E402
-from pipelines.closed_loop import _load_suite, prepare, run_loop  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results"
 WINDOWS = ("nov-19", "nov-26", "dec-17")
 TIERS = {"m-large": ("configs/default.yaml", []), "m-mid": ("configs/default.yaml", ["data.load_tier=m-mid"]),
@@ -82,7 +79,7 @@ def _score(tiers: dict, removed: tuple[str, ...], steps: int, cache: dict,
     key = (forecaster, tuple(sorted(removed)), tuple(sorted((changes or {}).items())))
     if key in cache:
         return cache[key]
-    costs, drops = [], 0.0
+    costs, drops, run_drops = [], 0.0, []
     for name, (cfg, data, plant, suite) in tiers.items():
         c = _control(cfg, removed)
         if changes:
@@ -94,10 +91,12 @@ def _score(tiers: dict, removed: tuple[str, ...], steps: int, cache: dict,
                            suite if forecaster == "learned" else None, show_progress=False)
             costs.append(out.kpis["cost_eur"])
             drops += out.kpis["drops"]
+            run_drops.append(out.kpis["drops"])
             print(f"    {name} {w} [{forecaster}]: {out.kpis['cost_eur']:.2f} EUR, drops {out.kpis['drops']:.0f}",
                   flush=True)
     cache[key] = {"mean_cost_eur": float(np.mean(costs)), "spread_eur": float(np.std(costs)),
-                  "drops": drops, "costs": costs}
+                  "drops": drops, "costs": costs,
+                  "run_drops": run_drops}
     return cache[key]
 
 
@@ -109,8 +108,8 @@ def _check(args: argparse.Namespace, tiers: dict, skipped: list) -> int:
     """One stepwise round from the configured defaults: switch each rule (``--only``) the other way —
     off where the defaults keep it, back on (``RULES_ON``) where they removed it — and score every
     variant with each forecaster (``--forecasters``). A switch is adopted when it lowers the learned
-    score by ≥ 1 % and adds no drops under any forecaster, or when it removes drops under one and
-    adds none under another; bench/results/rules_check.md and .json."""
+    score by ≥ 1 % and adds no drops to any run (tier × window) under any forecaster, or when it
+    removes drops from a run and adds none to any; bench/results/rules_check.md and .json."""
     started, cache = time.perf_counter(), {}
     cfg0 = next(iter(tiers.values()))[0]
     rules = ([] if args.only == "none" else [r.strip() for r in args.only.split(",")]) if args.only else list(RULES)
@@ -130,14 +129,18 @@ def _check(args: argparse.Namespace, tiers: dict, skipped: list) -> int:
     verdicts = {}
     for name in list(variants)[1:]:
         v = table[name]
-        more = [f for f in forecasters if v[f]["drops"] >= base[f]["drops"] + 1.0]
-        fewer = [f for f in forecasters if v[f]["drops"] <= base[f]["drops"] - 1.0]
+        # per run (tier × window): a switch that saves drops in one run and adds them in another adds drops
+        more = [f for f in forecasters
+                if any(a >= b + 1.0 for a, b in zip(v[f]["run_drops"], base[f]["run_drops"], strict=True))]
+        fewer = [f for f in forecasters
+                 if any(a <= b - 1.0 for a, b in zip(v[f]["run_drops"], base[f]["run_drops"], strict=True))]
         gain = 1.0 - v[forecasters[0]]["mean_cost_eur"] / base[forecasters[0]]["mean_cost_eur"]
         adopt = not more and (gain >= 0.01 or bool(fewer))
         verdicts[name] = {"adopt": adopt, "saving_vs_defaults": gain, "drops_added_under": more,
                           "drops_removed_under": fewer}
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    result = {"machine": machine, "windows": WINDOWS, "tiers": list(tiers), "tiers_without_model": skipped,
+    result = {"machine": machine, "windows": WINDOWS, "overrides": args.set, "tiers": list(tiers),
+              "tiers_without_model": skipped,
               "steps": args.steps, "forecasters": forecasters, "variants": variants,
               "scores": {n: {f: {k: x for k, x in t.items()} for f, t in v.items()} for n, v in table.items()},
               "verdicts": verdicts, "wall_s": time.perf_counter() - started}
@@ -151,9 +154,10 @@ def _check(args: argparse.Namespace, tiers: dict, skipped: list) -> int:
              f"load, in-sample for the learned load model — the seasonal-naive forecaster is out of sample there, "
              f"a stand-in for a forecaster that misses), tiers {', '.join(tiers)}"
              + (f" (no forecaster given for: {', '.join(skipped)})" if skipped else "") + ". Each variant switches "
-             "one rule of `configs/default.yaml` the other way. Adopted when it saves ≥ 1 % on the "
-             f"{forecasters[0]} score and adds no drops under any forecaster, or removes drops under one and adds "
-             "none under another.", "", f"| variant | {head} | saving vs defaults | adopt |",
+             "one rule of `configs/default.yaml`" + (f" (with {', '.join(args.set)})" if args.set else "")
+             + " the other way. Adopted when it saves ≥ 1 % on the "
+             f"{forecasters[0]} score and adds no drops to any run (tier × window) under any forecaster, or "
+             "removes drops from a run and adds none to any.", "", f"| variant | {head} | saving vs defaults | adopt |",
              "|---|" + "---|" * (2 * len(forecasters) + 2)]
     for name, v in table.items():
         cells = " | ".join(f"{v[f]['mean_cost_eur']:.2f} | {v[f]['drops']:.0f}" for f in forecasters)
@@ -167,6 +171,7 @@ def _check(args: argparse.Namespace, tiers: dict, skipped: list) -> int:
 
 
 def main() -> int:
+    os.chdir(ROOT)   # the configs' relative data folders are relative to the project root
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=None, help="hours per window (default: the whole week)")
     ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
@@ -177,6 +182,8 @@ def main() -> int:
     ap.add_argument("--only", default="",
                     help="--check: the rules to switch (comma-separated; default all; none: score the defaults only)")
     ap.add_argument("--tag", default="", help="--check: write rules_check_TAG.md/.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--check: a config override for every tier (repeatable), e.g. control.burst_quantile=0.99")
     ap.add_argument("--forecasters", default="learned,seasonal-naive",
                     help="--check: forecasters to score with, the first decides the saving")
     ap.add_argument("--render", action="store_true",
@@ -190,9 +197,9 @@ def main() -> int:
         if name not in models:
             skipped.append(name)
             continue
-        cfg = load_config(ROOT / path, overrides)
+        cfg = load_config(ROOT / path, [*overrides, *args.set])
         data = fleet_dataset(cfg)
-        suite, _ = _load_suite(models[name])
+        suite, _ = load_suite(models[name], cfg.control)
         tiers[name] = (cfg, data, plant_for(cfg, data), suite)
     if args.check:
         return _check(args, tiers, skipped)

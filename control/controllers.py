@@ -29,6 +29,7 @@ from control import plant as pl
 from control import saved_state, sizing
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC, MPCResult, Plan
+from control.params import ControlSettings
 from control.plant import PlantParams
 from control.shares import capacity_shares
 from control.state import Allocation, PlantState
@@ -295,22 +296,24 @@ class MPCController:
 class ShrinkingHorizonMPC(MPCController):
     """MPC whose horizon always ends at the episode end (backlog left there counts as dropped).
 
-    One ``AllocationMPC`` per remaining length, each built once when first needed.
+    One ``AllocationMPC`` of ``policy`` per remaining length (its ``horizon_steps`` is not read),
+    each built once when first needed; ``solver`` and ``hold_steps`` as ``AllocationMPC``'s.
     """
 
     episode_steps: int   # always known here (the base class allows None)
 
-    def __init__(self, plant: PlantParams, episode_steps: int, fallback: Controller,
-                 name: str = "mpc-shrinking", max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0,
-                 **mpc_kwargs: object) -> None:
+    def __init__(self, plant: PlantParams, policy: ControlSettings, episode_steps: int, fallback: Controller,
+                 name: str = "mpc-shrinking", max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0, *,
+                 solver: str = "highs", hold_steps: int = 1) -> None:
         self._built: dict[int, AllocationMPC] = {}
-        self.episode_steps, self._kwargs = episode_steps, mpc_kwargs
+        self.episode_steps, self.policy, self._solver, self._hold_steps = episode_steps, policy, solver, hold_steps
         super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps, max_plan_reuse_steps,
                          provision_headroom)
 
     def _mpc(self, plant: PlantParams, steps: int) -> AllocationMPC:
         if steps not in self._built:
-            self._built[steps] = AllocationMPC(plant, steps, **self._kwargs)  # type: ignore[arg-type]
+            self._built[steps] = AllocationMPC(plant, self.policy, solver=self._solver, horizon_steps=steps,
+                                               hold_steps=self._hold_steps)
         return self._built[steps]
 
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
@@ -325,25 +328,30 @@ def annual_mean_pue(plant: PlantParams, temp_c: np.ndarray) -> np.ndarray:
     return np.asarray(pl.pue(plant, np.asarray(temp_c, dtype=float))).mean(axis=0)
 
 
-def myopic(plant: PlantParams, fallback: Controller, episode_steps: int | None = None,
-           provision_headroom: float = 0.0, **mpc_kwargs: object) -> MPCController:
-    """The one-step optimiser (H = 1) with the MPC's objective and rules (and sizing floor).
+def myopic(plant: PlantParams, policy: ControlSettings, fallback: Controller, episode_steps: int | None = None,
+           provision_headroom: float = 0.0, *, solver: str = "highs",
+           backlog_value_eur_per_req: float | None = None) -> MPCController:
+    """The one-step optimiser (H = 1) with the MPC's objective and rules (``policy``; its
+    ``horizon_steps`` is not read) and sizing floor.
 
-    It cannot see later prices, so a deferred request is valued at half the drop penalty: it
-    serves every arrival it can in its hour and defers only what capacity (or a deadline) forces.
-    Its one-step plans cannot be reused: a failed solve goes straight to ``fallback``.
+    It cannot see later prices, so a deferred request is valued at half the drop penalty (None;
+    else ``backlog_value_eur_per_req``): it serves every arrival it can in its hour and defers
+    only what capacity (or a deadline) forces. Its one-step plans cannot be reused: a failed solve
+    goes straight to ``fallback``.
     """
-    mpc_kwargs.setdefault("backlog_value_eur_per_req", 0.5 * plant.penalties.drop_eur_per_request)
-    mpc = AllocationMPC(plant, 1, **mpc_kwargs)  # type: ignore[arg-type]
+    if backlog_value_eur_per_req is None:
+        backlog_value_eur_per_req = 0.5 * plant.penalties.drop_eur_per_request
+    mpc = AllocationMPC(plant, policy, solver=solver, horizon_steps=1,
+                        backlog_value_eur_per_req=backlog_value_eur_per_req)
     return MPCController(mpc, fallback, "myopic", episode_steps, max_plan_reuse_steps=0,
                          provision_headroom=provision_headroom)
 
 
-def temperature_unaware(plant: PlantParams, horizon_steps: int, mean_pue: np.ndarray,
+def temperature_unaware(plant: PlantParams, policy: ControlSettings, mean_pue: np.ndarray,
                         fallback: Controller, episode_steps: int | None = None,
-                        max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0,
-                        **mpc_kwargs: object) -> MPCController:
-    """The MPC planning with each site's annual mean PUE instead of PUE(temperature)."""
-    mpc = AllocationMPC(plant, horizon_steps, fixed_pue=mean_pue, **mpc_kwargs)  # type: ignore[arg-type]
+                        max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0, *,
+                        solver: str = "highs") -> MPCController:
+    """The MPC of ``policy`` planning with each site's annual mean PUE instead of PUE(temperature)."""
+    mpc = AllocationMPC(plant, policy, solver=solver, fixed_pue=mean_pue)
     return MPCController(mpc, fallback, "mpc-temperature-unaware", episode_steps, max_plan_reuse_steps,
                          provision_headroom)

@@ -1,6 +1,6 @@
 """Model-predictive allocation: the horizon LP built once, re-parameterised and solved every step.
 
-``AllocationMPC(plant, horizon)`` builds the LP of ``control._lp`` once (variables only for the
+``AllocationMPC(plant, policy)`` builds the LP of ``control._lp`` once (variables only for the
 allowed region–pool pairs) and a HiGHS solver through CasADi's conic interface. ``solve(state,
 forecast)`` only fills parameters and bounds, warm-starts and solves: lexicographically (each stage
 an LP; later stages keep earlier objectives within ``(1 + ε)`` of their optimum) or with one
@@ -8,21 +8,21 @@ weighted objective. Prices, carbon, temperature and renewables are read at the m
 GPUs are provisioned for ``load_provision_req_per_s`` (the configured load quantile). A solver
 failure never raises: the result's status says what happened and ``success`` is False.
 
-Size (``exact_steps``, ``tail_block_steps``): the first steps are routed per (region, pool,
+Size (``exact_routing_steps``, ``tail_block_steps``): the first steps are routed per (region, pool,
 class); the tail per (region group, pool, class) in blocks of several steps — a smaller LP whose
-applied step keeps its exact form. Robustness of the applied step (``group_shares``,
+applied step keeps its exact form. Robustness of the applied step (``group_interactive_shares``,
 ``expiry_guard``): interactive streams of a region group share one split, so that a burst of one
 stream spreads over every pool the group uses; a deferrable stream's share serves what expires
 even if nothing arrives; with group shares the reserve and N−1 rows hold group totals
-(``control._headroom``), and the applied GPUs are SLO-aware (``slo_gpus``). ``bench/mpc.py``
-and ``bench/closed_loop.py`` measure them.
+(``control._headroom``), and with ``slo_aware_gpus`` the applied GPUs are SLO-aware. Every
+setting comes from the policy (``control.params.ControlSettings``, the config's ``control:``
+section). ``bench/mpc.py`` and ``bench/closed_loop.py`` measure them.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import casadi as ca
 import numpy as np
@@ -124,54 +124,60 @@ class AllocationMPC:
 
     Args:
         plant: the plant's coefficients.
-        horizon_steps: H.
-        objective: ``lexicographic`` or ``weighted``.
-        order: lexicographic stage order (a permutation of cost, carbon, delay).
-        epsilon: relative slack kept on earlier stages.
-        prices: weighted-mode prices ``(EUR/kg CO2, EUR/L, EUR/(request·s))``.
-        fixed_pue: a constant PUE per site ``(S,)`` instead of PUE(temperature) (the
-            temperature-unaware baseline).
-        time_limit_s: HiGHS time limit per stage, s (``control.solver_time_limit_s``); a stage
-            that hits it ends the solve with status ``…: Time limit reached``.
+        policy: how it plans: the config's ``control:`` section (``ControlSettings``; its defaults
+            are ``configs/default.yaml``'s). The MPC reads, under their names there: ``horizon_steps``
+            (H); the objective (``objective``; ``order``, the lexicographic stages, distinct and
+            among cost, carbon, delay; ``epsilon``, the relative slack kept on earlier stages; the
+            weighted-mode prices ``carbon_price_eur_per_kg``, ``water_price_eur_per_l``,
+            ``delay_price_eur_per_s``); ``solver_time_limit_s``, the time limit per stage (a stage
+            that hits it ends the solve with status ``…: Time limit reached``); and the planning
+            rules below.
         solver: ``highs`` (highspy, warm-started; default) or ``qpsol`` (CasADi's conic
             interface to HiGHS, cold starts); see ``control._backends``.
-        min_gpus_interactive: GPUs kept on at every pool that may serve an interactive class (a
-            controller policy against M/M/1-like queueing on one or two GPUs, which the linear
-            latency model cannot see; the hindsight optimum does not use it). With ``slo_gpus``
-            it holds in the planned steps only: the applied step gets the SLO-aware count.
+        horizon_steps: H instead of ``policy.horizon_steps`` (a shrinking horizon, the one-step
+            myopic optimiser, the hindsight LP over a whole episode).
+        fixed_pue: a constant PUE per site ``(S,)`` instead of PUE(temperature) (the
+            temperature-unaware baseline).
         backlog_value_eur_per_req: value of a request left in the backlog at the horizon's end;
             None: ``terminal_value`` (an estimate of serving it later).
-        load_quantile: the quantile level of ``load_provision_req_per_s`` (default 0.9).
-        burst_quantile: the quantile level of ``load_burst_req_per_s`` (default 0.95).
-        exact_steps: steps routed per (region, pool, class) from the start (None: the whole
-            horizon); later steps plan per (pool, class) with the regions pooled (see
-            ``control._lp.LinearProgram``): a smaller LP whose applied step is unchanged in form.
-        group_shares: one split per (region group, pool, class) for the interactive streams of
-            the applied step (see ``control._lp.LinearProgram``).
-        share_cap: with ``group_shares``, a pool's split of a group's interactive class is at most
-            this multiple of its capacity-proportional split (installed GPUs at rho_max), so that no
-            pool takes a burst far beyond its size (0 = no cap; ``control.max_share_vs_capacity``).
-            It binds only where the (group, class) total's forecast has spread in the applied step
-            (burst level above the median): without spread there is no burst to guard against.
-        tail_block_steps: plant steps per LP step in the pooled tail (move blocking: a block's
-            decisions hold for all its steps and its inputs are their means); 1 = none.
-        expiry_guard: the applied step's share of a deferrable stream serves the requests that
-            expire in it even if no new request arrives (a share is a fraction of the realised
-            work, so fewer arrivals than forecast would otherwise leave expiring work unserved).
-        slo_gpus: the applied step runs, per pool, the whole GPUs that minimise idle cost + the
-            plant's Erlang-C SLO-miss penalty for the load its shares route at the provisioning
-            level, never fewer than the plan's (``control.realised.slo_aware_decision_gpus``;
-            ``control.slo_aware_gpus``).
-        provision_correlation: with ``group_shares``, how a region group's interactive streams'
-            excesses over their medians add up in the load its pools are provisioned for (1: the
-            sum of each stream's quantile; 0: independent errors); see ``control._headroom``.
-        group_bursts: with ``group_shares``, the N−1 rows hold one (region group, class) total at
-            its burst level (the streams' burst excesses combined like the provisioning ones)
-            instead of one stream; see ``control._headroom``.
         hold_steps: steps are sub-steps and the hourly rules hold over blocks of this many (GPUs,
             grid, curtailment and battery held, power balanced per block, the FIFO deadline rule
             at block ends only, as the plant applies it per hour); the hindsight references'
-            sub-step LP (``control.reference``; ``control._lp.LinearProgram``). 1: none.
+            sub-step LP (``control.reference``; ``control._lp.LinearProgram``; every step exact,
+            ``exact_routing_steps`` 0 or ≥ H). 1: none.
+
+    Planning rules (fields of ``policy``):
+        min_gpus_interactive: GPUs kept on at every pool that may serve an interactive class (a
+            controller policy against M/M/1-like queueing on one or two GPUs, which the linear
+            latency model cannot see; the hindsight optimum does not use it). With
+            ``slo_aware_gpus`` it holds in the planned steps only: the applied step gets the
+            SLO-aware count.
+        load_quantile: the quantile level of ``load_provision_req_per_s``.
+        burst_quantile: the quantile level of ``load_burst_req_per_s``.
+        exact_routing_steps: steps routed per (region, pool, class) from the start (0: the whole
+            horizon); later steps plan per (pool, class) with the regions pooled (see
+            ``control._lp.LinearProgram``): a smaller LP whose applied step is unchanged in form.
+        tail_block_steps: plant steps per LP step in the pooled tail (move blocking: a block's
+            decisions hold for all its steps and its inputs are their means); 1 = none.
+        group_interactive_shares: one split per (region group, pool, class) for the interactive
+            streams of the applied step (see ``control._lp.LinearProgram``).
+        max_share_vs_capacity: with group shares, a pool's split of a group's interactive class is
+            at most this multiple of its capacity-proportional split (installed GPUs at rho_max),
+            so that no pool takes a burst far beyond its size (0 = no cap). It binds only where the
+            (group, class) total's forecast has spread in the applied step (burst level above the
+            median): without spread there is no burst to guard against.
+        expiry_guard: the applied step's share of a deferrable stream serves the requests that
+            expire in it even if no new request arrives (a share is a fraction of the realised
+            work, so fewer arrivals than forecast would otherwise leave expiring work unserved).
+        slo_aware_gpus: the applied step runs, per pool, the whole GPUs that minimise idle cost +
+            the plant's Erlang-C SLO-miss penalty for the load its shares route at the provisioning
+            level, never fewer than the plan's (``control.realised.slo_aware_decision_gpus``).
+        group_provision_correlation: with group shares, how a region group's interactive streams'
+            excesses over their medians add up in the load its pools are provisioned for (1: the
+            sum of each stream's quantile; 0: independent errors); see ``control._headroom``.
+        group_bursts: with group shares, the N−1 rows hold one (region group, class) total at its
+            burst level (the streams' burst excesses combined like the provisioning ones) instead
+            of one stream; see ``control._headroom``.
 
     Risk (planning only, never realised): GPUs cover the median load in every step (hard), the
     provisioning level in every step and, in the applied step, any *one* stream at its burst level
@@ -186,91 +192,65 @@ class AllocationMPC:
     load is dropped too), so real load is never dropped to keep headroom.
     """
 
-    def __init__(self, plant: PlantParams, horizon_steps: int, *,
-                 objective: Literal["lexicographic", "weighted"] = "lexicographic",
-                 order: tuple[str, ...] = ("cost", "carbon", "delay"), epsilon: float = 0.001,
-                 prices: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                 fixed_pue: np.ndarray | None = None, time_limit_s: float = 60.0,
-                 backlog_value_eur_per_req: float | None = None, solver: str = "highs",
-                 min_gpus_interactive: float = 0.0, load_quantile: float = 0.9,
-                 burst_quantile: float = 0.95, exact_steps: int | None = None,
-                 group_shares: bool = False, expiry_guard: bool = False, tail_block_steps: int = 1,
-                 share_cap: float = 0.0, slo_gpus: bool = False, provision_correlation: float = 1.0,
-                 group_bursts: bool = False, hold_steps: int = 1) -> None:
-        if horizon_steps < 1:
-            raise ValueError(f"horizon_steps: {horizon_steps}, at least 1 needed")
-        if not time_limit_s > 0:
-            raise ValueError(f"time_limit_s: {time_limit_s}; valid: > 0 s")
-        if not order or any(o not in OBJECTIVES for o in order):
-            raise ValueError(f"order: {order}: stages must be among {OBJECTIVES}")
-        self.plant, self.horizon, self.objective = plant, horizon_steps, objective
-        self.order, self.epsilon, self.prices = tuple(order), epsilon, prices
-        self.backlog_value = backlog_value_eur_per_req
-        self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
-        self.lp = LinearProgram(plant, horizon_steps, exact_steps, group_shares, tail_block_steps, hold_steps)
-        self.horizon_map = HorizonMap(self.lp, plant)
-        self.expiry_guard = bool(expiry_guard)
+    def __init__(self, plant: PlantParams, policy: ControlSettings, *, solver: str = "highs",
+                 horizon_steps: int | None = None, fixed_pue: np.ndarray | None = None,
+                 backlog_value_eur_per_req: float | None = None, hold_steps: int = 1) -> None:
+        H = policy.horizon_steps if horizon_steps is None else horizon_steps
+        if H < 1:
+            raise ValueError(f"horizon_steps: {H}, at least 1 needed")
+        if not policy.solver_time_limit_s > 0:
+            raise ValueError(f"solver_time_limit_s: {policy.solver_time_limit_s}; valid: > 0 s")
+        if policy.exact_routing_steps < 0:
+            raise ValueError(f"exact_routing_steps: {policy.exact_routing_steps}; valid: 0 (every step exact) "
+                             "or ≥ 1")
+        if hold_steps > 1 and 0 < policy.exact_routing_steps < H:
+            raise ValueError(f"hold_steps: {hold_steps} needs every step exact; exact_routing_steps: "
+                             f"{policy.exact_routing_steps}; valid: 0 or ≥ the horizon ({H})")
+        share_cap = policy.max_share_vs_capacity
         if share_cap < 0 or (0 < share_cap < 1):
-            raise ValueError(f"share_cap: {share_cap}; valid: 0 (off) or ≥ 1")
-        self.share_cap = float(share_cap)
-        self.slo_gpus = bool(slo_gpus)
-        if not 0.0 <= provision_correlation <= 1.0:
-            raise ValueError(f"provision_correlation: {provision_correlation}; valid: 0 … 1")
-        self.provision_correlation = float(provision_correlation)
-        self.group_bursts = bool(group_bursts)
-        lp = self.lp
-        self.solver_name = solver
-        self.min_gpus_interactive = float(min_gpus_interactive)
-        for name, level in (("load_quantile", load_quantile), ("burst_quantile", burst_quantile)):
+            raise ValueError(f"max_share_vs_capacity: {share_cap}; valid: 0 (off) or ≥ 1")
+        if not 0.0 <= policy.group_provision_correlation <= 1.0:
+            raise ValueError(f"group_provision_correlation: {policy.group_provision_correlation}; valid: 0 … 1")
+        for name, level in (("load_quantile", policy.load_quantile), ("burst_quantile", policy.burst_quantile)):
             if not 0.0 < level < 1.0:
                 raise ValueError(f"{name}: {level}; valid: 0 < level < 1")
-        self.load_quantile, self.burst_quantile = float(load_quantile), float(burst_quantile)
+        self.plant, self.policy, self.horizon, self.objective = plant, policy, H, policy.objective
+        self.order, self.epsilon = tuple(policy.order), policy.epsilon
+        self.prices = (policy.carbon_price_eur_per_kg, policy.water_price_eur_per_l, policy.delay_price_eur_per_s)
+        self.backlog_value = backlog_value_eur_per_req
+        self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
+        self.lp = LinearProgram(plant, H, policy.exact_routing_steps or None, policy.group_interactive_shares,
+                                policy.tail_block_steps, hold_steps)
+        self.horizon_map = HorizonMap(self.lp, plant)
+        self.expiry_guard = bool(policy.expiry_guard)
+        self.max_share_vs_capacity = float(share_cap)
+        self.slo_aware_gpus = bool(policy.slo_aware_gpus)
+        self.group_provision_correlation = float(policy.group_provision_correlation)
+        self.group_bursts = bool(policy.group_bursts)
+        lp = self.lp
+        self.solver_name = solver
+        self.min_gpus_interactive = float(policy.min_gpus_interactive)
+        self.load_quantile, self.burst_quantile = float(policy.load_quantile), float(policy.burst_quantile)
         # EUR per GPU-s/s short for one step if the load exceeded the level for sure (× (1 − level))
         work = np.where(plant.allowed.any(axis=0), plant.gpu_s_per_req, np.inf).min(axis=1)   # (P,)
         work = np.where(np.isfinite(work), work, plant.gpu_s_per_req.min(axis=1))
         self._shortfall_eur = plant.penalties.drop_eur_per_request * plant.step_s / work
         pair_work = plant.gpu_s_per_req[plant.pairs[:, 1], plant.pairs[:, 2]]
         self._pair_shortfall_eur = plant.penalties.drop_eur_per_request * plant.step_s / pair_work
-        self.backend = make_backend(solver, lp, time_limit_s)
+        self.backend = make_backend(solver, lp, policy.solver_time_limit_s)
         self._terms = ca.Function("terms", [lp.x.sym, lp.p.sym], [ca.vertcat(*lp.terms.values())])
         self._lbx, self._ubx = self._static_bounds()
-
-    @classmethod
-    def from_settings(cls, plant: PlantParams, control: ControlSettings, horizon_steps: int | None = None,
-                      **kwargs: object) -> AllocationMPC:
-        """An MPC with the config's horizon and ``settings_kwargs`` (``kwargs`` override them)."""
-        return cls(plant, horizon_steps or control.horizon_steps,
-                   **{**cls.settings_kwargs(control), **kwargs})  # type: ignore[arg-type]
-
-    @staticmethod
-    def settings_kwargs(control: ControlSettings) -> dict[str, object]:
-        """The constructor arguments a config's ``control:`` section sets: the objective (mode,
-        order, ε, weighted-mode prices), the planning policy (GPU floor, load and burst levels,
-        pooled and blocked tail, group shares and their cap, expiry guard) and the solver's time
-        limit per stage."""
-        return {"objective": control.objective, "order": control.order, "epsilon": control.epsilon,
-                "prices": (control.carbon_price_eur_per_kg, control.water_price_eur_per_l,
-                           control.delay_price_eur_per_s),
-                "min_gpus_interactive": control.min_gpus_interactive,
-                "load_quantile": control.load_quantile, "burst_quantile": control.burst_quantile,
-                "exact_steps": control.exact_routing_steps or None,
-                "tail_block_steps": control.tail_block_steps,
-                "group_shares": control.group_interactive_shares,
-                "share_cap": control.max_share_vs_capacity, "expiry_guard": control.expiry_guard,
-                "slo_gpus": control.slo_aware_gpus,
-                "provision_correlation": control.group_provision_correlation,
-                "group_bursts": control.group_bursts, "time_limit_s": control.solver_time_limit_s}
 
     # ------------------------------------------------------------------ bounds and parameters
     def _static_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lp, plant = self.lp, self.plant
         lbx, ubx = np.zeros(lp.x.size), np.full(lp.x.size, np.inf)
         lp.x.pack(ubx, "n", plant.gpus_max)
-        if self.share_cap > 0 and lp.group_keys:   # a pool's split ≤ cap × its capacity-proportional one
+        if self.max_share_vs_capacity > 0 and lp.group_keys:   # a pool's split ≤ cap × its capacity-proportional one
             keys = np.array(lp.group_keys)                                       # (group, pool, class)
             first = np.array([np.flatnonzero(plant.region_groups == g)[0] for g in keys[:, 0]])
             fair = capacity_shares(plant, plant.gpus_max)[first, keys[:, 1], keys[:, 2]]
-            lp.x.pack(ubx, "share0", np.minimum(self.share_cap * fair, 1.0))
+            lp.x.pack(ubx, "share0", np.minimum(self.max_share_vs_capacity * fair, 1.0))
             # (region group, class) of each share: the cap binds only where that total's forecast has spread
             self._share_group_stream = keys[:, 0] * len(plant.class_names) + keys[:, 2]
         if self.min_gpus_interactive > 0:
@@ -278,7 +258,7 @@ class AllocationMPC:
             floor = np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0)
             # with SLO-aware GPUs the applied step's count is the plant's own rule; the floor stands in
             # for it in the planned steps (and keeps the LP as quick to solve as with a floor everywhere)
-            first_step = 1 if self.slo_gpus else 0
+            first_step = 1 if self.slo_aware_gpus else 0
             lp.x.pack(lbx, "n", np.where(np.arange(lp.d.H)[:, None] >= first_step, floor[None, :], 0.0))
         if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit (per LP step)
             assert plant.gpu_ramp_per_step is not None   # filled in by PlantParams.__post_init__
@@ -327,8 +307,8 @@ class AllocationMPC:
         burst_streams = fc.load_burst_req_per_s.reshape(d.H, -1)[0] / peak[0]
         safe = np.where(med > 1e-12, med, 1.0)
         ratio = np.where(med > 1e-12, prov_streams / safe, 1.0)
-        if lp.group_shares and self.provision_correlation < 1.0:
-            ratio = group_ratio(plant, med, prov_streams, ratio, self.provision_correlation)
+        if lp.group_shares and self.group_provision_correlation < 1.0:
+            ratio = group_ratio(plant, med, prov_streams, ratio, self.group_provision_correlation)
         ratio = ratio * peak
         prov = ratio * med
         lp.p.pack(p, "ratio", ratio[:d.E])
@@ -339,7 +319,7 @@ class AllocationMPC:
         burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst_streams / safe[0], 1.0), base0)
         if lp.group_shares and self.group_bursts:
             burst_ratio = group_burst_ratio(plant, med[0], prov_streams[0], burst_streams, base0,
-                                            self.provision_correlation)
+                                            self.group_provision_correlation)
         burst_ratio = burst_ratio * peak[0]
         # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
         burst_ratio[d.deferred] = ratio[0, d.deferred]
@@ -490,7 +470,7 @@ class AllocationMPC:
             fifo[~self.lp.block_end] = np.inf   # with holds: the rule applies at block (hour) ends
             self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
             self.lp.x.pack(ubx, "qa", self.horizon_map.pooled_deferred(fifo[self.lp.d.E:]))
-        if self.share_cap > 0 and self.lp.group_keys:
+        if self.max_share_vs_capacity > 0 and self.lp.group_keys:
             self._uncap_certain_groups(ubx, fc)
         lbx = self._lbx
         if block_shares is not None:
@@ -591,7 +571,7 @@ class AllocationMPC:
             return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed,
                              solver_time_s=backend.solver_time_s)
         plan = self._plan(best, state, steps)
-        if self.slo_gpus:
+        if self.slo_aware_gpus:
             plan = self._with_slo_gpus(plan, state, fc)
         return MPCResult(plan, self._objective_terms(best, p), status, True,
                          tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)

@@ -13,6 +13,8 @@ from forecast.scenario import ConfigError, rng
 
 __all__ = ["ControlSettings", "Gpu", "HardwareCatalogue", "Penalties"]
 
+STAGES = ("cost", "carbon", "delay")   # the lexicographic stages a policy may order
+
 
 @dataclass(frozen=True)
 class Penalties:
@@ -26,7 +28,10 @@ class Penalties:
 
 @dataclass(frozen=True)
 class ControlSettings:
-    """How the MPC plans.
+    """How the MPC plans: the config's ``control:`` section, and the policy ``AllocationMPC`` reads.
+
+    The field defaults are the shipped ``configs/default.yaml``'s values (``ControlSettings()`` is
+    the default policy; ``tests/control/test_policy.py`` checks that they agree).
 
     Args:
         horizon_steps: H, steps of the receding horizon.
@@ -36,7 +41,8 @@ class ControlSettings:
         burst_quantile: the level of a stream's burst that the applied step keeps headroom for
             (any one stream at a time; see ``control.mpc.AllocationMPC``).
         objective: ``lexicographic`` or ``weighted``.
-        order: lexicographic stage order.
+        order: lexicographic stage order: a permutation of cost, carbon, delay, or fewer distinct
+            stages to optimise fewer objectives (the hindsight references solve cost alone).
         epsilon: relative slack kept on earlier stages.
         pue_switch_temp_c: above it cooling is mechanical, below outside air.
         carbon_signal: ``average`` (fuel mix) or ``marginal`` where the data provide it.
@@ -88,7 +94,7 @@ class ControlSettings:
     step_h: float = field(default=1.0, metadata=rng(1.0, 1.0))
     rho_max: float = field(default=0.8, metadata=rng(0.05, 1.0))
     load_quantile: float = field(default=0.9, metadata=rng(0.1, 0.9))
-    burst_quantile: float = field(default=0.95, metadata=rng(0.5, 0.9999))
+    burst_quantile: float = field(default=0.999, metadata=rng(0.5, 0.9999))
     objective: Literal["lexicographic", "weighted"] = "lexicographic"
     order: tuple[Literal["cost", "carbon", "delay"], ...] = ("cost", "carbon", "delay")
     epsilon: float = field(default=0.001, metadata=rng(0.0, 1.0))
@@ -99,16 +105,16 @@ class ControlSettings:
     delay_price_eur_per_s: float = field(default=0.0, metadata=rng(0.0, 1e3))
     gpu_ramp_fraction_per_step: float = field(default=1.0, metadata=rng(0.01, 1.0))
     slo_wait_margin_services: float = field(default=1.0, metadata=rng(0.0, 100.0))
-    backlog_fill: bool = False
-    min_gpus_interactive: float = field(default=0.0, metadata=rng(0.0, 1000.0))
-    exact_routing_steps: int = field(default=0, metadata=rng(0, 24 * 14))
-    group_interactive_shares: bool = False
-    tail_block_steps: int = field(default=1, metadata=rng(1, 24))
-    expiry_guard: bool = False
+    backlog_fill: bool = True
+    min_gpus_interactive: float = field(default=4.0, metadata=rng(0.0, 1000.0))
+    exact_routing_steps: int = field(default=6, metadata=rng(0, 24 * 14))
+    group_interactive_shares: bool = True
+    tail_block_steps: int = field(default=4, metadata=rng(1, 24))
+    expiry_guard: bool = True
     max_share_vs_capacity: float = field(default=0.0, metadata=rng(0.0, 100.0))
     slo_aware_gpus: bool = False
-    group_provision_correlation: float = field(default=1.0, metadata=rng(0.0, 1.0))
-    group_bursts: bool = False
+    group_provision_correlation: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    group_bursts: bool = True
     solver_time_limit_s: float = field(default=60.0, metadata=rng(1e-6, 3600.0))
     max_plan_reuse_steps: int = 1   # range 0 … horizon_steps − 1, checked below
     milp_time_limit_s: float = field(default=20.0, metadata=rng(1e-3, 3600.0))
@@ -123,9 +129,10 @@ class ControlSettings:
         if 0 < self.max_share_vs_capacity < 1:
             raise ConfigError(f"control.max_share_vs_capacity: {self.max_share_vs_capacity}; valid: 0 (off) or ≥ 1 "
                               "(below 1 the splits cannot add up to the whole stream)")
-        if sorted(self.order) != ["carbon", "cost", "delay"]:
+        if not self.order or len(set(self.order)) < len(self.order) or not set(self.order) <= set(STAGES):
             raise ConfigError(
-                f"control.order: a permutation of cost, carbon, delay is needed (got {list(self.order)})"
+                f"control.order: a permutation of cost, carbon, delay is needed, or fewer distinct stages among "
+                f"them (got {list(self.order)})"
             )
 
 

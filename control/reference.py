@@ -34,6 +34,7 @@ import numpy as np
 from control import plant as pl
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC, MPCResult, Plan
+from control.params import ControlSettings
 from control.plant import PlantParams
 from control.realised import slo_aware_decision_gpus
 from control.shares import plan_shares
@@ -41,9 +42,17 @@ from control.simulate import EpisodeResult, run_episode
 from control.sizing import provision_gpus
 from control.state import Allocation, PlantState
 
-__all__ = ["HindsightFailed", "PlanReplay", "Reference", "SubStepProblem", "block_backlog_req", "hindsight_bound",
-           "hindsight_reference",
-           "hourly_plan", "sub_step_problem"]
+__all__ = ["HINDSIGHT_POLICY", "HindsightFailed", "PlanReplay", "Reference", "SubStepProblem", "block_backlog_req",
+           "hindsight_bound", "hindsight_reference", "hourly_plan", "sub_step_problem"]
+
+#: The hindsight LP's policy (``AllocationMPC``; its time limit is set per call): cost alone, every step
+#: routed exactly, none of the MPC's planning rules (no GPU floor, one free split per stream, no expiry
+#: guard, share cap or SLO-aware GPUs, no group totals). The realised data have no spread above the
+#: median, so the load and burst levels (p90, p95) price nothing there.
+HINDSIGHT_POLICY = ControlSettings(
+    order=("cost",), min_gpus_interactive=0.0, exact_routing_steps=0, tail_block_steps=1,
+    group_interactive_shares=False, expiry_guard=False, max_share_vs_capacity=0.0, slo_aware_gpus=False,
+    group_provision_correlation=1.0, group_bursts=False, load_quantile=0.9, burst_quantile=0.95)
 
 
 class HindsightFailed(ValueError):
@@ -191,7 +200,8 @@ def hindsight_bound(plant: PlantParams, realised: ControlForecast, steps: int, s
     """
     problem = sub_step_problem(plant, realised, steps, state)
     M = problem.sub_steps
-    mpc = AllocationMPC(problem.plant, steps * M, order=("cost",), time_limit_s=time_limit_s, hold_steps=M)
+    mpc = AllocationMPC(problem.plant, replace(HINDSIGHT_POLICY, solver_time_limit_s=time_limit_s),
+                        horizon_steps=steps * M, hold_steps=M)
     mpc.backend.cold_solver = "ipm"
     result = mpc.solve(problem.state, problem.forecast, end_step=M * steps - 1)
     if not result.success or result.plan is None:

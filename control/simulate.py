@@ -11,6 +11,7 @@ import numpy as np
 from control.controllers import Controller
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC, MPCResult
+from control.params import ControlSettings
 from control.plant import PlantParams
 from control.realised import step
 from control.state import PlantState, StepRecord
@@ -226,14 +227,17 @@ def run_episode(plant: PlantParams, controller: Controller, realised: ControlFor
 
 
 def hindsight_optimum(plant: PlantParams, realised: ControlForecast, steps: int, state: PlantState,
-                      **mpc_kwargs: object) -> MPCResult:
+                      policy: ControlSettings, *, solver: str = "highs") -> MPCResult:
     """The whole episode at once with realised data under the plant's rules: the lower bound.
 
     Continuous GPUs, the same penalties, and the same end rule (backlog left at the end counts as
-    dropped). ``stage_values[0]`` of the result is the optimal realised cost ``cost*`` when the
-    first stage is ``cost`` (the default). A solver failure (e.g. ``time_limit_s`` reached) is a
-    result with ``success`` False, never a number: callers must check it.
+    dropped); the objective and planning rules of ``policy`` (its ``horizon_steps`` is not read:
+    the horizon is the episode; a lower bound plans without the MPC's rules, e.g. no GPU floor, as
+    ``control.reference.HINDSIGHT_POLICY``). ``stage_values[0]`` of the result is the optimal
+    realised cost ``cost*`` when the first stage is ``cost``. A solver failure (e.g.
+    ``solver_time_limit_s`` reached) is a result with ``success`` False, never a number: callers
+    must check it.
     """
     exact = realised.window(0, steps)
-    mpc = AllocationMPC(plant, steps, **mpc_kwargs)  # type: ignore[arg-type]
+    mpc = AllocationMPC(plant, policy, solver=solver, horizon_steps=steps)
     return mpc.solve(state, exact, end_step=steps - 1)

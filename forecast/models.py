@@ -295,6 +295,20 @@ class ForecasterSuite:
         self.models = dict(models)
         self.vapour_pressure_hpa = {k: np.asarray(v, float) for k, v in (vapour_pressure_hpa or {}).items()}
 
+    def check_covers(self, horizon_steps: int, load_quantile: float) -> None:
+        """Raise ``ValueError`` naming the model and the setting when a model forecasts fewer steps
+        than the controller plans (``control.horizon_steps``) or the load model lacks the
+        provisioning quantile (``control.load_quantile``)."""
+        for signal, model in self.models.items():
+            trained = getattr(model, "horizon_steps", horizon_steps)
+            if trained < horizon_steps:
+                raise ValueError(f"forecaster {signal}: trained for {trained} steps, but control.horizon_steps is "
+                                 f"{horizon_steps} (valid with this model: 1 … {trained}; retrain with "
+                                 f"forecast.horizon_steps ≥ {horizon_steps})")
+            if signal == "load_req_per_s" and not any(abs(q - load_quantile) < 1e-9 for q in model.quantiles):
+                raise ValueError(f"forecaster {signal}: control.load_quantile {load_quantile} is not one of its "
+                                 f"quantiles {model.quantiles}")
+
     def predict(self, history: object, t0: pd.Timestamp | str, horizon: int) -> Forecast:
         """Every signal's forecast from ``t0`` (UTC) over ``horizon`` steps, from rows before t0."""
         hist = as_history(history)

@@ -21,6 +21,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from control.params import ControlSettings, HardwareCatalogue, Penalties
+from forecast.output import DEFAULT_QUANTILES
 from forecast.scenario import ConfigError, Scenario
 from forecast.settings import ForecastSettings
 
@@ -250,7 +251,26 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                     hardware.get(gpu)
                 except ConfigError as exc:
                     raise ConfigError(f"sites.{site.name}.pools: {exc}") from None
+        _check_sections(control, forecast)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return Config(scenario, penalties, control, hardware, str(path), raw, forecast)
+
+
+def _check_sections(control: ControlSettings, forecast: ForecastSettings) -> None:
+    """What one section's value must agree with in another: the provisioning quantile is one the
+    forecasters produce (at or above the median: the MPC prices the exposure above it at
+    1 − quantile), and the forecasts cover the control horizon."""
+    levels = [q for q in DEFAULT_QUANTILES if q >= 0.5]
+    if not any(abs(control.load_quantile - q) < 1e-9 for q in levels):
+        raise ConfigError(f"control.load_quantile: {control.load_quantile} is not a quantile the forecasters "
+                          f"produce; valid: {', '.join(str(q) for q in levels)}")
+    if control.burst_quantile < control.load_quantile:
+        raise ConfigError(f"control.burst_quantile: {control.burst_quantile} is below control.load_quantile "
+                          f"{control.load_quantile}; valid: {control.load_quantile} … 0.9999")
+    hours = control.horizon_steps * control.step_h
+    if hours > forecast.horizon_steps:
+        raise ConfigError(f"control.horizon_steps: {control.horizon_steps} steps of {control.step_h} h need "
+                          f"{hours:g} h of forecasts, forecast.horizon_steps is {forecast.horizon_steps}; valid: "
+                          f"1 … {int(forecast.horizon_steps // control.step_h)}")
 

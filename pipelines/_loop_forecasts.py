@@ -9,8 +9,8 @@
   the off-site water intensity) is filled by the seasonal-naive baseline, and the run says so.
 
 The MPC reads every site signal at the median (p50) and provisions GPUs for the load at the
-configured quantile (``control.load_quantile``, nearest quantile the forecast has). It also keeps
-headroom for one stream's *burst* (``control.burst_quantile``, default 0.95), a level the forecasts
+configured quantile (``control.load_quantile``, one of the forecast's quantiles: the config load
+checks it). It also keeps headroom for one stream's *burst* (``control.burst_quantile``), a level the forecasts
 do not carry: it is extrapolated from each stream's spread, ``p50 + f · (p_q − p50)``, with ``f``
 the split-conformal ``burst_quantile`` of the scores ``(y − p50) / (p_q − p50)`` of the same
 forecaster on the ``TAIL_DAYS`` days before the episode (data before t0 only; for the primary
@@ -66,7 +66,11 @@ def history_of(dataset: Dataset) -> dict[str, pd.DataFrame]:
 
 
 def _nearest_q(fc: Forecast, q: float) -> float:
-    return min(fc.quantiles, key=lambda level: abs(level - q))
+    """The forecast's quantile level ``q`` (never a neighbour: the MPC prices exposure at 1 − q)."""
+    level = min(fc.quantiles, key=lambda x: abs(x - q))
+    if abs(level - q) > 1e-9:
+        raise ValueError(f"control.load_quantile: {q} is not one of the forecast's quantiles {fc.quantiles}")
+    return level
 
 
 def _stream_columns(fc: Forecast, plant: PlantParams) -> list[int]:

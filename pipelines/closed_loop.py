@@ -38,6 +38,7 @@ from control.reference import HindsightFailed, Reference, hindsight_reference
 from control.simulate import EpisodeResult, InvariantError, StepTiming, run_episode
 from control.state import PlantState, StepRecord
 from forecast.dataset import Dataset
+from forecast.scenario import ConfigError
 from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
 from pipelines._args import SECONDARY, WINDOWS
@@ -56,7 +57,7 @@ from pipelines._loop_compare import (
 from pipelines._loop_forecasts import forecaster_for
 from pipelines._loop_report import dispatch_columns, fallback_columns, fallback_lines, flow_frame, kpis, site_frame
 
-__all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "prepare", "run_compare", "run_plan",
+__all__ = ["EXPERIMENT", "HEURISTICS", "WINDOWS", "Setup", "load_suite", "prepare", "run_compare", "run_plan",
            "run_simulate"]
 
 EXPERIMENT = "closed-loop"
@@ -98,12 +99,19 @@ def prepare(cfg: Config, window: str = "primary", steps: int | None = None, data
     return Setup(cfg, data, plant, t0, steps, H, realised, window)
 
 
-def _load_suite(model_uri: str) -> tuple[Any, str]:
+def load_suite(model_uri: str, control: ControlSettings) -> tuple[Any, str]:
+    """A registered or saved forecaster suite and its local folder, checked against the control
+    settings it will feed (horizon, provisioning quantile): a ``ConfigError`` names the value."""
     from forecast.models import ForecasterSuite
     from pipelines._tracking import resolve_model
 
     folder = resolve_model(model_uri)
-    return ForecasterSuite.load(folder), str(folder)
+    suite = ForecasterSuite.load(folder)
+    try:
+        suite.check_covers(control.horizon_steps, control.load_quantile)
+    except ValueError as exc:
+        raise ConfigError(f"{model_uri}: {exc}") from None
+    return suite, str(folder)
 
 
 def make_controller(name: str, s: Setup) -> Controller:
@@ -112,15 +120,14 @@ def make_controller(name: str, s: Setup) -> Controller:
     head = cfg.control.provision_headroom   # the one sizing rule's headroom, for every controller
     fb, reuse = CapacityProportional(plant, provision_headroom=head), cfg.control.max_plan_reuse_steps
     if name == "mpc":
-        return MPCController(AllocationMPC.from_settings(plant, cfg.control), fb, episode_steps=s.steps,
+        return MPCController(AllocationMPC(plant, cfg.control), fb, episode_steps=s.steps,
                              max_plan_reuse_steps=reuse, provision_headroom=head)
     if name == "mpc-temperature-unaware":
         mean_pue = annual_mean_pue(plant, s.data.wide("temp_c")[list(plant.site_names)].to_numpy())
-        return temperature_unaware(plant, s.horizon, mean_pue, fb, episode_steps=s.steps, max_plan_reuse_steps=reuse,
-                                   provision_headroom=head, **AllocationMPC.settings_kwargs(cfg.control))
+        return temperature_unaware(plant, cfg.control, mean_pue, fb, episode_steps=s.steps,
+                                   max_plan_reuse_steps=reuse, provision_headroom=head)
     if name == "myopic":
-        return myopic(plant, fb, episode_steps=s.steps, provision_headroom=head,
-                      **AllocationMPC.settings_kwargs(cfg.control))
+        return myopic(plant, cfg.control, fb, episode_steps=s.steps, provision_headroom=head)
     greedy = {"nearest-site": "nearest", "cheapest-price": "price", "lowest-carbon": "carbon"}
     if name in greedy:
         return GreedyController(plant, greedy[name], provision_headroom=head)  # type: ignore[arg-type]
@@ -135,13 +142,6 @@ def burst_group_correlation(control: ControlSettings) -> float | None:
     if control.group_bursts and control.group_interactive_shares:
         return control.group_provision_correlation
     return None
-
-
-def _objective_kwargs(cfg: Config) -> dict[str, object]:
-    """The objective every optimiser shares, the hindsight optimum included (not the planning
-    policy: the hindsight optimum plans on the realised data, all exact)."""
-    settings = AllocationMPC.settings_kwargs(cfg.control)
-    return {key: settings[key] for key in ("objective", "order", "epsilon", "prices")}
 
 
 @dataclass
@@ -337,7 +337,7 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
     kind, uri = _forecaster_choice(forecaster)
     suite, lineage = None, {}
     if kind == "learned":
-        suite, folder = _load_suite(uri)
+        suite, folder = load_suite(uri, cfg.control)
         lineage = _lineage(uri, folder)
     s = prepare(cfg, window, steps)
     print(f"greenllm simulate: {controller} with {forecaster} forecasts, {s.steps} h from {s.t0:%Y-%m-%d %H:%M} UTC "
@@ -360,7 +360,7 @@ def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | N
     """Every controller on identical data, and the hindsight references (``control.reference``)."""
     suite, lineage, main = None, {}, "seasonal-naive"
     if model_uri:
-        suite, folder = _load_suite(model_uri)
+        suite, folder = load_suite(model_uri, cfg.control)
         lineage, main = _lineage(model_uri, folder), "learned"
     s = prepare(cfg, window, steps)
     runs: dict[str, RunOutput] = {}
@@ -403,7 +403,7 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
 
     model_uri = forecaster if forecaster and forecaster not in ("seasonal-naive", "perfect") else None
     if model_uri:
-        _load_suite(model_uri)  # a missing model is an error before the parent run starts
+        load_suite(model_uri, cfg.control)  # a missing model is an error before the parent run starts
     names = list(SECONDARY) if windows else [window]
     main = "learned" if model_uri else "seasonal-naive"
     tables, values = [], {}
@@ -445,12 +445,12 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
 def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any]:
     """``greenllm plan``: the allocation the MPC would apply in the hour starting at ``at``, and its plan."""
     kind, uri = _forecaster_choice(forecaster)
-    suite = _load_suite(uri)[0] if kind == "learned" else None
+    suite = load_suite(uri, cfg.control)[0] if kind == "learned" else None
     s = prepare(cfg, at, 1)
     fc_fn, note = forecaster_for(kind, s.data, s.plant, s.realised, s.t0, s.horizon,
                                  cfg.control.load_quantile, suite, cfg.control.burst_quantile,
                                  burst_group_correlation(cfg.control))
-    mpc = AllocationMPC.from_settings(s.plant, cfg.control)
+    mpc = AllocationMPC(s.plant, cfg.control)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     result = mpc.solve(state, fc_fn(0))
     if not result.success or result.plan is None or result.terms is None:

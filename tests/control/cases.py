@@ -7,14 +7,29 @@ IT power per req/s (i.e. 1 kJ per request), no idle power unless asked.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from control.inputs import ControlForecast
-from control.params import Penalties
+from control.params import ControlSettings, Penalties
 from control.plant import PlantParams
 from control.state import PlantState
 
 DAY0 = 17_800  # a UTC day number (2018-09-24); only differences matter
+
+# The policy the hand-made cases were worked out with (``AllocationMPC``'s keyword defaults before the
+# policy became ``ControlSettings``, issue #15): no GPU floor, every step routed exactly, free shares,
+# no expiry guard, the streams' provisioning levels added up (correlation 1), bursts per stream at p95.
+CASE_POLICY = replace(ControlSettings(), burst_quantile=0.95, min_gpus_interactive=0.0, exact_routing_steps=0,
+                      tail_block_steps=1, group_interactive_shares=False, expiry_guard=False,
+                      max_share_vs_capacity=0.0, slo_aware_gpus=False, group_provision_correlation=1.0,
+                      group_bursts=False)
+
+
+def policy(horizon_steps: int = 24, **changes: object) -> ControlSettings:
+    """``CASE_POLICY`` with horizon H = ``horizon_steps`` and the given fields changed."""
+    return replace(CASE_POLICY, **{"horizon_steps": horizon_steps, **changes})
 
 
 def tiny_plant(n_sites: int = 2, n_regions: int = 1, classes: tuple[str, ...] = ("chat",),

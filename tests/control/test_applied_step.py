@@ -14,7 +14,7 @@ from control.mpc import AllocationMPC
 from control.params import Penalties
 from control.realised import slo_aware_gpus, step
 from control.state import Allocation, PlantState
-from tests.control.cases import flat_forecast, tiny_plant
+from tests.control.cases import flat_forecast, policy, tiny_plant
 
 SOLVERS = ("highs", "qpsol")
 
@@ -35,7 +35,7 @@ def test_a_burst_spreads_over_the_group_with_group_shares_and_spills_without(sol
     burst = replace(fc, load_req_per_s=np.array([[[7.0], [4.0]]] * 2))   # region 0 at 7 req/s
     drops, spills = {}, {}
     for grouped in (False, True):
-        result = AllocationMPC(plant, 2, solver=solver, group_shares=grouped).solve(state, fc)
+        result = AllocationMPC(plant, policy(2, group_interactive_shares=grouped), solver=solver).solve(state, fc)
         assert result.success, result.status
         share = result.plan.share[0, :, :, 0]                         # (R, P)
         if grouped:
@@ -59,8 +59,8 @@ def test_group_shares_bind_interactive_streams_only(solver):
                        rtt_s=np.array([[0.01, 0.05], [0.05, 0.01]]))
     fc = flat_forecast(plant, 3, load=np.array([[3.0, 2.0], [5.0, 1.0]]), price=np.array([40.0, 60.0]))
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
-    free = AllocationMPC(plant, 3, solver=solver).solve(state, fc)
-    grouped = AllocationMPC(plant, 3, solver=solver, group_shares=True).solve(state, fc)
+    free = AllocationMPC(plant, policy(3), solver=solver).solve(state, fc)
+    grouped = AllocationMPC(plant, policy(3, group_interactive_shares=True), solver=solver).solve(state, fc)
     assert free.success and grouped.success
     chat = grouped.plan.share[0, :, :, 0]
     np.testing.assert_allclose(chat[0], chat[1], atol=1e-7)
@@ -82,7 +82,7 @@ def test_the_expiry_guard_serves_expiring_work_even_when_nothing_arrives(solver)
     nothing = replace(fc, load_req_per_s=np.zeros_like(fc.load_req_per_s))
     dropped = {}
     for guard in (False, True):
-        result = AllocationMPC(plant, 4, solver=solver, expiry_guard=guard).solve(state, fc)
+        result = AllocationMPC(plant, policy(4, expiry_guard=guard), solver=solver).solve(state, fc)
         assert result.success, result.status
         _, record = step(plant, state, result.plan.allocation(0), nothing)
         assert record.arrivals_req.sum() == 0.0      # conservation: what waited is served or dropped
@@ -102,17 +102,21 @@ def test_the_share_cap_keeps_each_pool_within_its_capacity_share(solver):
     fc = flat_forecast(plant, 2, load=1.0, price=np.array([40.0, 60.0]),
                        load_provision_req_per_s=np.full((2, 2, 1), 1.2))
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
-    free = AllocationMPC(plant, 2, solver=solver, group_shares=True).solve(state, fc)
-    capped = AllocationMPC(plant, 2, solver=solver, group_shares=True, share_cap=1.5).solve(state, fc)
+    free = AllocationMPC(plant, policy(2, group_interactive_shares=True), solver=solver).solve(state, fc)
+    capped = AllocationMPC(plant, policy(2, group_interactive_shares=True, max_share_vs_capacity=1.5),
+                           solver=solver).solve(state, fc)
     assert free.success and capped.success
     np.testing.assert_allclose(free.plan.share[0, :, :, 0], [[1.0, 0.0], [1.0, 0.0]], atol=1e-7)
     np.testing.assert_allclose(capped.plan.share[0, :, :, 0], [[0.75, 0.25], [0.75, 0.25]], atol=1e-7)
     # a forecast without spread (burst level = median) has no burst to guard against: no cap
     certain = flat_forecast(plant, 2, load=1.0, price=np.array([40.0, 60.0]))
-    uncapped = AllocationMPC(plant, 2, solver=solver, group_shares=True, share_cap=1.5).solve(state, certain)
+    uncapped = AllocationMPC(plant, policy(2, group_interactive_shares=True, max_share_vs_capacity=1.5),
+                             solver=solver).solve(state, certain)
     np.testing.assert_allclose(uncapped.plan.share[0, :, :, 0], [[1.0, 0.0], [1.0, 0.0]], atol=1e-7)
-    with pytest.raises(ValueError, match="share_cap: 0.5"):
-        AllocationMPC(plant, 2, group_shares=True, share_cap=0.5)
+    with pytest.raises(ValueError, match="max_share_vs_capacity: 0.5"):
+        AllocationMPC(plant, policy(2, group_interactive_shares=True, max_share_vs_capacity=0.5))
+    with pytest.raises(ValueError, match="max_share_vs_capacity: -1"):
+        AllocationMPC(plant, policy(2, group_interactive_shares=True, max_share_vs_capacity=-1.0))
 
 
 def _queueing_pool():
@@ -153,7 +157,7 @@ def test_the_mpc_applies_slo_aware_gpus_and_the_plant_charges_less(solver):
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     eur = {}
     for aware in (False, True):
-        result = AllocationMPC(plant, 2, solver=solver, slo_gpus=aware).solve(state, fc)
+        result = AllocationMPC(plant, policy(2, slo_aware_gpus=aware), solver=solver).solve(state, fc)
         assert result.success, result.status
         assert result.plan.gpus[0, 0] >= 3.75 - 1e-7          # at least the capacity the LP needs
         eur[aware] = _realised_eur(plant, state, fc, float(result.plan.gpus[0, 0]))
@@ -171,12 +175,13 @@ def test_group_provisioning_adds_the_streams_excesses_as_correlated(solver):
     fc = replace(fc, load_burst_req_per_s=fc.load_req_per_s.copy())
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     for rho, expected in ((1.0, 12.0), (0.5, 10.0 + np.sqrt(2.0)), (0.0, 8.0 + 2.0 * np.sqrt(2.0))):
-        mpc = AllocationMPC(plant, 2, solver=solver, group_shares=True, provision_correlation=rho)
+        mpc = AllocationMPC(plant, policy(2, group_interactive_shares=True, group_provision_correlation=rho),
+                            solver=solver)
         result = mpc.solve(state, fc)
         assert result.success, result.status
         assert result.plan.gpus[0].sum() == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(ValueError, match="provision_correlation: 1.5"):
-        AllocationMPC(plant, 2, group_shares=True, provision_correlation=1.5)
+    with pytest.raises(ValueError, match="group_provision_correlation: 1.5"):
+        AllocationMPC(plant, policy(2, group_interactive_shares=True, group_provision_correlation=1.5))
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -191,7 +196,9 @@ def test_the_ten_minute_peak_factor_is_never_combined_as_an_independent_error(so
     fc = replace(fc, load_provision_req_per_s=med * peak, load_burst_req_per_s=med * peak, load_peak_factor=peak)
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     for rho in (1.0, 0.0):
-        result = AllocationMPC(plant, 2, solver=solver, group_shares=True, provision_correlation=rho).solve(state, fc)
+        mpc = AllocationMPC(plant, policy(2, group_interactive_shares=True, group_provision_correlation=rho),
+                            solver=solver)
+        result = mpc.solve(state, fc)
         assert result.success, result.status
         assert result.plan.gpus[0].sum() == pytest.approx(12.0, rel=1e-6)
     with pytest.raises(ValueError, match="load_peak_factor"):
@@ -211,8 +218,8 @@ def test_group_bursts_hold_the_group_total_at_its_burst_level(solver):
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     held = {}
     for grouped in (False, True):
-        mpc = AllocationMPC(plant, 2, solver=solver, group_shares=True, provision_correlation=0.0,
-                            group_bursts=grouped)
+        mpc = AllocationMPC(plant, policy(2, group_interactive_shares=True, group_provision_correlation=0.0,
+                                          group_bursts=grouped), solver=solver)
         result = mpc.solve(state, fc)
         assert result.success, result.status
         held[grouped] = float(result.plan.gpus[0].sum())
@@ -226,8 +233,8 @@ def test_with_slo_aware_gpus_the_floor_holds_in_the_planned_steps_only():
     idle_eur = plant.idle_kw_per_gpu * pl.pue(plant, fc.temp_c[0]) * fc.price_eur_per_mwh[0] / 1000.0
     best = slo_aware_gpus(plant, np.full((1, 1, 1), 3.0), np.array([3.75]), idle_eur)[0]
     assert best < 9
-    floored = AllocationMPC(plant, 2, min_gpus_interactive=9.0).solve(state, fc)
-    aware = AllocationMPC(plant, 2, min_gpus_interactive=9.0, slo_gpus=True).solve(state, fc)
+    floored = AllocationMPC(plant, policy(2, min_gpus_interactive=9.0)).solve(state, fc)
+    aware = AllocationMPC(plant, policy(2, min_gpus_interactive=9.0, slo_aware_gpus=True)).solve(state, fc)
     assert floored.plan.gpus[0, 0] >= 9.0 - 1e-9 and floored.plan.gpus[1, 0] >= 9.0 - 1e-9
     assert aware.plan.gpus[0, 0] == best                     # the applied step: the plant's rule
     assert aware.plan.gpus[1, 0] >= 9.0 - 1e-9              # the plan after it keeps the floor
@@ -244,6 +251,6 @@ def test_group_shares_tie_a_group_only_where_its_forecast_has_spread(solver):
                       load_burst_req_per_s=fc.load_req_per_s * peak, load_peak_factor=peak)
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     for forecast, expected in ((certain, [[1.0, 0.0], [0.0, 1.0]]), (fc, [[0.5, 0.5], [0.5, 0.5]])):
-        result = AllocationMPC(plant, 2, solver=solver, group_shares=True).solve(state, forecast)
+        result = AllocationMPC(plant, policy(2, group_interactive_shares=True), solver=solver).solve(state, forecast)
         assert result.success, result.status
         np.testing.assert_allclose(result.plan.share[0, :, :, 0], expected, atol=1e-7)

@@ -19,7 +19,7 @@ from control.controllers import (
 )
 from control.mpc import AllocationMPC, MPCResult
 from control.simulate import hindsight_optimum, run_episode
-from tests.control.cases import random_instance
+from tests.control.cases import policy, random_instance
 
 SOLVER_RTOL = 1e-6
 EPISODE = 8
@@ -28,9 +28,9 @@ EPISODE = 8
 @pytest.mark.parametrize("seed", [0, 1])
 def test_shrinking_horizon_mpc_with_perfect_forecasts_equals_the_hindsight_optimum(seed):
     plant, realised, state = random_instance(seed, steps=EPISODE)
-    best = hindsight_optimum(plant, realised, EPISODE, state, objective="weighted")
+    best = hindsight_optimum(plant, realised, EPISODE, state, policy(objective="weighted"))
     assert best.success, best.status
-    ctrl = ShrinkingHorizonMPC(plant, EPISODE, CapacityProportional(plant), objective="weighted")
+    ctrl = ShrinkingHorizonMPC(plant, policy(objective="weighted"), EPISODE, CapacityProportional(plant))
     episode = run_episode(plant, ctrl, realised, EPISODE, state)
     assert ctrl.events == []
     assert episode.cost_eur == pytest.approx(best.stage_values[0], rel=SOLVER_RTOL)
@@ -41,15 +41,15 @@ def test_shrinking_horizon_mpc_with_perfect_forecasts_equals_the_hindsight_optim
 def test_hindsight_optimum_bounds_every_controller(seed):
     plant, realised, state = random_instance(seed, steps=EPISODE + 4)
     plant = replace(plant, round_gpus_up=True)
-    best = hindsight_optimum(plant, realised, EPISODE, state)
+    best = hindsight_optimum(plant, realised, EPISODE, state, policy())
     assert best.success and best.stage_status[0] == "Optimal"
     cost_star = best.stage_values[0]
     fb = CapacityProportional(plant)
     controllers = [
-        MPCController(AllocationMPC(plant, 4), fb, episode_steps=EPISODE),
-        myopic(plant, fb, episode_steps=EPISODE),
-        temperature_unaware(plant, 4, annual_mean_pue(plant, realised.temp_c), fb, episode_steps=EPISODE),
-        ShrinkingHorizonMPC(plant, EPISODE, fb),
+        MPCController(AllocationMPC(plant, policy(4)), fb, episode_steps=EPISODE),
+        myopic(plant, policy(), fb, episode_steps=EPISODE),
+        temperature_unaware(plant, policy(4), annual_mean_pue(plant, realised.temp_c), fb, episode_steps=EPISODE),
+        ShrinkingHorizonMPC(plant, policy(), EPISODE, fb),
         fb,
         *(GreedyController(plant, key) for key in ("nearest", "price", "carbon")),
     ]
@@ -62,7 +62,7 @@ def test_hindsight_optimum_bounds_every_controller(seed):
 
 def test_a_failing_solver_falls_back_to_the_shifted_plan_then_to_the_heuristic(monkeypatch):
     plant, realised, state = random_instance(0, steps=12)
-    ctrl = MPCController(AllocationMPC(plant, 3), CapacityProportional(plant))
+    ctrl = MPCController(AllocationMPC(plant, policy(3)), CapacityProportional(plant))
     good = ctrl.act(0, state, realised.window(0, 3))
     assert good.source == "mpc"
     failed = MPCResult(None, None, "failed: stage cost: Time limit reached", False, ("Time limit reached",), 0, 0.0)
@@ -77,6 +77,6 @@ def test_a_failing_solver_falls_back_to_the_shifted_plan_then_to_the_heuristic(m
 
 def test_a_solver_time_out_is_a_status_not_a_crash():
     plant, realised, state = random_instance(1, steps=8)
-    result = AllocationMPC(plant, 8, time_limit_s=1e-9).solve(state, realised)
+    result = AllocationMPC(plant, policy(8, solver_time_limit_s=1e-9)).solve(state, realised)
     assert not result.success and result.plan is None
     assert result.status.startswith("failed: stage cost")

@@ -21,7 +21,7 @@ from control.controllers import (
 from control.mpc import AllocationMPC
 from control.state import PlantState
 from pipelines._loop_forecasts import fit_peak_factor
-from tests.control.cases import DAY0, flat_forecast, random_instance, tiny_plant
+from tests.control.cases import DAY0, flat_forecast, policy, random_instance, tiny_plant
 from tests.tolerances import EXACT
 
 KEYS = ("nearest", "price", "carbon")
@@ -97,10 +97,10 @@ def test_every_controller_applies_the_gpus_of_the_one_sizing_rule(monkeypatch):
     monkeypatch.setattr(sizing, "provision_gpus", spy)
     fb = CapacityProportional(plant, provision_headroom=0.2)
     controllers = [fb, *(GreedyController(plant, k, provision_headroom=0.2) for k in KEYS),
-                   MPCController(AllocationMPC(plant, 4), fb, provision_headroom=0.2),
-                   myopic(plant, fb, provision_headroom=0.2),
-                   temperature_unaware(plant, 4, np.full(plant.n_sites, 1.2), fb, provision_headroom=0.2),
-                   ShrinkingHorizonMPC(plant, 8, fb, provision_headroom=0.2)]
+                   MPCController(AllocationMPC(plant, policy(4)), fb, provision_headroom=0.2),
+                   myopic(plant, policy(), fb, provision_headroom=0.2),
+                   temperature_unaware(plant, policy(4), np.full(plant.n_sites, 1.2), fb, provision_headroom=0.2),
+                   ShrinkingHorizonMPC(plant, policy(), 8, fb, provision_headroom=0.2)]
     for ctrl in controllers:
         calls.clear()
         alloc = ctrl.act(0, state, realised.window(0, 8))
@@ -111,8 +111,8 @@ def test_every_controller_applies_the_gpus_of_the_one_sizing_rule(monkeypatch):
 def test_the_mpc_keeps_its_plan_where_it_asks_for_more_and_the_rule_where_that_asks_for_more():
     plant, realised, state = random_instance(6, steps=8)
     fc = realised.window(0, 4)
-    plain = MPCController(AllocationMPC(plant, 4), CapacityProportional(plant)).act(0, state, fc)
-    raised = MPCController(AllocationMPC(plant, 4), CapacityProportional(plant),
+    plain = MPCController(AllocationMPC(plant, policy(4)), CapacityProportional(plant)).act(0, state, fc)
+    raised = MPCController(AllocationMPC(plant, policy(4)), CapacityProportional(plant),
                            provision_headroom=0.5).act(0, state, fc)
     np.testing.assert_array_equal(raised.share, plain.share)
     floor = sizing.provision_gpus(plant, plain.share, fc.load_provision_req_per_s[0], 0.5, state.backlog_req)

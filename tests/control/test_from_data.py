@@ -51,16 +51,17 @@ def test_on_real_data_the_hindsight_optimum_bounds_the_controllers(smoke_cfg, sm
     from control.mpc import AllocationMPC
     from control.simulate import hindsight_optimum, run_episode
     from control.state import PlantState
+    from tests.control.cases import policy
 
     plant = plant_for(smoke_cfg, smoke_data)
     steps, horizon = 12, 6
     realised = realised_inputs(smoke_data, plant, "2018-12-14T00:00Z", steps + horizon)
     state = PlantState.initial(plant, water_day=int(realised.day_index[0]))
-    best = hindsight_optimum(plant, realised, steps, state)
+    best = hindsight_optimum(plant, realised, steps, state, policy())
     assert best.success, best.status
     fb = CapacityProportional(plant)
-    controllers = [MPCController(AllocationMPC(plant, horizon), fb, episode_steps=steps),
-                   myopic(plant, fb, episode_steps=steps), fb, GreedyController(plant, "price")]
+    controllers = [MPCController(AllocationMPC(plant, policy(horizon)), fb, episode_steps=steps),
+                   myopic(plant, policy(), fb, episode_steps=steps), fb, GreedyController(plant, "price")]
     for ctrl in controllers:
         episode = run_episode(plant, ctrl, realised, steps, state)
         assert best.stage_values[0] <= episode.cost_eur * (1 + 1e-6), ctrl.name

@@ -12,16 +12,15 @@ from control.controllers import CapacityProportional, MPCController, myopic
 from control.mpc import AllocationMPC
 from control.simulate import run_episode
 from control.state import PlantState
-from tests.control.cases import flat_forecast, random_instance, tiny_plant
+from tests.control.cases import flat_forecast, policy, random_instance, tiny_plant
 
 SOLVER_RTOL = 1e-6
 SOLVERS = ("highs", "qpsol")
 
 
 @pytest.fixture(params=SOLVERS, autouse=True)
-def solver(request, monkeypatch):
-    """Every test here runs once per solver: it becomes the default of every AllocationMPC built."""
-    monkeypatch.setitem(AllocationMPC.__init__.__kwdefaults__, "solver", request.param)
+def solver(request):
+    """Every test here runs once per solver, passed as ``solver=`` to every AllocationMPC it builds."""
     return request.param
 
 
@@ -29,8 +28,9 @@ def test_highs_is_available():
     assert ca.has_conic("highs"), "this CasADi build lacks HiGHS; the MPC needs it"
 
 
-def _solve(plant, fc, horizon=None, **kw):
-    mpc = AllocationMPC(plant, horizon or fc.horizon, **kw)
+def _solve(plant, fc, solver, horizon=None, **changes):
+    """The MPC of ``policy(H, **changes)`` (H: the forecast's horizon unless given) on ``fc``."""
+    mpc = AllocationMPC(plant, policy(horizon or fc.horizon, **changes), solver=solver)
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     result = mpc.solve(state, fc)
     assert result.success, result.status
@@ -42,10 +42,10 @@ def _per_site(plant, result, t=0):
     return dense.sum(axis=(0, 2))
 
 
-def test_cheapest_site_fills_first_up_to_capacity():
+def test_cheapest_site_fills_first_up_to_capacity(solver):
     plant = tiny_plant(gpus=10.0)
     fc = flat_forecast(plant, 1, load=15.0, price=np.array([40.0, 60.0]))
-    result = _solve(plant, fc)
+    result = _solve(plant, fc, solver)
     np.testing.assert_allclose(_per_site(plant, result), [10.0, 5.0], atol=1e-7)
     pue = pl.pue(plant, 10.0)
     expected_eur = pue * (10.0 * 40 + 5.0 * 60) / 1000.0
@@ -53,42 +53,42 @@ def test_cheapest_site_fills_first_up_to_capacity():
     assert result.terms.penalties_eur == pytest.approx(0.0, abs=1e-6)
 
 
-def test_binding_water_budget_moves_load_to_the_drier_site():
+def test_binding_water_budget_moves_load_to_the_drier_site(solver):
     prices = np.array([49.0, 50.0])
     wet = tiny_plant(gpus=20.0, water_budget_l_per_day=np.array([0.0, 1e12]))
     dry = tiny_plant(gpus=20.0)
     fc = flat_forecast(wet, 1, load=10.0, price=prices)
-    np.testing.assert_allclose(_per_site(dry, _solve(dry, fc)), [10.0, 0.0], atol=1e-7)
-    np.testing.assert_allclose(_per_site(wet, _solve(wet, fc)), [0.0, 10.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(dry, _solve(dry, fc, solver)), [10.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(wet, _solve(wet, fc, solver)), [0.0, 10.0], atol=1e-7)
 
 
-def test_hot_site_loses_load_to_a_cool_one_at_equal_prices():
+def test_hot_site_loses_load_to_a_cool_one_at_equal_prices(solver):
     plant = tiny_plant(gpus=20.0)
     fc = flat_forecast(plant, 1, load=30.0, temp_c=np.array([35.0, 5.0]))
-    np.testing.assert_allclose(_per_site(plant, _solve(plant, fc)), [10.0, 20.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(plant, _solve(plant, fc, solver)), [10.0, 20.0], atol=1e-7)
 
 
 def test_slo_infeasible_pairs_have_no_variable_and_never_get_load(solver):
     # site 1 is cheap but 3 s away: RTT + prefill breaks the 2-s SLO
     plant = tiny_plant(gpus=10.0, rtt_s=np.array([[0.01, 3.0]]))
     assert plant.n_pairs == 1 and tuple(plant.pairs[0]) == (0, 0, 0)
-    mpc = AllocationMPC(plant, 2)
+    mpc = AllocationMPC(plant, policy(2), solver=solver)
     assert mpc.lp.d.m == 1 and mpc.solver_name == solver
     fc = flat_forecast(plant, 2, load=15.0, price=np.array([60.0, 1.0]))
-    result = _solve(plant, fc)
+    result = _solve(plant, fc, solver)
     assert (result.plan.share[:, :, 1, :] == 0).all()
     np.testing.assert_allclose(result.plan.dropped_req_per_s, 5.0, atol=1e-7)
 
 
-def test_demand_above_total_capacity_drops_exactly_the_excess():
+def test_demand_above_total_capacity_drops_exactly_the_excess(solver):
     plant = tiny_plant(n_regions=2, gpus=10.0)
     fc = flat_forecast(plant, 2, load=12.5)
-    result = _solve(plant, fc)
+    result = _solve(plant, fc, solver)
     np.testing.assert_allclose(result.plan.dropped_req_per_s.sum(axis=1), 5.0, atol=1e-7)
     np.testing.assert_allclose(result.terms.penalties_eur, 2 * 5.0 * 3600 * 1.0, rtol=SOLVER_RTOL)
 
 
-def test_price_spike_deferred_by_the_horizon_mpc_paid_by_the_myopic_one():
+def test_price_spike_deferred_by_the_horizon_mpc_paid_by_the_myopic_one(solver):
     plant = tiny_plant(n_sites=1, classes=("chat", "batch"), gpus=100.0)
     steps, spike = 4, 2
     price = np.full(steps + 4, 50.0)
@@ -96,8 +96,8 @@ def test_price_spike_deferred_by_the_horizon_mpc_paid_by_the_myopic_one():
     realised = flat_forecast(plant, steps + 4, load=np.array([[5.0, 10.0]]), price=price[:, None])
     state = PlantState.initial(plant, water_day=int(realised.day_index[0]))
     fallback = CapacityProportional(plant)
-    mpc = MPCController(AllocationMPC(plant, 4), fallback, episode_steps=steps)
-    myo = myopic(plant, fallback, episode_steps=steps)
+    mpc = MPCController(AllocationMPC(plant, policy(4), solver=solver), fallback, episode_steps=steps)
+    myo = myopic(plant, policy(), fallback, episode_steps=steps, solver=solver)
     ep_mpc = run_episode(plant, mpc, realised, steps, state)
     ep_myo = run_episode(plant, myo, realised, steps, state)
     batch_served = lambda ep: [r.served_req[0, 0, 1] for r in ep.records]  # noqa: E731
@@ -110,11 +110,11 @@ def test_price_spike_deferred_by_the_horizon_mpc_paid_by_the_myopic_one():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_lexicographic_stage_two_keeps_stage_one_within_epsilon(seed):
+def test_lexicographic_stage_two_keeps_stage_one_within_epsilon(seed, solver):
     plant, fc, state = random_instance(seed)
     eps = 0.001
-    cost_only = AllocationMPC(plant, fc.horizon, order=("cost",)).solve(state, fc)
-    full = AllocationMPC(plant, fc.horizon, epsilon=eps).solve(state, fc)
+    cost_only = AllocationMPC(plant, policy(fc.horizon, order=("cost",)), solver=solver).solve(state, fc)
+    full = AllocationMPC(plant, policy(fc.horizon, epsilon=eps), solver=solver).solve(state, fc)
     assert cost_only.success and full.success and full.stage_status == ("Optimal",) * 3
     best = cost_only.terms.cost_eur
     assert full.terms.cost_eur <= best + eps * abs(best) + 2e-6 * max(1.0, abs(best))
@@ -123,29 +123,29 @@ def test_lexicographic_stage_two_keeps_stage_one_within_epsilon(seed):
     assert full.stage_values[0] == pytest.approx(best, rel=SOLVER_RTOL)
 
 
-def test_weighted_mode_prices_carbon():
+def test_weighted_mode_prices_carbon(solver):
     plant = tiny_plant(gpus=20.0)
     fc = flat_forecast(plant, 1, load=10.0, price=np.array([50.0, 51.0]),
                        carbon_g_per_kwh=np.array([800.0, 50.0]))
-    cheap = _solve(plant, fc, objective="weighted")
-    green = _solve(plant, fc, objective="weighted", prices=(0.1, 0.0, 0.0))
+    cheap = _solve(plant, fc, solver, objective="weighted")
+    green = _solve(plant, fc, solver, objective="weighted", carbon_price_eur_per_kg=0.1)
     np.testing.assert_allclose(_per_site(plant, cheap), [10.0, 0.0], atol=1e-7)
     np.testing.assert_allclose(_per_site(plant, green), [0.0, 10.0], atol=1e-7)
 
 
-def test_warm_started_solves_equal_cold_ones():
+def test_warm_started_solves_equal_cold_ones(solver):
     """The basis carried from step to step changes the path, never the optimum."""
     plant, realised, state = random_instance(3, steps=10)
-    warm = AllocationMPC(plant, 4)
+    warm = AllocationMPC(plant, policy(4), solver=solver)
     for t in range(6):
         window = realised.window(t, 4)
         got = warm.solve(state, window)
-        cold = AllocationMPC(plant, 4).solve(state, window)
+        cold = AllocationMPC(plant, policy(4), solver=solver).solve(state, window)
         assert got.success and cold.success
         np.testing.assert_allclose(got.stage_values, cold.stage_values, rtol=1e-6, atol=1e-6)
 
 
-def test_gpu_ramp_limit_the_horizon_mpc_ramps_ahead_and_the_myopic_one_drops():
+def test_gpu_ramp_limit_the_horizon_mpc_ramps_ahead_and_the_myopic_one_drops(solver):
     """Load steps from 0 to 8 GPUs' worth at step 3; at most 2 GPUs may start (or stop) per step."""
     plant = tiny_plant(n_sites=1, gpus=10.0, gpu_ramp_per_step=np.array([2.0]))
     steps = 6
@@ -153,9 +153,10 @@ def test_gpu_ramp_limit_the_horizon_mpc_ramps_ahead_and_the_myopic_one_drops():
     realised = flat_forecast(plant, steps + 6, load=load)
     state = PlantState.initial(plant, water_day=int(realised.day_index[0]))
     fallback = CapacityProportional(plant)
-    ep_mpc = run_episode(plant, MPCController(AllocationMPC(plant, 6), fallback, episode_steps=steps),
+    ep_mpc = run_episode(plant, MPCController(AllocationMPC(plant, policy(6), solver=solver), fallback,
+                                              episode_steps=steps), realised, steps, state)
+    ep_myo = run_episode(plant, myopic(plant, policy(), fallback, episode_steps=steps, solver=solver),
                          realised, steps, state)
-    ep_myo = run_episode(plant, myopic(plant, fallback, episode_steps=steps), realised, steps, state)
     assert ep_mpc.dropped_req == pytest.approx(0.0, abs=1e-3)
     assert ep_myo.dropped_req == pytest.approx((6 + 4 + 2) * 3600.0, rel=1e-6)
     for ep in (ep_mpc, ep_myo):
@@ -169,38 +170,39 @@ def _loads(plant, median, provision, burst):
             "load_burst_req_per_s": np.full(shape, float(burst))}
 
 
-def test_burst_headroom_spreads_a_stream_over_two_pools():
+def test_burst_headroom_spreads_a_stream_over_two_pools(solver):
     # 10 req/s per site; the cheap site alone would take all 8 req/s. A burst to 16 req/s must fit
     # wherever the stream goes (N−1 rule): at most 5 on the cheap site (5 × 16/8 = 10), 3 on the other.
     plant = tiny_plant(gpus=10.0)
     fc = flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 8.0, 16.0))
-    result = _solve(plant, fc)
+    result = _solve(plant, fc, solver)
     np.testing.assert_allclose(_per_site(plant, result), [5.0, 3.0], atol=1e-6)
     assert result.plan.gpus[0][1] >= 6.0 - 1e-6   # the second pool holds its share of the burst
     assert result.terms.risk_eur == pytest.approx(0.0, abs=1e-6)
-    no_burst = _solve(plant, flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 8.0, 8.0)))
+    no_burst = _solve(plant, flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 8.0, 8.0)),
+                      solver)
     np.testing.assert_allclose(_per_site(plant, no_burst), [8.0, 0.0], atol=1e-6)
 
 
-def test_headroom_beyond_capacity_is_priced_never_bought_with_dropped_load():
+def test_headroom_beyond_capacity_is_priced_never_bought_with_dropped_load(solver):
     # 20 req/s installed: the median 15 is served in full although neither the provisioning level
     # (25) nor the burst (40) fits; what is left short is a priced risk, not a planned drop.
     plant = tiny_plant(gpus=10.0)
     fc = flat_forecast(plant, 1, **_loads(plant, 15.0, 25.0, 40.0))
-    result = _solve(plant, fc)
+    result = _solve(plant, fc, solver)
     np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=1e-7)
     np.testing.assert_allclose(result.plan.gpus[0], [10.0, 10.0], atol=1e-6)
     assert result.terms.risk_eur > 0.0
     assert result.terms.cost_eur == pytest.approx(result.terms.energy_cost_eur + result.terms.risk_eur, rel=1e-9)
 
 
-def test_carbon_first_still_serves_every_request_it_can():
+def test_carbon_first_still_serves_every_request_it_can(solver):
     """Dropping a request emits nothing; carbon-first must not buy carbon with drops: it serves
     all 10 req/s on the cleaner site, then cost and delay break ties."""
     plant = tiny_plant(gpus=20.0)
     fc = flat_forecast(plant, 2, load=10.0, price=np.array([40.0, 60.0]),
                        carbon_g_per_kwh=np.array([500.0, 100.0]))
-    result = _solve(plant, fc, order=("carbon", "cost", "delay"))
+    result = _solve(plant, fc, solver, order=("carbon", "cost", "delay"))
     np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=1e-7)
     # the cleaner site; cost (stage 2) may spend the ε = 0.1 % of carbon on the cheaper one
     np.testing.assert_allclose(_per_site(plant, result), [0.0, 10.0], atol=0.01)
@@ -208,7 +210,7 @@ def test_carbon_first_still_serves_every_request_it_can():
     assert result.terms.carbon_kg <= AllocationMPC._kept(result.stage_values[0], 1e-3) * (1 + 1e-12)
 
 
-def test_carbon_first_serves_the_backlog_the_episode_end_would_drop():
+def test_carbon_first_serves_the_backlog_the_episode_end_would_drop(solver):
     """Deferring batch work past the horizon emits nothing; at the episode's end the backlog is
     dropped (the end rule), so carbon-first must serve it, while without an end in the horizon
     it defers what the deadline allows."""
@@ -216,8 +218,8 @@ def test_carbon_first_serves_the_backlog_the_episode_end_would_drop():
     fc = flat_forecast(plant, 3, load=10.0)
     state = PlantState.initial(plant, water_day=int(fc.day_index[0]))
     order = ("carbon", "cost", "delay")
-    open_end = AllocationMPC(plant, 3, order=order).solve(state, fc)
-    ending = AllocationMPC(plant, 3, order=order).solve(state, fc, end_step=2)
+    open_end = AllocationMPC(plant, policy(3, order=order), solver=solver).solve(state, fc)
+    ending = AllocationMPC(plant, policy(3, order=order), solver=solver).solve(state, fc, end_step=2)
     assert open_end.success and ending.success
     assert open_end.plan.backlog_req[2].sum() > 1_000.0          # deferred beyond the horizon
     assert ending.plan.backlog_req[2].sum() == pytest.approx(0.0, abs=1e-6)

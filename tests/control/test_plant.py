@@ -15,7 +15,7 @@ from control.mpc import AllocationMPC
 from control.realised import step
 from control.sizing import TokenStats, size_plant
 from control.state import Allocation
-from tests.control.cases import flat_forecast, random_instance, tiny_plant
+from tests.control.cases import flat_forecast, policy, random_instance, tiny_plant
 from tests.tolerances import CONSERVATION
 
 EQUAL = 1e-9
@@ -79,7 +79,8 @@ def _check_invariants(plant, state, record, nxt):
 def test_realised_step_conserves_requests_and_power(seed):
     plant, fc, state = random_instance(seed, steps=10)
     fallback = CapacityProportional(plant)
-    controllers = [MPCController(AllocationMPC(plant, 4), fallback), GreedyController(plant, "price"), fallback]
+    controllers = [MPCController(AllocationMPC(plant, policy(4)), fallback), GreedyController(plant, "price"),
+                   fallback]
     for ctrl in controllers:
         s = state
         for t in range(6):

@@ -21,7 +21,7 @@ from control.reference import block_backlog_req, hindsight_bound, hindsight_refe
 from control.simulate import hindsight_optimum, run_episode
 from control.state import PlantState
 from pipelines._loop_report import GAP_CLOSED_NA_WITHIN, gaps, idle_energy_eur, value_of_forecasts
-from tests.control.cases import DAY0, flat_forecast, random_instance, tiny_plant
+from tests.control.cases import DAY0, flat_forecast, policy, random_instance, tiny_plant
 
 SOLVER_RTOL = 1e-6
 
@@ -47,7 +47,7 @@ def test_shrinking_horizon_perfect_mpc_on_the_sub_step_lp_equals_cost_bound(seed
     state = PlantState.initial(plant, water_day=DAY0)
     problem, _, bound = hindsight_bound(plant, _sub_steps(plant, fc.validate(plant), M, seed), T, state)
     assert problem.sub_steps == M and problem.plant.step_h == pytest.approx(1 / M)
-    ctrl = ShrinkingHorizonMPC(problem.plant, T * M, CapacityProportional(problem.plant), order=("cost",),
+    ctrl = ShrinkingHorizonMPC(problem.plant, policy(order=("cost",)), T * M, CapacityProportional(problem.plant),
                                hold_steps=M)
     episode = run_episode(problem.plant, ctrl, problem.forecast, T * M, problem.state)
     assert ctrl.events == []
@@ -63,7 +63,7 @@ def test_flat_sub_steps_give_the_hourly_hindsight_lp_and_peaks_cost_more(seed):
     T, M = 6, 4
     plant, fc, state = random_instance(seed, steps=T)
     flat = replace(fc, load_sub_req_per_s=np.repeat(fc.load_req_per_s[:, None], M, axis=1)).validate(plant)
-    hourly = hindsight_optimum(plant, fc, T, state, order=("cost",))
+    hourly = hindsight_optimum(plant, fc, T, state, policy(order=("cost",)))
     _, _, bound = hindsight_bound(plant, flat, T, state)
     assert bound.stage_values[0] == pytest.approx(hourly.stage_values[0], rel=SOLVER_RTOL)
     _, _, peaks = hindsight_bound(plant, _sub_steps(plant, fc, M, seed), T, state)
@@ -73,7 +73,7 @@ def test_flat_sub_steps_give_the_hourly_hindsight_lp_and_peaks_cost_more(seed):
 def test_without_sub_step_load_the_references_are_hourly():
     plant, fc, state = random_instance(5, steps=6)
     ref = hindsight_reference(plant, fc, 6, state)
-    hourly = hindsight_optimum(plant, fc, 6, state, order=("cost",))
+    hourly = hindsight_optimum(plant, fc, 6, state, policy(order=("cost",)))
     assert ref.sub_steps == 1
     assert ref.cost_bound_eur == pytest.approx(hourly.stage_values[0], rel=SOLVER_RTOL)
     assert ref.cost_ref_eur >= ref.cost_bound_eur * (1 - SOLVER_RTOL)
@@ -150,7 +150,7 @@ def test_gap_closed_is_na_when_the_best_heuristic_is_within_2_percent_of_cost_re
 def test_value_of_forecasts_parts_add_up_and_idle_energy_is_priced_by_hand():
     plant, fc, state = random_instance(4, steps=9)   # 3 more hours for the MPC's look-ahead
     fb = CapacityProportional(plant)
-    good = run_episode(plant, MPCController(AllocationMPC(plant, 3), fb, episode_steps=6), fc, 6, state)
+    good = run_episode(plant, MPCController(AllocationMPC(plant, policy(3)), fb, episode_steps=6), fc, 6, state)
     poor = run_episode(plant, fb, fc, 6, state)
     v = value_of_forecasts(plant, fc, poor, good)
     assert v["value_of_forecasts_eur"] == pytest.approx(poor.cost_eur - good.cost_eur)

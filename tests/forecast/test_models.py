@@ -240,3 +240,15 @@ def test_seed_ensemble_round_trip(data, tmp_path):
     assert (np.diff(fc, axis=-1) >= 0).all()
     loaded = ForecasterSuite.load(ForecasterSuite({SIGNAL: model}).save(tmp_path / "ens"))
     np.testing.assert_array_equal(loaded.predict(_history(data), T0, H).values[SIGNAL], fc)
+
+
+def test_suite_checks_it_covers_the_control_settings(models):
+    suite = ForecasterSuite({SIGNAL: models["mlp"]})
+    suite.check_covers(H, 0.9)
+    with pytest.raises(ValueError, match=f"forecaster {SIGNAL}: trained for {H} steps, but control.horizon_steps "
+                                         f"is {H + 1} \\(valid with this model: 1 … {H}"):
+        suite.check_covers(H + 1, 0.9)
+    as_load = ForecasterSuite({"load_req_per_s": models["mlp"]})   # the quantile check reads the load model
+    as_load.check_covers(H, 0.5)
+    with pytest.raises(ValueError, match="control.load_quantile 0.7 is not one of its quantiles"):
+        as_load.check_covers(H, 0.7)

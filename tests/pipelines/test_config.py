@@ -56,6 +56,12 @@ def _write(tmp_path, mutate):
     (lambda r: r.update(classes=[{"name": "b", "tokens": "conv", "slo_ttft_s": 60.0, "deferrable": True,
                                    "deadline_h": 0, "load_share": 1.0}]), "a deferrable class needs a deadline"),
     (lambda r: r["sites"].append(dict(r["sites"][0])), "sites: duplicate names ['DE']"),
+    (lambda r: r.update(control={"load_quantile": 0.7}),
+     "control.load_quantile: 0.7 is not a quantile the forecasters produce; valid: 0.5, 0.9"),
+    (lambda r: r.update(control={"burst_quantile": 0.6}),
+     "control.burst_quantile: 0.6 is below control.load_quantile 0.9; valid: 0.9 … 0.9999"),
+    (lambda r: r.update(control={"horizon_steps": 30}),
+     "control.horizon_steps: 30 steps of 1.0 h need 30 h of forecasts, forecast.horizon_steps is 24; valid: 1 … 24"),
 ])
 def test_bad_config_names_key_and_range(tmp_path, mutate, message):
     path = _write(tmp_path, mutate)

@@ -26,7 +26,7 @@ from pipelines import closed_loop
 from pipelines._config import load_config
 from pipelines.cli import main
 from tests.conftest import CONFIGS
-from tests.control.cases import random_instance
+from tests.control.cases import policy, random_instance
 
 STEPS = 6
 TIME_OUT = "failed: stage cost: Time limit reached"
@@ -90,15 +90,15 @@ def test_the_settings_reach_every_optimiser(smoke_data):
         ctrl = closed_loop.make_controller(name, s)
         assert ctrl.mpc.backend.time_limit_s == 7.5, name
         assert ctrl.max_plan_reuse_steps == reuse, name
-    assert AllocationMPC.settings_kwargs(cfg.control)["time_limit_s"] == 7.5
-    with pytest.raises(ValueError, match="time_limit_s"):
-        AllocationMPC(s.plant, 2, time_limit_s=0.0)
+    assert AllocationMPC(s.plant, cfg.control).backend.time_limit_s == 7.5
+    with pytest.raises(ValueError, match="solver_time_limit_s: 0.0"):
+        AllocationMPC(s.plant, dataclasses.replace(cfg.control, solver_time_limit_s=0.0), horizon_steps=2)
 
 
 @pytest.mark.parametrize("reuse", [0, 1, 2])
 def test_plan_reuse_counts_failures_in_a_row_and_a_success_resets_it(monkeypatch, reuse):
     plant, realised, state = random_instance(0, steps=16)
-    ctrl = MPCController(AllocationMPC(plant, 4), CapacityProportional(plant), max_plan_reuse_steps=reuse)
+    ctrl = MPCController(AllocationMPC(plant, policy(4)), CapacityProportional(plant), max_plan_reuse_steps=reuse)
     solve = ctrl.mpc.solve
     failed = MPCResult(None, None, TIME_OUT, False, ("Time limit reached",), 0, 0.0)
     pattern = [True, False, False, False, False, True, False, False, False]   # solver succeeds?
@@ -116,7 +116,7 @@ def test_plan_reuse_counts_failures_in_a_row_and_a_success_resets_it(monkeypatch
 
 def test_a_plan_is_never_reused_beyond_its_horizon(monkeypatch):
     plant, realised, state = random_instance(1, steps=8)
-    ctrl = MPCController(AllocationMPC(plant, 3), CapacityProportional(plant), max_plan_reuse_steps=5)
+    ctrl = MPCController(AllocationMPC(plant, policy(3)), CapacityProportional(plant), max_plan_reuse_steps=5)
     ctrl.act(0, state, realised.window(0, 3))
     failed = MPCResult(None, None, TIME_OUT, False, ("Time limit reached",), 0, 0.0)
     monkeypatch.setattr(ctrl.mpc, "solve", lambda *a, **k: failed)
@@ -124,7 +124,8 @@ def test_a_plan_is_never_reused_beyond_its_horizon(monkeypatch):
         ctrl.act(t, state, realised.window(t, 3))
     assert [e.fallback for e in ctrl.events] == ["previous-plan+1", "previous-plan+2",
                                                  "heuristic:capacity-proportional"]
-    assert ShrinkingHorizonMPC(plant, 3, CapacityProportional(plant), max_plan_reuse_steps=2).max_plan_reuse_steps == 2
+    shrinking = ShrinkingHorizonMPC(plant, policy(), 3, CapacityProportional(plant), max_plan_reuse_steps=2)
+    assert shrinking.max_plan_reuse_steps == 2
     with pytest.raises(ValueError, match="max_plan_reuse_steps"):
         MPCController(ctrl.mpc, CapacityProportional(plant), max_plan_reuse_steps=-1)
 
@@ -136,7 +137,7 @@ def test_the_time_limit_holds_per_stage_not_over_the_episode(smoke_cfg, smoke_da
     total run time has passed the limit twice."""
     limit = 0.25
     s = closed_loop.prepare(smoke_cfg, "primary", 24, data=smoke_data)
-    mpc = AllocationMPC.from_settings(s.plant, smoke_cfg.control, time_limit_s=limit, solver=solver)
+    mpc = AllocationMPC(s.plant, dataclasses.replace(smoke_cfg.control, solver_time_limit_s=limit), solver=solver)
     fc = perfect_forecaster(s.realised, s.horizon)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     total, t = 0.0, 0

