@@ -1,5 +1,9 @@
 """Tolerances used across the tests, named once."""
 
-EXACT = 1e-12          # values copied through unchanged
+EXACT = 1e-12          # values copied through unchanged, relative
+ROUNDOFF = 1e-9        # absolute round-off of sums over a few thousand requests (a known-case dispatcher value)
 CONSERVATION = 1e-9    # request / power balances, relative to the size of their terms (at least 1)
+SOLVER = 1e-6          # an LP's optimum, stage value or primal value against its known answer (HiGHS's feasibility
+                       # and optimality tolerances are 1e-7: a few of them add up)
+SOLVER_PRIMAL = 1e-7   # a primal value of a small known-optimum LP, absolute (one solver tolerance)
 HAND_CHECKED = 0.05    # a statistic re-computed by hand from the raw file (same units)

@@ -59,18 +59,18 @@ def test_work_beyond_every_provisioned_capacity_takes_the_headroom_in_order_befo
     plant, state = _two_pools([10.0, 10.0])
     alloc = GreedyController(plant, "nearest", provision_headroom=0.25).act(0, state, _forecast(plant, 19.0))
     # first pass 8 + 8 req/s at headroom; the 3 left fill pool 0's installed 10, then pool 1
-    np.testing.assert_allclose(alloc.share[0, :, 0], [10.0 / 19.0, 9.0 / 19.0], rtol=1e-12)
+    np.testing.assert_allclose(alloc.share[0, :, 0], [10.0 / 19.0, 9.0 / 19.0], rtol=EXACT)
     np.testing.assert_allclose(alloc.gpus, [10.0, 10.0], rtol=EXACT)   # never above the installed GPUs
     alloc = GreedyController(plant, "nearest", provision_headroom=0.25).act(0, state, _forecast(plant, 30.0))
     # the 10 req/s beyond every installed capacity go to the first pool (the dispatcher spills them)
-    np.testing.assert_allclose(alloc.share[0, :, 0], [20.0 / 30.0, 10.0 / 30.0], rtol=1e-12)
+    np.testing.assert_allclose(alloc.share[0, :, 0], [20.0 / 30.0, 10.0 / 30.0], rtol=EXACT)
 
 
 def test_capacity_proportional_splits_by_installed_capacity_and_sizes_with_the_rule():
     plant, state = _two_pools([10.0, 30.0])
     alloc = CapacityProportional(plant, provision_headroom=0.1).act(0, state, _forecast(plant, 8.0))
     np.testing.assert_allclose(alloc.share[0, :, 0], [0.25, 0.75], rtol=EXACT)
-    np.testing.assert_allclose(alloc.gpus, [2.0 * 1.1, 6.0 * 1.1], rtol=1e-12)
+    np.testing.assert_allclose(alloc.gpus, [2.0 * 1.1, 6.0 * 1.1], rtol=EXACT)
 
 
 def test_the_sizing_rule_routes_the_deferrable_backlog_as_the_plant_does_and_checks_its_headroom():
@@ -136,7 +136,7 @@ def test_the_peak_factor_is_the_quantile_of_the_hours_max_over_mean_on_training_
     starts = {"R0/chat": start, "R0/batch": start}
     ratios_a = np.array([3.5, 8.0 / 3.0] + [1.0] * 22)
     got = fit_peak_factor(frame, ["R0/chat", "R0/batch"], starts, 0.9, train_days=1)
-    np.testing.assert_allclose(got, [np.quantile(ratios_a, 0.9), 6.0], rtol=1e-12)
+    np.testing.assert_allclose(got, [np.quantile(ratios_a, 0.9), 6.0], rtol=EXACT)
     # by hand: sorted ratios 1 (×22), 8/3, 3.5; position 0.9 × 23 = 20.7 → 1.0 (both neighbours 1)
     assert got[0] == pytest.approx(1.0)
     top = fit_peak_factor(frame, ["R0/chat"], starts, 0.99, train_days=1)[0]
@@ -144,7 +144,7 @@ def test_the_peak_factor_is_the_quantile_of_the_hours_max_over_mean_on_training_
     # one group: the summed load's hours are 1,1,1,7,1,7 (7/3) and 2,2,2,2,2,8 (8/3), the rest flat
     both = fit_peak_factor(frame, ["R0/chat", "R0/batch"], starts, 0.99, train_days=1,
                            group_of={"R0/chat": "fleet", "R0/batch": "fleet"})
-    np.testing.assert_allclose(both, 7.0 / 3.0 + 0.77 * (8.0 / 3.0 - 7.0 / 3.0), rtol=1e-12)
+    np.testing.assert_allclose(both, 7.0 / 3.0 + 0.77 * (8.0 / 3.0 - 7.0 / 3.0), rtol=EXACT)
     with pytest.raises(KeyError, match="R1/chat"):
         fit_peak_factor(frame, ["R1/chat"], starts, 0.9)
 
@@ -182,7 +182,7 @@ def test_perfect_forecasts_provision_the_fleet_peak_and_each_pools_busiest_sub_s
     realised = replace(flat_forecast(plant, 1, load=sub.mean(axis=1)), load_sub_req_per_s=sub).validate(plant)
     fn, _ = forecaster_for("perfect", None, plant, realised, pd.Timestamp("2018-12-14T00:00Z"), 1, 0.9)
     fc = fn(0)
-    np.testing.assert_allclose(fc.load_provision_req_per_s[0], [[5 * 14 / 10, 2.0], [5 * 14 / 10, 0.0]], rtol=1e-12)
+    np.testing.assert_allclose(fc.load_provision_req_per_s[0], [[5 * 14 / 10, 2.0], [5 * 14 / 10, 0.0]], rtol=EXACT)
     alloc = GreedyController(plant, "nearest").act(0, state, fc)
     np.testing.assert_allclose(alloc.share[:, :, 0], np.eye(2), atol=EXACT)   # each region's chat to its nearest
     # pool 0 takes R0's chat and batch: busiest sub-step 10 + 12 = 22; pool 1 R1's chat: 10

@@ -18,7 +18,7 @@ from control.realised import step
 from control.simulate import check_invariants
 from control.state import Allocation, PlantState
 from tests.control.cases import flat_forecast, random_instance, tiny_plant
-from tests.tolerances import CONSERVATION, EXACT
+from tests.tolerances import CONSERVATION, EXACT, ROUNDOFF
 
 SUB_S = 600.0          # a 10-min sub-step
 FLAT = np.zeros((3, 1))  # marginal cost per (pool, class): all equal
@@ -129,8 +129,8 @@ def test_a_stream_finding_its_cheapest_pool_full_moves_on_to_the_next():
     share[0, 0], share[1, 1] = 1.0, 1.0
     marginal = np.array([[1.0], [1.0], [1.0], [2.0]])
     d = dispatch(plant, share, np.array([[10.0], [6.0]]) * SUB_S, np.array([4.0, 4.0, 2.0, 10.0]), SUB_S, marginal)
-    np.testing.assert_allclose(d.spilled_req[:, :, 0] / SUB_S, [[0, 0, 1.5, 4.5], [0, 0, 0.5, 0]], atol=1e-12)
-    np.testing.assert_allclose(d.dropped_req[:, 0] / SUB_S, [0.0, 1.5], atol=1e-12)
+    np.testing.assert_allclose(d.spilled_req[:, :, 0] / SUB_S, [[0, 0, 1.5, 4.5], [0, 0, 0.5, 0]], atol=EXACT)
+    np.testing.assert_allclose(d.dropped_req[:, 0] / SUB_S, [0.0, 1.5], atol=EXACT)
 
 
 # ---------------------------------------------------------------------- the plant's hour of sub-steps
@@ -180,8 +180,8 @@ def test_one_sub_step_without_overflow_is_the_old_hourly_step(seed):
     assert rec.spilled_req.sum() <= 1e-9 and rec.deferred_overflow_req.sum() == 0.0
     assert (rec.peak_utilisation < plant.rho_max).all()
     for name in ("served_req", "ttft_s", "slo_miss_req", "it_kw"):
-        np.testing.assert_allclose(getattr(rec, name), old[name], rtol=1e-12, atol=1e-9, err_msg=name)
-    np.testing.assert_allclose(nxt.backlog_req, old["backlog"], rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(getattr(rec, name), old[name], rtol=EXACT, atol=ROUNDOFF, err_msg=name)
+    np.testing.assert_allclose(nxt.backlog_req, old["backlog"], rtol=EXACT, atol=ROUNDOFF)
     assert rec.dropped_req.sum() == 0.0 and rec.slo_miss_req.sum() > 0.0
 
 
@@ -192,8 +192,8 @@ def test_six_equal_sub_steps_are_one_hourly_step(seed):
     _, one = step(plant, state, decision, fc)
     _, six = step(plant, state, decision, flat)
     for name in ("served_req", "dropped_req", "backlog_change_req", "ttft_s", "slo_miss_req", "it_kw", "grid_kw"):
-        np.testing.assert_allclose(getattr(six, name), getattr(one, name), rtol=1e-12, atol=1e-9, err_msg=name)
-    assert six.cost_eur == pytest.approx(one.cost_eur, rel=1e-12)
+        np.testing.assert_allclose(getattr(six, name), getattr(one, name), rtol=EXACT, atol=ROUNDOFF, err_msg=name)
+    assert six.cost_eur == pytest.approx(one.cost_eur, rel=EXACT)
 
 
 def _peaky(classes=("chat",), gpus=6.0):
@@ -223,9 +223,9 @@ def test_returned_deferrable_work_is_offered_again_in_the_next_sub_step():
     nxt, rec = step(plant, state, decision, fc)
     # sub-step 0 returns (12 − 6) req/s × 600 s; sub-step 1 offers 2.4 + 6 = 8.4 req/s and returns
     # 2.4; sub-step 2 offers 4.8: all served; nothing waits at the hour's end
-    np.testing.assert_allclose(rec.deferred_overflow_req, [[(6.0 + 2.4) * SUB_S]], rtol=1e-12)
-    assert rec.dropped_req.sum() == 0.0 and nxt.backlog_req.sum() == pytest.approx(0.0, abs=1e-9)
-    np.testing.assert_allclose(rec.served_req.sum(), 4.0 * 3600, rtol=1e-12)
+    np.testing.assert_allclose(rec.deferred_overflow_req, [[(6.0 + 2.4) * SUB_S]], rtol=EXACT)
+    assert rec.dropped_req.sum() == 0.0 and nxt.backlog_req.sum() == pytest.approx(0.0, abs=ROUNDOFF)
+    np.testing.assert_allclose(rec.served_req.sum(), 4.0 * 3600, rtol=EXACT)
 
 
 def test_the_backlog_is_offered_in_equal_parts_and_a_decided_deferral_stays():
@@ -236,8 +236,8 @@ def test_the_backlog_is_offered_in_equal_parts_and_a_decided_deferral_stays():
     sub = replace(fc, load_sub_req_per_s=np.zeros((1, 6, 1, 1))).validate(plant)
     decision = Allocation(np.full((1, 1, 1), 0.5), np.array([100.0]), np.zeros(1), np.zeros(1))
     nxt, rec = step(plant, state, decision, sub)
-    np.testing.assert_allclose(rec.served_req.sum(), 3000.0, rtol=1e-12)       # half of each 1,000 offered
-    np.testing.assert_allclose(nxt.backlog_req, [[3000.0]], rtol=1e-12)
+    np.testing.assert_allclose(rec.served_req.sum(), 3000.0, rtol=EXACT)       # half of each 1,000 offered
+    np.testing.assert_allclose(nxt.backlog_req, [[3000.0]], rtol=EXACT)
     assert rec.deferred_overflow_req.sum() == 0.0
 
 
@@ -316,7 +316,7 @@ def test_interactive_overflow_takes_free_capacity_before_deferrable_overflow():
     offered = np.array([[12.0, 4.0]]) * SUB_S
     d = dispatch(plant, share, offered, np.array([4.0, 6.0, 3.0]), SUB_S, np.zeros((3, 2)))
     np.testing.assert_allclose(d.served_req[0, 2], [2.0 * SUB_S, 1.0 * SUB_S], rtol=EXACT)
-    np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=ROUNDOFF)
     np.testing.assert_allclose(d.returned_req, [[0.0, 3.0 * SUB_S]], rtol=EXACT)
 
 
@@ -330,8 +330,8 @@ def test_routed_deferrable_work_yields_its_pool_to_another_pools_interactive_ove
     share[0, 1, 1] = 1.0
     d = dispatch(plant, share, np.array([[6.0, 4.0]]) * SUB_S, np.array([4.0, 4.0]), SUB_S, np.zeros((2, 2)))
     np.testing.assert_allclose(d.served_req[0, :, 0], [4.0 * SUB_S, 2.0 * SUB_S], rtol=EXACT)
-    np.testing.assert_allclose(d.served_req[0, :, 1], [0.0, 2.0 * SUB_S], atol=1e-9)
-    np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(d.served_req[0, :, 1], [0.0, 2.0 * SUB_S], atol=ROUNDOFF)
+    np.testing.assert_allclose(d.dropped_req, [[0.0, 0.0]], atol=ROUNDOFF)
     np.testing.assert_allclose(d.returned_req, [[0.0, 2.0 * SUB_S]], rtol=EXACT)
 
 
@@ -373,6 +373,6 @@ def test_backlog_fill_over_an_hour_conserves_requests_and_empties_what_fits():
     sub = replace(fc, load_sub_req_per_s=np.zeros((1, 6, 1, 1))).validate(plant)
     decision = Allocation(np.full((1, 1, 1), 0.5), np.array([100.0]), np.zeros(1), np.zeros(1))
     nxt, rec = step(replace(plant, backlog_fill=True), state, decision, sub)
-    np.testing.assert_allclose(rec.served_req.sum(), 6000.0, rtol=1e-12)
-    np.testing.assert_allclose(nxt.backlog_req, [[0.0]], atol=1e-9)
+    np.testing.assert_allclose(rec.served_req.sum(), 6000.0, rtol=EXACT)
+    np.testing.assert_allclose(nxt.backlog_req, [[0.0]], atol=ROUNDOFF)
     check_invariants(replace(plant, backlog_fill=True), rec, 0, backlog_before_req=state.backlog_req)

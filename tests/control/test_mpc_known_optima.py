@@ -13,8 +13,8 @@ from control.mpc import AllocationMPC
 from control.simulate import run_episode
 from control.state import PlantState
 from tests.control.cases import flat_forecast, policy, random_instance, tiny_plant
+from tests.tolerances import ROUNDOFF, SOLVER, SOLVER_PRIMAL
 
-SOLVER_RTOL = 1e-6
 SOLVERS = ("highs", "qpsol")
 
 
@@ -46,11 +46,11 @@ def test_cheapest_site_fills_first_up_to_capacity(solver):
     plant = tiny_plant(gpus=10.0)
     fc = flat_forecast(plant, 1, load=15.0, price=np.array([40.0, 60.0]))
     result = _solve(plant, fc, solver)
-    np.testing.assert_allclose(_per_site(plant, result), [10.0, 5.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(plant, result), [10.0, 5.0], atol=SOLVER_PRIMAL)
     pue = pl.pue(plant, 10.0)
     expected_eur = pue * (10.0 * 40 + 5.0 * 60) / 1000.0
-    np.testing.assert_allclose(result.terms.energy_cost_eur, expected_eur, rtol=SOLVER_RTOL)
-    assert result.terms.penalties_eur == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(result.terms.energy_cost_eur, expected_eur, rtol=SOLVER)
+    assert result.terms.penalties_eur == pytest.approx(0.0, abs=SOLVER)
 
 
 def test_binding_water_budget_moves_load_to_the_drier_site(solver):
@@ -58,14 +58,14 @@ def test_binding_water_budget_moves_load_to_the_drier_site(solver):
     wet = tiny_plant(gpus=20.0, water_budget_l_per_day=np.array([0.0, 1e12]))
     dry = tiny_plant(gpus=20.0)
     fc = flat_forecast(wet, 1, load=10.0, price=prices)
-    np.testing.assert_allclose(_per_site(dry, _solve(dry, fc, solver)), [10.0, 0.0], atol=1e-7)
-    np.testing.assert_allclose(_per_site(wet, _solve(wet, fc, solver)), [0.0, 10.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(dry, _solve(dry, fc, solver)), [10.0, 0.0], atol=SOLVER_PRIMAL)
+    np.testing.assert_allclose(_per_site(wet, _solve(wet, fc, solver)), [0.0, 10.0], atol=SOLVER_PRIMAL)
 
 
 def test_hot_site_loses_load_to_a_cool_one_at_equal_prices(solver):
     plant = tiny_plant(gpus=20.0)
     fc = flat_forecast(plant, 1, load=30.0, temp_c=np.array([35.0, 5.0]))
-    np.testing.assert_allclose(_per_site(plant, _solve(plant, fc, solver)), [10.0, 20.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(plant, _solve(plant, fc, solver)), [10.0, 20.0], atol=SOLVER_PRIMAL)
 
 
 def test_slo_infeasible_pairs_have_no_variable_and_never_get_load(solver):
@@ -77,15 +77,15 @@ def test_slo_infeasible_pairs_have_no_variable_and_never_get_load(solver):
     fc = flat_forecast(plant, 2, load=15.0, price=np.array([60.0, 1.0]))
     result = _solve(plant, fc, solver)
     assert (result.plan.share[:, :, 1, :] == 0).all()
-    np.testing.assert_allclose(result.plan.dropped_req_per_s, 5.0, atol=1e-7)
+    np.testing.assert_allclose(result.plan.dropped_req_per_s, 5.0, atol=SOLVER_PRIMAL)
 
 
 def test_demand_above_total_capacity_drops_exactly_the_excess(solver):
     plant = tiny_plant(n_regions=2, gpus=10.0)
     fc = flat_forecast(plant, 2, load=12.5)
     result = _solve(plant, fc, solver)
-    np.testing.assert_allclose(result.plan.dropped_req_per_s.sum(axis=1), 5.0, atol=1e-7)
-    np.testing.assert_allclose(result.terms.penalties_eur, 2 * 5.0 * 3600 * 1.0, rtol=SOLVER_RTOL)
+    np.testing.assert_allclose(result.plan.dropped_req_per_s.sum(axis=1), 5.0, atol=SOLVER_PRIMAL)
+    np.testing.assert_allclose(result.terms.penalties_eur, 2 * 5.0 * 3600 * 1.0, rtol=SOLVER)
 
 
 def test_price_spike_deferred_by_the_horizon_mpc_paid_by_the_myopic_one(solver):
@@ -102,7 +102,7 @@ def test_price_spike_deferred_by_the_horizon_mpc_paid_by_the_myopic_one(solver):
     ep_myo = run_episode(plant, myo, realised, steps, state)
     batch_served = lambda ep: [r.served_req[0, 0, 1] for r in ep.records]  # noqa: E731
     assert batch_served(ep_mpc)[spike] == pytest.approx(0.0, abs=1e-3)      # deferred past the spike
-    assert batch_served(ep_myo)[spike] == pytest.approx(10.0 * 3600, rel=1e-6)  # the myopic pays
+    assert batch_served(ep_myo)[spike] == pytest.approx(10.0 * 3600, rel=SOLVER)  # the myopic pays
     assert ep_mpc.dropped_req == pytest.approx(0.0, abs=1e-2)  # of 144,000 requests
     assert ep_myo.dropped_req == pytest.approx(0.0, abs=1e-2)
     saved = 10.0 * (500.0 - 50.0) * pl.pue(plant, 10.0) / 1000.0
@@ -120,7 +120,7 @@ def test_lexicographic_stage_two_keeps_stage_one_within_epsilon(seed, solver):
     assert full.terms.cost_eur <= best + eps * abs(best) + 2e-6 * max(1.0, abs(best))
     assert full.terms.cost_eur >= best - 1e-6 * max(1.0, abs(best))
     assert full.terms.carbon_kg <= cost_only.terms.carbon_kg + 1e-6 * cost_only.terms.carbon_kg
-    assert full.stage_values[0] == pytest.approx(best, rel=SOLVER_RTOL)
+    assert full.stage_values[0] == pytest.approx(best, rel=SOLVER)
 
 
 def test_weighted_mode_prices_carbon(solver):
@@ -129,8 +129,8 @@ def test_weighted_mode_prices_carbon(solver):
                        carbon_g_per_kwh=np.array([800.0, 50.0]))
     cheap = _solve(plant, fc, solver, objective="weighted")
     green = _solve(plant, fc, solver, objective="weighted", carbon_price_eur_per_kg=0.1)
-    np.testing.assert_allclose(_per_site(plant, cheap), [10.0, 0.0], atol=1e-7)
-    np.testing.assert_allclose(_per_site(plant, green), [0.0, 10.0], atol=1e-7)
+    np.testing.assert_allclose(_per_site(plant, cheap), [10.0, 0.0], atol=SOLVER_PRIMAL)
+    np.testing.assert_allclose(_per_site(plant, green), [0.0, 10.0], atol=SOLVER_PRIMAL)
 
 
 def test_warm_started_solves_equal_cold_ones(solver):
@@ -142,7 +142,7 @@ def test_warm_started_solves_equal_cold_ones(solver):
         got = warm.solve(state, window)
         cold = AllocationMPC(plant, policy(4), solver=solver).solve(state, window)
         assert got.success and cold.success
-        np.testing.assert_allclose(got.stage_values, cold.stage_values, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got.stage_values, cold.stage_values, rtol=SOLVER, atol=SOLVER)
 
 
 def test_gpu_ramp_limit_the_horizon_mpc_ramps_ahead_and_the_myopic_one_drops(solver):
@@ -158,7 +158,7 @@ def test_gpu_ramp_limit_the_horizon_mpc_ramps_ahead_and_the_myopic_one_drops(sol
     ep_myo = run_episode(plant, myopic(plant, policy(), fallback, episode_steps=steps, solver=solver),
                          realised, steps, state)
     assert ep_mpc.dropped_req == pytest.approx(0.0, abs=1e-3)
-    assert ep_myo.dropped_req == pytest.approx((6 + 4 + 2) * 3600.0, rel=1e-6)
+    assert ep_myo.dropped_req == pytest.approx((6 + 4 + 2) * 3600.0, rel=SOLVER)
     for ep in (ep_mpc, ep_myo):
         gpus = np.array([0.0] + [r.gpus_applied[0] for r in ep.records])
         assert np.abs(np.diff(gpus)).max() <= 2.0 + 1e-9
@@ -176,12 +176,12 @@ def test_burst_headroom_spreads_a_stream_over_two_pools(solver):
     plant = tiny_plant(gpus=10.0)
     fc = flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 8.0, 16.0))
     result = _solve(plant, fc, solver)
-    np.testing.assert_allclose(_per_site(plant, result), [5.0, 3.0], atol=1e-6)
+    np.testing.assert_allclose(_per_site(plant, result), [5.0, 3.0], atol=SOLVER)
     assert result.plan.gpus[0][1] >= 6.0 - 1e-6   # the second pool holds its share of the burst
-    assert result.terms.risk_eur == pytest.approx(0.0, abs=1e-6)
+    assert result.terms.risk_eur == pytest.approx(0.0, abs=SOLVER)
     no_burst = _solve(plant, flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 8.0, 8.0)),
                       solver)
-    np.testing.assert_allclose(_per_site(plant, no_burst), [8.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(_per_site(plant, no_burst), [8.0, 0.0], atol=SOLVER)
 
 
 def test_headroom_beyond_capacity_is_priced_never_bought_with_dropped_load(solver):
@@ -190,8 +190,8 @@ def test_headroom_beyond_capacity_is_priced_never_bought_with_dropped_load(solve
     plant = tiny_plant(gpus=10.0)
     fc = flat_forecast(plant, 1, **_loads(plant, 15.0, 25.0, 40.0))
     result = _solve(plant, fc, solver)
-    np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=1e-7)
-    np.testing.assert_allclose(result.plan.gpus[0], [10.0, 10.0], atol=1e-6)
+    np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=SOLVER_PRIMAL)
+    np.testing.assert_allclose(result.plan.gpus[0], [10.0, 10.0], atol=SOLVER)
     assert result.terms.risk_eur > 0.0
     assert result.terms.cost_eur == pytest.approx(result.terms.energy_cost_eur + result.terms.risk_eur, rel=1e-9)
 
@@ -203,7 +203,7 @@ def test_carbon_first_still_serves_every_request_it_can(solver):
     fc = flat_forecast(plant, 2, load=10.0, price=np.array([40.0, 60.0]),
                        carbon_g_per_kwh=np.array([500.0, 100.0]))
     result = _solve(plant, fc, solver, order=("carbon", "cost", "delay"))
-    np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=1e-7)
+    np.testing.assert_allclose(result.plan.dropped_req_per_s, 0.0, atol=SOLVER_PRIMAL)
     # the cleaner site; cost (stage 2) may spend the ε = 0.1 % of carbon on the cheaper one
     np.testing.assert_allclose(_per_site(plant, result), [0.0, 10.0], atol=0.01)
     assert len(result.stage_values) == 3
@@ -222,5 +222,5 @@ def test_carbon_first_serves_the_backlog_the_episode_end_would_drop(solver):
     ending = AllocationMPC(plant, policy(3, order=order), solver=solver).solve(state, fc, end_step=2)
     assert open_end.success and ending.success
     assert open_end.plan.backlog_req[2].sum() > 1_000.0          # deferred beyond the horizon
-    assert ending.plan.backlog_req[2].sum() == pytest.approx(0.0, abs=1e-6)
-    np.testing.assert_allclose(ending.plan.dropped_req_per_s, 0.0, atol=1e-9)
+    assert ending.plan.backlog_req[2].sum() == pytest.approx(0.0, abs=SOLVER)
+    np.testing.assert_allclose(ending.plan.dropped_req_per_s, 0.0, atol=ROUNDOFF)

@@ -22,8 +22,7 @@ from control.simulate import hindsight_optimum, run_episode
 from control.state import PlantState
 from pipelines._loop_report import GAP_CLOSED_NA_WITHIN, gaps, idle_energy_eur, value_of_forecasts
 from tests.control.cases import DAY0, flat_forecast, policy, random_instance, tiny_plant
-
-SOLVER_RTOL = 1e-6
+from tests.tolerances import SOLVER, SOLVER_PRIMAL
 
 
 def _sub_steps(plant, fc, M: int, seed: int):
@@ -51,9 +50,9 @@ def test_shrinking_horizon_perfect_mpc_on_the_sub_step_lp_equals_cost_bound(seed
                                hold_steps=M)
     episode = run_episode(problem.plant, ctrl, problem.forecast, T * M, problem.state)
     assert ctrl.events == []
-    assert episode.cost_eur == pytest.approx(bound.stage_values[0], rel=SOLVER_RTOL)
+    assert episode.cost_eur == pytest.approx(bound.stage_values[0], rel=SOLVER)
     gpus = np.array([r.gpus_applied for r in episode.records]).reshape(T, M, -1)
-    np.testing.assert_allclose(gpus, np.repeat(gpus[:, :1], M, axis=1), atol=1e-7)   # held per hour
+    np.testing.assert_allclose(gpus, np.repeat(gpus[:, :1], M, axis=1), atol=SOLVER_PRIMAL)   # held per hour
 
 
 @pytest.mark.parametrize("seed", [2, 3])
@@ -65,9 +64,9 @@ def test_flat_sub_steps_give_the_hourly_hindsight_lp_and_peaks_cost_more(seed):
     flat = replace(fc, load_sub_req_per_s=np.repeat(fc.load_req_per_s[:, None], M, axis=1)).validate(plant)
     hourly = hindsight_optimum(plant, fc, T, state, policy(order=("cost",)))
     _, _, bound = hindsight_bound(plant, flat, T, state)
-    assert bound.stage_values[0] == pytest.approx(hourly.stage_values[0], rel=SOLVER_RTOL)
+    assert bound.stage_values[0] == pytest.approx(hourly.stage_values[0], rel=SOLVER)
     _, _, peaks = hindsight_bound(plant, _sub_steps(plant, fc, M, seed), T, state)
-    assert peaks.stage_values[0] >= hourly.stage_values[0] * (1 - SOLVER_RTOL)
+    assert peaks.stage_values[0] >= hourly.stage_values[0] * (1 - SOLVER)
 
 
 def test_without_sub_step_load_the_references_are_hourly():
@@ -75,8 +74,8 @@ def test_without_sub_step_load_the_references_are_hourly():
     ref = hindsight_reference(plant, fc, 6, state)
     hourly = hindsight_optimum(plant, fc, 6, state, policy(order=("cost",)))
     assert ref.sub_steps == 1
-    assert ref.cost_bound_eur == pytest.approx(hourly.stage_values[0], rel=SOLVER_RTOL)
-    assert ref.cost_ref_eur >= ref.cost_bound_eur * (1 - SOLVER_RTOL)
+    assert ref.cost_bound_eur == pytest.approx(hourly.stage_values[0], rel=SOLVER)
+    assert ref.cost_ref_eur >= ref.cost_bound_eur * (1 - SOLVER)
     assert ref.shares_lp_replay_eur == ref.lp_replay_eur   # hourly routing is share routing already
 
 
@@ -92,13 +91,13 @@ def test_known_optimum_gpus_cover_the_sub_step_peak_and_the_milp_rounds_them_up(
     state = PlantState.initial(plant, water_day=DAY0)
     problem, mpc, bound = hindsight_bound(plant, fc, T, state)
     eur_per_kw_h = float(pue(plant, np.array([10.0]))[0]) * 100.0 / 1000.0
-    np.testing.assert_allclose(bound.plan.gpus, 2.8, rtol=1e-6)
-    assert bound.stage_values[0] == pytest.approx(T * (2.5 + 2.8) * eur_per_kw_h, rel=SOLVER_RTOL)
+    np.testing.assert_allclose(bound.plan.gpus, 2.8, rtol=SOLVER)
+    assert bound.stage_values[0] == pytest.approx(T * (2.5 + 2.8) * eur_per_kw_h, rel=SOLVER)
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=T * M - 1,
                                      block_shares=block_backlog_req(plant, bound.plan, state, M))
     assert milp.success and milp.status == "Optimal" and gap <= 1e-3
     np.testing.assert_array_equal(milp.plan.gpus, 3.0)
-    assert milp.stage_values[0] == pytest.approx(T * (2.5 + 3.0) * eur_per_kw_h, rel=SOLVER_RTOL)
+    assert milp.stage_values[0] == pytest.approx(T * (2.5 + 3.0) * eur_per_kw_h, rel=SOLVER)
 
 
 def test_on_smoke_data_cost_ref_is_at_least_cost_bound_and_the_milp_has_whole_gpus(smoke_cfg, smoke_data):
@@ -109,7 +108,7 @@ def test_on_smoke_data_cost_ref_is_at_least_cost_bound_and_the_milp_has_whole_gp
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     ref = hindsight_reference(s.plant, s.realised, steps, state)
     assert ref.sub_steps == 6
-    assert ref.cost_ref_eur >= ref.cost_bound_eur * (1 - SOLVER_RTOL)
+    assert ref.cost_ref_eur >= ref.cost_bound_eur * (1 - SOLVER)
     assert ref.cost_ref_eur == np.nanmin([ref.lp_replay_eur, ref.shares_lp_replay_eur, ref.milp_replay_eur])
     assert ref.episode.cost_eur == ref.cost_ref_eur and len(ref.episode.records) == steps
     assert ref.bound_spread == pytest.approx((ref.cost_ref_eur - ref.cost_bound_eur) / ref.cost_bound_eur)
@@ -117,8 +116,8 @@ def test_on_smoke_data_cost_ref_is_at_least_cost_bound_and_the_milp_has_whole_gp
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=steps * 6 - 1,
                                      block_shares=block_backlog_req(s.plant, bound.plan, state, 6))
     assert milp.success
-    np.testing.assert_allclose(milp.plan.gpus, np.round(milp.plan.gpus), atol=1e-6)
-    assert milp.stage_values[0] >= bound.stage_values[0] * (1 - SOLVER_RTOL)
+    np.testing.assert_allclose(milp.plan.gpus, np.round(milp.plan.gpus), atol=SOLVER)
+    assert milp.stage_values[0] >= bound.stage_values[0] * (1 - SOLVER)
     assert gap <= 1e-3 or milp.status == "Time limit reached"
 
 
