@@ -94,7 +94,7 @@ class ControlSettings:
     step_h: float = field(default=1.0, metadata=rng(1.0, 1.0))
     rho_max: float = field(default=0.8, metadata=rng(0.05, 1.0))
     load_quantile: float = field(default=0.9, metadata=rng(0.1, 0.9))
-    burst_quantile: float = field(default=0.999, metadata=rng(0.5, 0.9999))
+    burst_quantile: float = field(default=0.995, metadata=rng(0.5, 0.9999))
     objective: Literal["lexicographic", "weighted"] = "lexicographic"
     order: tuple[Literal["cost", "carbon", "delay"], ...] = ("cost", "carbon", "delay")
     epsilon: float = field(default=0.001, metadata=rng(0.0, 1.0))

@@ -1,7 +1,8 @@
 """Closed-loop checkpoints: ``OUT/checkpoint.npz`` in the ``control.saved_state`` format (no pickle).
 
-A checkpoint holds the steps so far (state, step records, decision sources, timings, the
-controller's plan, events and solver warm start) and what the run depends on (``depends_on``):
+A checkpoint holds the steps so far (state, step records, decision sources, timings, and for a
+controller that carries state across steps, ``pipelines._controllers.Resumable``, its snapshot: the
+MPC's plan, events and solver warm start) and what the run depends on (``depends_on``):
 
 * ``config``: the resolved config (``cfg.raw``, after ``--set``);
 * ``data``: SHA-256 of every data file the run reads — the LLM load files in the load folder, the

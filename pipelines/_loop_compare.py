@@ -15,12 +15,13 @@ import pandas as pd
 
 from control.plant import PlantParams
 from control.reference import Reference
+from pipelines import _tracking as tracking
+from pipelines._controllers import HEURISTICS
 from pipelines._loop_report import drop_share, gaps, kpis, value_of_forecasts
 
 __all__ = ["BOUND_ROW", "HEURISTICS", "MEASURES", "REF_ROW", "comparison_table", "log_references",
            "print_references", "print_table", "reference_metrics"]
 
-HEURISTICS = ("nearest-site", "cheapest-price", "lowest-carbon", "capacity-proportional")
 MEASURES = ("gap_to_hindsight", "gap_to_bound", "gap_closed", "drop_share")
 
 BOUND_ROW = "hindsight bound (LP)"
@@ -58,14 +59,13 @@ def reference_metrics(ref: Reference, runs: dict[str, Any], s: Any, main: str) -
 
 
 def log_references(w: str, metrics: dict[str, float], ref: Reference, single: bool) -> None:
-    import mlflow
-
+    """A window's reference metrics on the parent run (``w.``-prefixed; unprefixed too for a single window)."""
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-    mlflow.log_metrics({f"{w}.{k}": v for k, v in finite.items()})
+    tracking.log_metrics({f"{w}.{k}": v for k, v in finite.items()})
     if single:
-        mlflow.log_metrics(finite)
-    mlflow.log_params({f"{w}.reference_source": ref.ref_source, f"{w}.milp_status": ref.milp_status,
-                       f"{w}.sub_steps": str(ref.sub_steps)})
+        tracking.log_metrics(finite)
+    tracking.log_params({f"{w}.reference_source": ref.ref_source, f"{w}.milp_status": ref.milp_status,
+                         f"{w}.sub_steps": str(ref.sub_steps)})
 
 
 def print_table(full: pd.DataFrame, windows: bool) -> None:

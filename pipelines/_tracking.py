@@ -1,4 +1,5 @@
-"""MLflow, in one place (``forecast/`` and ``control/`` never import it).
+"""MLflow, in one place: the only module that imports it (the pipelines log through the functions
+here; ``forecast/`` and ``control/`` never touch it).
 
 Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlruns/mlflow.db`` (relative to the
 working directory); artifacts of a SQLite store go to an ``artifacts/`` folder beside the database
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_TRACKING_URI", "MODEL_NAME", "flatten", "lightning_logger", "log_json",
-           "register_folder", "resolve_model", "start_run", "tracking_uri"]
+__all__ = ["DEFAULT_TRACKING_URI", "MODEL_NAME", "child_run", "flatten", "lightning_logger", "log_artifact",
+           "log_artifacts", "log_json", "log_metric", "log_metrics", "log_params", "log_step_metrics", "log_text",
+           "model_lineage", "register_folder", "resolve_model", "start_run", "store_client", "tracking_uri"]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 MODEL_NAME = "greenllm-forecaster"
@@ -75,6 +78,15 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         yield run
 
 
+@contextmanager
+def child_run(run_name: str, parent: Any) -> Iterator[Any]:
+    """A run nested in the active run ``parent`` (same experiment)."""
+    import mlflow
+
+    with mlflow.start_run(run_name=run_name, nested=True, experiment_id=parent.info.experiment_id) as run:
+        yield run
+
+
 def lightning_logger(run: Any, experiment: str) -> Any:
     """Lightning's MLFlowLogger writing into ``run`` (per-epoch losses)."""
     from lightning.pytorch.loggers import MLFlowLogger
@@ -111,6 +123,51 @@ def log_json(obj: Any, name: str) -> None:
     mlflow.log_text(json.dumps(obj, indent=1, default=str), name)
 
 
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics(dict(metrics), step=step)
+
+
+def log_metric(key: str, value: float) -> None:
+    import mlflow
+
+    mlflow.log_metric(key, value)
+
+
+def log_step_metrics(series: Mapping[str, Sequence[float]], batch: int = 900) -> None:
+    """Per-step metrics of the active run: ``series[key][i]`` at step ``i``, one timestamp, in batches."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(v), now, i) for key, values in series.items() for i, v in enumerate(values)]
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("log_step_metrics: called outside an MLflow run")
+    client = mlflow.MlflowClient()
+    for i in range(0, len(metrics), batch):
+        client.log_batch(active.info.run_id, metrics=metrics[i:i + batch])
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_artifacts(folder: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(str(folder), artifact_path)
+
+
 def register_folder(folder: Path, artifact_path: str = "forecaster", name: str = MODEL_NAME) -> str:
     """Log ``folder`` as run artifacts and register it as a new version of ``name``; returns it."""
     import mlflow
@@ -145,3 +202,35 @@ def resolve_model(uri: str = f"models:/{MODEL_NAME}/latest") -> Path:
     except MlflowException as exc:
         raise FileNotFoundError(f"model {uri} not found in the MLflow store {tracking_uri()} "
                                 f"(run `greenllm train CONFIG` first): {exc.message[:200]}") from None
+
+
+def model_lineage(model_uri: str, folder: str) -> dict[str, str]:
+    """The forecaster model's URI, local folder, registry version and MLflow run id (lineage)."""
+    out = {"forecaster_model_uri": model_uri, "forecaster_model_path": folder}
+    if model_uri.startswith("runs:/"):
+        out["forecaster_model_run_id"] = model_uri[len("runs:/"):].split("/")[0]
+    if model_uri.startswith("models:/"):
+        import mlflow
+
+        name, _, ver = model_uri[len("models:/"):].partition("/")
+        client = mlflow.MlflowClient()
+        try:
+            versions = client.search_model_versions(f"name='{name}'")
+            if ver == "latest" and versions:
+                out["forecaster_model_version"] = str(max(int(v.version) for v in versions))
+            elif ver:
+                out["forecaster_model_version"] = ver
+            if out.get("forecaster_model_version", "").isdigit():
+                mv = client.get_model_version(name, out["forecaster_model_version"])
+                out["forecaster_model_run_id"] = str(mv.run_id)
+        except Exception:  # noqa: BLE001 — lineage is informative; the run still goes on
+            pass
+    return out
+
+
+def store_client(uri: str) -> Any:
+    """An ``MlflowClient`` on the store at ``uri`` (which becomes the tracking URI)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient()

@@ -11,6 +11,7 @@ from forecast.scenario import ConfigError
 from forecast.schema import DataError
 from pipelines._args import count_at_least, out_folder, utc_hour_arg, week_in_year, window_arg
 from pipelines._config import Config, load_config
+from pipelines._controllers import CONTROLLERS
 
 __all__ = ["main"]
 
@@ -63,9 +64,7 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     model = "models:/greenllm-forecaster/latest"
     sim = sub.add_parser("simulate", help="run the closed loop (forecaster → controller → plant) on real data")
     _add_common(sim)
-    sim.add_argument("--controller", default="mpc",
-                     help="mpc | mpc-temperature-unaware | myopic | nearest-site | cheapest-price | "
-                          "lowest-carbon | capacity-proportional (default: mpc)")
+    sim.add_argument("--controller", default="mpc", help=f"{' | '.join(CONTROLLERS)} (default: mpc)")
     sim.add_argument("--forecaster", default=model,
                      help=f"model URI or folder, or seasonal-naive, or perfect (default: {model})")
     sim.add_argument("--window", default="primary", type=window_arg,
@@ -100,15 +99,19 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
-    from pipelines import closed_loop
-
     if args.command == "simulate":
-        closed_loop.run_simulate(cfg, args.controller, args.forecaster, args.window, args.steps, args.out,
-                                 args.checkpoint_every, args.resume, args.force)
+        from pipelines.simulate import run_simulate
+
+        run_simulate(cfg, args.controller, args.forecaster, args.window, args.steps, args.out,
+                     args.checkpoint_every, args.resume, args.force)
     elif args.command == "compare":
-        closed_loop.run_compare(cfg, args.window, args.steps, args.forecaster, args.out, args.windows)
+        from pipelines.compare import run_compare
+
+        run_compare(cfg, args.window, args.steps, args.forecaster, args.out, args.windows)
     elif args.command == "plan":
-        closed_loop.run_plan(cfg, args.at, args.forecaster)
+        from pipelines.plan import run_plan
+
+        run_plan(cfg, args.at, args.forecaster)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:

@@ -51,16 +51,14 @@ def _score_signal(model: LearnedForecaster, split: SignalSplit, cfg: Config) -> 
 
 
 def _log_scores(signal: str, scores: dict[str, Scores]) -> None:
-    import mlflow
-
     for name, sc in scores.items():
-        mlflow.log_metrics({f"test.{signal}.{name}.{k}": v for k, v in sc.summary().items()})
+        tracking.log_metrics({f"test.{signal}.{name}.{k}": v for k, v in sc.summary().items()})
         for step in range(len(sc.mae_h)):
-            mlflow.log_metrics({f"test_h.{signal}.{name}.mae": float(sc.mae_h[step]),
-                                f"test_h.{signal}.{name}.rmse": float(sc.rmse_h[step]),
-                                f"test_h.{signal}.{name}.pinball": float(sc.pinball_h[step]),
-                                f"test_h.{signal}.{name}.coverage_80": float(sc.coverage_80_h[step])},
-                               step=step + 1)
+            tracking.log_metrics({f"test_h.{signal}.{name}.mae": float(sc.mae_h[step]),
+                                  f"test_h.{signal}.{name}.rmse": float(sc.rmse_h[step]),
+                                  f"test_h.{signal}.{name}.pinball": float(sc.pinball_h[step]),
+                                  f"test_h.{signal}.{name}.coverage_80": float(sc.coverage_80_h[step])},
+                                 step=step + 1)
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
@@ -86,55 +84,64 @@ def _time_predict(suite: ForecasterSuite, history: dict[str, pd.DataFrame], t0: 
     return 1000.0 * float(np.median(times))
 
 
+def _fit_all(data: Any, cfg: Config, logger: Any,
+             progress: bool) -> tuple[dict[str, LearnedForecaster], dict[str, SignalSplit]]:
+    """One learned forecaster per signal, fitted on its strict time split."""
+    fs, sc = cfg.forecast, cfg.scenario
+    models, splits = {}, {}
+    for sig in fs.signals:
+        split = split_signal(data, sc, sig, fs)
+        print(f"\n[{sig}] train {split.spans['train']}, validate {split.spans['valid']}, "
+              f"test {split.spans['test']}", flush=True)
+        models[sig] = LearnedForecaster(sig, fs, split.tz).fit(
+            split.upto(0), split.upto(1), outputs=split.outputs, logger=logger, progress=progress)
+        splits[sig] = split
+    return models, splits
+
+
+def _score_and_log(sig: str, model: LearnedForecaster, split: SignalSplit, cfg: Config, tmp: str) -> dict[str, Any]:
+    """A signal's test scores against the baselines and skill (logged, with its fan chart)."""
+    fs = cfg.forecast
+    scores = _score_signal(model, split, cfg)
+    _log_scores(sig, scores)
+    sk = skill(scores["learned"], scores["seasonal_naive_24"], scores["seasonal_naive_168"])
+    tracking.log_metric(f"test.{sig}.skill", sk)
+    result = {"skill": sk, "learned_name": model.name, "spans": split.spans, "fit": model.fit_report,
+              "scores": {k: v.summary() for k, v in scores.items()},
+              "mae_h": {k: v.mae_h.tolist() for k, v in scores.items()}}
+    start = (pd.Timestamp(fs.fan_chart_start, tz="UTC") if sig != "load_req_per_s"
+             else split.full.index[evaluation_origins(split, fs.horizon_steps)[0][0]].floor("D"))
+    png = fan_chart(model, split, start, fs.fan_chart_sites, Path(tmp) / "fan_charts" / f"{sig}.png")
+    if png:
+        tracking.log_artifact(png, "fan_charts")
+    return result
+
+
 def run_train(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Train, evaluate, log and register; returns the results (also printed)."""
-    import mlflow
-
     fs = cfg.forecast
     torch.set_num_threads(fs.num_threads)
     sc = cfg.scenario
     print(f"greenllm train: scenario {sc.name!r} from {cfg.path}: {fs.architecture} models for "
           f"{', '.join(fs.signals)}", flush=True)
     data = fleet_dataset(cfg, progress=progress)
-    results: dict[str, dict[str, Any]] = {}
     with start_run_for(cfg) as run, tempfile.TemporaryDirectory(prefix="greenllm-train-") as tmp:
         tracking.log_params(tracking.flatten(cfg.raw)
                             | {"forecast.resolved." + k: str(v) for k, v in fs.__dict__.items()})
-        mlflow.log_text(yaml.safe_dump(cfg.raw, sort_keys=False, allow_unicode=True), "config/resolved.yaml")
+        tracking.log_text(yaml.safe_dump(cfg.raw, sort_keys=False, allow_unicode=True), "config/resolved.yaml")
         logger = tracking.lightning_logger(run, EXPERIMENT)
-        models, splits = {}, {}
         t_start = time.perf_counter()
-        for sig in fs.signals:
-            split = split_signal(data, sc, sig, fs)
-            print(f"\n[{sig}] train {split.spans['train']}, validate {split.spans['valid']}, "
-                  f"test {split.spans['test']}", flush=True)
-            models[sig] = LearnedForecaster(sig, fs, split.tz).fit(
-                split.upto(0), split.upto(1), outputs=split.outputs, logger=logger, progress=progress)
-            splits[sig] = split
+        models, splits = _fit_all(data, cfg, logger, progress)
         train_s = time.perf_counter() - t_start
         suite = ForecasterSuite(models, _vapour_tables(cfg))
-        for sig, split in splits.items():
-            scores = _score_signal(models[sig], split, cfg)
-            _log_scores(sig, scores)
-            sk = skill(scores["learned"], scores["seasonal_naive_24"], scores["seasonal_naive_168"])
-            mlflow.log_metric(f"test.{sig}.skill", sk)
-            results[sig] = {"skill": sk, "learned_name": models[sig].name, "spans": split.spans,
-                            "fit": models[sig].fit_report,
-                            "scores": {k: v.summary() for k, v in scores.items()},
-                            "mae_h": {k: v.mae_h.tolist() for k, v in scores.items()}}
-            start = (pd.Timestamp(fs.fan_chart_start, tz="UTC") if sig != "load_req_per_s"
-                     else split.full.index[evaluation_origins(split, fs.horizon_steps)[0][0]].floor("D"))
-            png = fan_chart(models[sig], split, start, fs.fan_chart_sites, Path(tmp) / "fan_charts" / f"{sig}.png")
-            if png:
-                mlflow.log_artifact(str(png), "fan_charts")
-        history = product_history(data, sc)
-        t0 = pd.Timestamp("2018-12-14T00:00Z")
-        predict_ms = _time_predict(suite, history, t0, fs.horizon_steps)
+        results = {sig: _score_and_log(sig, models[sig], split, cfg, tmp) for sig, split in splits.items()}
+        predict_ms = _time_predict(suite, product_history(data, sc), pd.Timestamp("2018-12-14T00:00Z"),
+                                   fs.horizon_steps)
         version = tracking.register_folder(suite.save(Path(tmp) / "bundle"))
         summary = {"train_seconds": train_s, "predict_ms": predict_ms, "run_id": run.info.run_id,
                    "model_version": version, "tracking_uri": tracking.tracking_uri(),
                    "architecture": fs.architecture, "signals": results}
-        mlflow.log_metrics({"train_seconds": train_s, "predict_ms": predict_ms})
+        tracking.log_metrics({"train_seconds": train_s, "predict_ms": predict_ms})
         tracking.log_json(summary, "results/forecast_results.json")
     print_table(results)
     print(f"\ntrained in {train_s:.1f} s; one forecast of every series: {predict_ms:.1f} ms; "

@@ -86,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="greenllm-ui-") as tmp:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db", GREENLLM_UI_CHECK_TMP=tmp)
         _make_store(env)
-        import mlflow
+        from pipelines._tracking import store_client
 
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-        client = mlflow.MlflowClient()
+        client = store_client(env["MLFLOW_TRACKING_URI"])
         loop = client.get_experiment_by_name("closed-loop")
         if loop is None:
             raise RuntimeError("ui-check: the store made for the check has no 'closed-loop' experiment")

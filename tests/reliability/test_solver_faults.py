@@ -22,7 +22,7 @@ from control.controllers import (
 from control.mpc import AllocationMPC, MPCResult
 from control.simulate import perfect_forecaster
 from control.state import PlantState
-from pipelines import closed_loop
+from pipelines import closed_loop, loop
 from pipelines._config import load_config
 from pipelines.cli import main
 from tests.conftest import CONFIGS
@@ -52,7 +52,7 @@ def _loop_with_time_outs_after_step_0(monkeypatch, cfg, data, controller: str = 
         if t == 0:
             made[0].mpc.backend.time_limit_s = 1e-9
 
-    monkeypatch.setattr(closed_loop, "make_controller", spy)
+    monkeypatch.setattr(loop, "make_controller", spy)   # what run_loop calls
     out = closed_loop.run_loop(s, controller, "perfect", show_progress=False, observers=(expire,))
     return out, made[0], decisions
 

@@ -1,0 +1,58 @@
+"""``greenllm simulate``: one closed-loop run (``pipelines.loop``), printed and tracked in MLflow
+(experiment ``closed-loop``), checkpointed every N steps when asked and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines import _tracking as tracking
+from pipelines._config import Config
+from pipelines._loop_report import fallback_lines
+from pipelines.loop import EXPERIMENT, MODEL_URI, forecaster_choice, load_suite, log_run, prepare, run_loop, run_params
+
+__all__ = ["print_kpis", "run_simulate"]
+
+
+def print_kpis(name: str, k: dict[str, float]) -> None:
+    """A run's KPI summary, five lines."""
+    print(f"\n{name}")
+    print(f"  cost {k['cost_eur']:.2f} EUR = energy {k['energy_cost_eur']:.2f} + drops {k['drop_penalty_eur']:.2f}"
+          f" + SLO {k['slo_penalty_eur']:.2f} + water {k['water_penalty_eur']:.2f}"
+          f" + starts {k['start_penalty_eur']:.3f}")
+    print(f"  CO2 {k['co2_kg']:.1f} kg   water {k['water_l']:.0f} L (on-site {k['water_onsite_l']:.0f}, "
+          f"off-site {k['water_offsite_l']:.0f})   energy IT {k['energy_it_kwh']:.0f} kWh, cooling "
+          f"{k['energy_cooling_kwh']:.0f} kWh")
+    print(f"  renewable share {k['renewable_share'] * 100:.1f} %, curtailed {k['curtailed_kwh']:.0f} kWh   "
+          f"TTFT mean {k['ttft_mean_s']:.3f} s, p95 {k['ttft_p95_s']:.3f} s   SLO misses {k['slo_misses']:.0f}"
+          f"   dropped {k['drops']:.0f}   deferred {k['deferred_req']:.0f}")
+    print(f"  decision time per step: median {k['median_step_ms']:.0f} ms, p95 {k['p95_step_ms']:.0f} ms, "
+          f"max {k['max_step_ms']:.0f} ms   fallback steps {k['fallback_steps']:.0f}")
+
+
+def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_URI, window: str = "primary",
+                 steps: int | None = None, out_dir: Path = Path("out/simulate"), checkpoint_every: int = 0,
+                 resume: bool = False, force: bool = False) -> dict[str, float]:
+    """``greenllm simulate``: one closed-loop run, printed and tracked (checkpointed every N steps
+    to ``out_dir/checkpoint.npz`` when asked; ``resume`` continues from it, ``force`` accepts a
+    checkpoint written by another code version)."""
+    if force and not resume:
+        raise ValueError("--force: only with --resume (it accepts a checkpoint of another code version)")
+
+    kind, uri = forecaster_choice(forecaster)
+    suite, lineage = None, {}
+    if kind == "learned":
+        suite, folder = load_suite(uri, cfg.control)
+        lineage = tracking.model_lineage(uri, folder)
+    s = prepare(cfg, window, steps)
+    print(f"greenllm simulate: {controller} with {forecaster} forecasts, {s.steps} h from {s.t0:%Y-%m-%d %H:%M} UTC "
+          f"({s.plant.n_sites} sites, {s.plant.n_pools} pools, H = {s.horizon})")
+    with tracking.start_run(EXPERIMENT, f"{controller}-{kind}-{s.window}") as run:
+        out = run_loop(s, controller, kind, suite, checkpoint=out_dir / "checkpoint.npz",
+                       checkpoint_every=checkpoint_every, resume=resume, lineage=lineage, force=force)
+        log_run(out, s, run_params(s, controller, kind, out.forecaster, lineage) | {"resumed": str(resume)}, out_dir)
+        print_kpis(f"{controller} ({out.forecaster})", out.kpis)
+        for line in fallback_lines(out.per_step):
+            print(line)
+        print(f"\nMLflow run {run.info.run_id} in experiment '{EXPERIMENT}'; plots in {out_dir}/; "
+              "browse with `greenllm ui`")
+    return out.kpis
