@@ -17,106 +17,67 @@ even if nothing arrives; with group shares the reserve and N−1 rows hold group
 (``control._headroom``), and with ``slo_aware_gpus`` the applied GPUs are SLO-aware. Every
 setting comes from the policy (``control.params.ControlSettings``, the config's ``control:``
 section). ``bench/mpc.py`` and ``bench/closed_loop.py`` measure them.
+
+The parts: the parameter vector (forecasts, load levels, risk prices, terminal values) is
+``control._mpc_parameters``'s; the bounds of variables and rows ``control._mpc_bounds``'s; the
+applied step's rules ``control._applied_step``'s; the result and the plan read back from the
+solution ``control._mpc_result``'s. This module builds them into one solve.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
 
 import casadi as ca
 import numpy as np
-from numpy.typing import ArrayLike
 
-from control import plant as pl
+from control._applied_step import gpu_floor, share_cap, uncap_certain_groups, with_slo_gpus
 from control._backends import make_backend
-from control._headroom import certain_totals, group_burst_ratio, group_ratio
 from control._horizon import HorizonMap
 from control._lp import KEPT_ROWS, OBJECTIVES, LinearProgram
+from control._mpc_bounds import backlog_bounds, plant_bounds, row_bounds, share_routing
+from control._mpc_parameters import (
+    load_levels,
+    pack_risk_prices,
+    pack_signals,
+    pack_terminal,
+    shortfall_eur,
+    terminal_value_eur,
+)
+from control._mpc_result import MPCResult, ObjectiveTerms, Plan, objective_terms, read_plan
 from control.inputs import ControlForecast
 from control.params import ControlSettings
 from control.plant import PlantParams
-from control.realised import slo_aware_decision_gpus
-from control.shares import capacity_shares, plan_shares, recent_arrivals_req
-from control.state import Allocation, PlantState
+from control.state import PlantState
 
 __all__ = ["AllocationMPC", "MPCResult", "ObjectiveTerms", "Plan"]
 
 ABS_SLACK = 1e-6   # absolute slack on a kept stage objective (solver tolerance)
-TERMINAL_TIE_BREAK = 1.01
 UNSERVED_SLACK_REQ = 1e-7  # requests a later stage may leave unserved beyond stage 1's
 
-
-@dataclass(frozen=True)
-class ObjectiveTerms:
-    """Objective terms of a plan over its horizon (EUR, kg CO2, litres, request·seconds)."""
-
-    energy_cost_eur: float
-    penalties_eur: float
-    terminal_eur: float
-    risk_eur: float
-    carbon_kg: float
-    water_l: float
-    delay_req_s: float
-
-    @property
-    def cost_eur(self) -> float:
-        """The stage-1 objective: energy cost + penalties + terminal value of the backlog + the
-        expected drop cost of headroom the plan leaves short (``AllocationMPC`` *risk*)."""
-        return self.energy_cost_eur + self.penalties_eur + self.terminal_eur + self.risk_eur
+StepData = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # p, lbx, ubx, lbg, ubg
 
 
-@dataclass(frozen=True, eq=False)
-class Plan:
-    """A plan over the horizon; per-step arrays have the step first. Backlog and SoC at step end."""
-
-    served_req_per_s: np.ndarray   # (H, m) on allowed pairs
-    share: np.ndarray              # (H, R, P, K)
-    gpus: np.ndarray               # (H, P)
-    grid_kw: np.ndarray            # (H, S)
-    curtailed_kw: np.ndarray       # (H, S)
-    charge_kw: np.ndarray          # (H, S)
-    discharge_kw: np.ndarray       # (H, S)
-    soc_kwh: np.ndarray            # (H, S)
-    dropped_req_per_s: np.ndarray  # (H, R·K)
-    backlog_req: np.ndarray        # (H, number of deferrable streams)
-
-    @property
-    def horizon(self) -> int:
-        return self.gpus.shape[0]
-
-    def allocation(self, step: int = 0, source: str = "mpc") -> Allocation:
-        """The decision of one step of the plan."""
-        return Allocation(self.share[step], self.gpus[step], self.charge_kw[step],
-                          self.discharge_kw[step], source)
-
-
-@dataclass(frozen=True, eq=False)
-class MPCResult:
-    """What one solve returns.
-
-    Attributes:
-        plan: the plan (None when no stage succeeded).
-        terms: objective terms of the plan.
-        status: ``optimal``, ``partial: …`` (a later stage failed; the earlier stage's plan is
-            kept) or ``failed: …`` / ``error: …``.
-        success: whether ``plan`` is usable.
-        stage_status: HiGHS return status per stage.
-        stage_values: the optimum of each solved stage (in stage order; ``cost`` in EUR).
-        iterations: simplex + IPM iterations over all stages.
-        solve_time_s: wall time of all stages (setting parameters, solving, reading), s.
-        solver_time_s: time spent inside the solver over all stages, s.
-    """
-
-    plan: Plan | None
-    terms: ObjectiveTerms | None
-    status: str
-    success: bool
-    stage_status: tuple[str, ...]
-    iterations: int
-    solve_time_s: float
-    stage_values: tuple[float, ...] = ()
-    solver_time_s: float = 0.0
+def _check_policy(policy: ControlSettings, H: int, hold_steps: int) -> None:
+    """Raise ValueError for settings the MPC cannot plan with (names the setting and its valid range)."""
+    if H < 1:
+        raise ValueError(f"horizon_steps: {H}, at least 1 needed")
+    if not policy.solver_time_limit_s > 0:
+        raise ValueError(f"solver_time_limit_s: {policy.solver_time_limit_s}; valid: > 0 s")
+    if policy.exact_routing_steps < 0:
+        raise ValueError(f"exact_routing_steps: {policy.exact_routing_steps}; valid: 0 (every step exact) "
+                         "or ≥ 1")
+    if hold_steps > 1 and 0 < policy.exact_routing_steps < H:
+        raise ValueError(f"hold_steps: {hold_steps} needs every step exact; exact_routing_steps: "
+                         f"{policy.exact_routing_steps}; valid: 0 or ≥ the horizon ({H})")
+    cap = policy.max_share_vs_capacity
+    if cap < 0 or (0 < cap < 1):
+        raise ValueError(f"max_share_vs_capacity: {cap}; valid: 0 (off) or ≥ 1")
+    if not 0.0 <= policy.group_provision_correlation <= 1.0:
+        raise ValueError(f"group_provision_correlation: {policy.group_provision_correlation}; valid: 0 … 1")
+    for name, level in (("load_quantile", policy.load_quantile), ("burst_quantile", policy.burst_quantile)):
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"{name}: {level}; valid: 0 < level < 1")
 
 
 class AllocationMPC:
@@ -192,247 +153,92 @@ class AllocationMPC:
     load is dropped too), so real load is never dropped to keep headroom.
     """
 
+
     def __init__(self, plant: PlantParams, policy: ControlSettings, *, solver: str = "highs",
                  horizon_steps: int | None = None, fixed_pue: np.ndarray | None = None,
                  backlog_value_eur_per_req: float | None = None, hold_steps: int = 1) -> None:
         H = policy.horizon_steps if horizon_steps is None else horizon_steps
-        if H < 1:
-            raise ValueError(f"horizon_steps: {H}, at least 1 needed")
-        if not policy.solver_time_limit_s > 0:
-            raise ValueError(f"solver_time_limit_s: {policy.solver_time_limit_s}; valid: > 0 s")
-        if policy.exact_routing_steps < 0:
-            raise ValueError(f"exact_routing_steps: {policy.exact_routing_steps}; valid: 0 (every step exact) "
-                             "or ≥ 1")
-        if hold_steps > 1 and 0 < policy.exact_routing_steps < H:
-            raise ValueError(f"hold_steps: {hold_steps} needs every step exact; exact_routing_steps: "
-                             f"{policy.exact_routing_steps}; valid: 0 or ≥ the horizon ({H})")
-        share_cap = policy.max_share_vs_capacity
-        if share_cap < 0 or (0 < share_cap < 1):
-            raise ValueError(f"max_share_vs_capacity: {share_cap}; valid: 0 (off) or ≥ 1")
-        if not 0.0 <= policy.group_provision_correlation <= 1.0:
-            raise ValueError(f"group_provision_correlation: {policy.group_provision_correlation}; valid: 0 … 1")
-        for name, level in (("load_quantile", policy.load_quantile), ("burst_quantile", policy.burst_quantile)):
-            if not 0.0 < level < 1.0:
-                raise ValueError(f"{name}: {level}; valid: 0 < level < 1")
+        _check_policy(policy, H, hold_steps)
         self.plant, self.policy, self.horizon, self.objective = plant, policy, H, policy.objective
         self.order, self.epsilon = tuple(policy.order), policy.epsilon
         self.prices = (policy.carbon_price_eur_per_kg, policy.water_price_eur_per_l, policy.delay_price_eur_per_s)
         self.backlog_value = backlog_value_eur_per_req
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
-        self.lp = LinearProgram(plant, H, policy.exact_routing_steps or None, policy.group_interactive_shares,
-                                policy.tail_block_steps, hold_steps)
-        self.horizon_map = HorizonMap(self.lp, plant)
+        self.lp = lp = LinearProgram(plant, H, policy.exact_routing_steps or None, policy.group_interactive_shares,
+                                     policy.tail_block_steps, hold_steps)
+        self.horizon_map = HorizonMap(lp, plant)
         self.expiry_guard = bool(policy.expiry_guard)
-        self.max_share_vs_capacity = float(share_cap)
+        self.max_share_vs_capacity = float(policy.max_share_vs_capacity)
         self.slo_aware_gpus = bool(policy.slo_aware_gpus)
         self.group_provision_correlation = float(policy.group_provision_correlation)
         self.group_bursts = bool(policy.group_bursts)
-        lp = self.lp
         self.solver_name = solver
         self.min_gpus_interactive = float(policy.min_gpus_interactive)
         self.load_quantile, self.burst_quantile = float(policy.load_quantile), float(policy.burst_quantile)
-        # EUR per GPU-s/s short for one step if the load exceeded the level for sure (× (1 − level))
-        work = np.where(plant.allowed.any(axis=0), plant.gpu_s_per_req, np.inf).min(axis=1)   # (P,)
-        work = np.where(np.isfinite(work), work, plant.gpu_s_per_req.min(axis=1))
-        self._shortfall_eur = plant.penalties.drop_eur_per_request * plant.step_s / work
-        pair_work = plant.gpu_s_per_req[plant.pairs[:, 1], plant.pairs[:, 2]]
-        self._pair_shortfall_eur = plant.penalties.drop_eur_per_request * plant.step_s / pair_work
+        self._shortfall_eur = shortfall_eur(plant)   # EUR per GPU-s/s short, per pool and per pair
         self.backend = make_backend(solver, lp, policy.solver_time_limit_s)
         self._terms = ca.Function("terms", [lp.x.sym, lp.p.sym], [ca.vertcat(*lp.terms.values())])
+        # (region group, class) of each capped share (the cap binds only where that total's forecast has spread)
+        self._share_group_stream: np.ndarray | None = None
         self._lbx, self._ubx = self._static_bounds()
 
     # ------------------------------------------------------------------ bounds and parameters
     def _static_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Variable bounds fixed when built: the plant's limits, the share cap and the GPU floor."""
         lp, plant = self.lp, self.plant
-        lbx, ubx = np.zeros(lp.x.size), np.full(lp.x.size, np.inf)
-        lp.x.pack(ubx, "n", plant.gpus_max)
+        lbx, ubx = plant_bounds(plant, lp)
         if self.max_share_vs_capacity > 0 and lp.group_keys:   # a pool's split ≤ cap × its capacity-proportional one
-            keys = np.array(lp.group_keys)                                       # (group, pool, class)
-            first = np.array([np.flatnonzero(plant.region_groups == g)[0] for g in keys[:, 0]])
-            fair = capacity_shares(plant, plant.gpus_max)[first, keys[:, 1], keys[:, 2]]
-            lp.x.pack(ubx, "share0", np.minimum(self.max_share_vs_capacity * fair, 1.0))
-            # (region group, class) of each share: the cap binds only where that total's forecast has spread
-            self._share_group_stream = keys[:, 0] * len(plant.class_names) + keys[:, 2]
+            upper, self._share_group_stream = share_cap(plant, lp, self.max_share_vs_capacity)
+            lp.x.pack(ubx, "share0", upper)
         if self.min_gpus_interactive > 0:
-            interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
-            floor = np.where(interactive, np.minimum(self.min_gpus_interactive, plant.gpus_max), 0.0)
-            # with SLO-aware GPUs the applied step's count is the plant's own rule; the floor stands in
-            # for it in the planned steps (and keeps the LP as quick to solve as with a floor everywhere)
-            first_step = 1 if self.slo_aware_gpus else 0
-            lp.x.pack(lbx, "n", np.where(np.arange(lp.d.H)[:, None] >= first_step, floor[None, :], 0.0))
-        if plant.ramp_limited:  # st ≥ n_t − n_(t−1): its bound is the ramp-up limit (per LP step)
-            assert plant.gpu_ramp_per_step is not None   # filled in by PlantParams.__post_init__
-            lp.x.pack(ubx, "st", lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :])
-        lp.x.pack(ubx, "g", plant.grid_limit_kw)
-        for key in ("bc", "bd"):
-            lp.x.pack(ubx, key, plant.battery_kw[plant.battery_sites])
-        lp.x.pack(ubx, "soc", plant.battery_kwh[plant.battery_sites])
-        lp.x.pack(ubx, "sh", 1.0)
+            lp.x.pack(lbx, "n", gpu_floor(plant, lp, self.min_gpus_interactive, self.slo_aware_gpus))
         return lbx, ubx
 
     def terminal_value(self, fc: ControlForecast, pue_value: np.ndarray) -> np.ndarray:
-        """EUR per request left in the backlog at the horizon end (an estimate of serving it later).
+        """EUR per request left in the backlog at the horizon end, per deferrable stream (an estimate
+        of serving it later: ``control._mpc_parameters.terminal_value_eur``)."""
+        return terminal_value_eur(self.plant, self.lp, fc, pue_value)
 
-        The mean over the horizon of the cheapest allowed pool's marginal energy cost (dynamic +
-        provisioned idle power at rho_max, at the step's price and PUE), × 1.01 so that ties serve
-        now.
-        """
-        plant, d = self.plant, self.lp.d
-        per_req_kwh = (plant.it_kw_per_req_per_s
-                       + plant.idle_kw_per_gpu[:, None] * plant.gpu_s_per_req / plant.rho_max) / 3600.0
-        eur_per_kwh = fc.price_eur_per_mwh * pue_value / 1000.0                      # (H, S)
-        pool_cost = eur_per_kwh[:, plant.pool_site][:, :, None] * per_req_kwh[None]  # (H, P, K)
-        cost = np.where(plant.allowed[None], pool_cost[:, None], np.inf).min(axis=2)  # (H, R, K)
-        cost = np.where(np.isfinite(cost), cost, plant.penalties.drop_eur_per_request)
-        flat = cost.reshape(cost.shape[0], -1)[:, d.deferred]
-        return np.maximum(flat.mean(axis=0), 0.0) * TERMINAL_TIE_BREAK
-
-    def _parameters(self, state: PlantState, fc: ControlForecast, end_step: int | None,
-                    daymask: np.ndarray) -> np.ndarray:
+    def _parameters(self, fc: ControlForecast, end_step: int | None, daymask: np.ndarray) -> np.ndarray:
+        """The LP's parameter vector for the forecast per LP step (``control._mpc_parameters``)."""
         lp, plant, d = self.lp, self.plant, self.lp.d
         p = np.zeros(lp.p.size)
-        pue_value = np.broadcast_to(self.fixed_pue, fc.temp_c.shape) if self.fixed_pue is not None \
-            else pl.pue(plant, fc.temp_c)
-        lp.p.pack(p, "pue", pue_value)
-        lp.p.pack(p, "wue", pl.wue_l_per_kwh(fc.wetbulb_c))
-        for key, arr in (("ewif", fc.ewif_l_per_kwh), ("price", fc.price_eur_per_mwh),
-                         ("ci", fc.carbon_g_per_kwh)):
-            lp.p.pack(p, key, arr)
-        med = fc.load_req_per_s.reshape(d.H, -1)
-        # the 10-min peak factor is common to the fleet (fully correlated): it is divided out of the
-        # levels before the forecast's spread is combined, and multiplies the combined ratio after
-        peak = fc.peak_factor().reshape(d.H, -1)
-        assert fc.load_burst_req_per_s is not None   # set by ControlForecast.validate, which solve runs
-        prov_streams = np.maximum(fc.load_provision_req_per_s.reshape(d.H, -1) / peak, med)
-        burst_streams = fc.load_burst_req_per_s.reshape(d.H, -1)[0] / peak[0]
-        safe = np.where(med > 1e-12, med, 1.0)
-        ratio = np.where(med > 1e-12, prov_streams / safe, 1.0)
-        if lp.group_shares and self.group_provision_correlation < 1.0:
-            ratio = group_ratio(plant, med, prov_streams, ratio, self.group_provision_correlation)
-        ratio = ratio * peak
-        prov = ratio * med
-        lp.p.pack(p, "ratio", ratio[:d.E])
-        med_a, prov_a = self.horizon_map.pooled(med[d.E:]), self.horizon_map.pooled(prov[d.E:])
-        ratio_a = np.where(med_a > 1e-12, prov_a / np.where(med_a > 1e-12, med_a, 1.0), 1.0)
-        lp.p.pack(p, "ratio_a", ratio_a)
-        base0 = ratio[0] / peak[0]
-        burst_ratio = np.maximum(np.where(med[0] > 1e-12, burst_streams / safe[0], 1.0), base0)
-        if lp.group_shares and self.group_bursts:
-            burst_ratio = group_burst_ratio(plant, med[0], prov_streams[0], burst_streams, base0,
-                                            self.group_provision_correlation)
-        burst_ratio = burst_ratio * peak[0]
-        # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
-        burst_ratio[d.deferred] = ratio[0, d.deferred]
-        lp.p.pack(p, "burst", burst_ratio)
+        pue_value = pack_signals(p, lp, plant, fc, self.fixed_pue)
+        levels = load_levels(plant, lp, self.horizon_map, fc, self.group_provision_correlation, self.group_bursts)
+        lp.p.pack(p, "ratio", levels.ratio[:d.E])
+        lp.p.pack(p, "ratio_a", levels.ratio_a)
+        lp.p.pack(p, "burst", levels.burst)
         if lp.group_shares:
-            lp.p.pack(p, "pair_load0", med[0][plant.pair_stream])
-        hours = self.horizon_map.hours[:, None]
-        lp.p.pack(p, "reserve_eur", hours * self._shortfall_eur * (1.0 - self.load_quantile))
-        lp.p.pack(p, "burst_eur", self._pair_shortfall_eur * (1.0 - self.burst_quantile))
-        # a request left unserved is dropped in the high-load cases too: its share of the excess
-        # counts as exposed, so that dropping load never buys headroom
-        exposed = (1.0 - self.load_quantile) * (ratio - 1.0)
-        exposed[0] += (1.0 - self.burst_quantile) * (lp.p.unpack(p, "burst")[0] - ratio[0])
-        per_req = plant.penalties.drop_eur_per_request * plant.step_s
-        lp.p.pack(p, "unserved_risk_eur", per_req * exposed[:d.E])
-        lp.p.pack(p, "unserved_risk_a", per_req * hours[d.E:] * (1.0 - self.load_quantile) * (ratio_a - 1.0))
+            lp.p.pack(p, "pair_load0", levels.median[0][plant.pair_stream])
+        pack_risk_prices(p, lp, plant, self.horizon_map.hours[:, None], levels, self._shortfall_eur,
+                         self.load_quantile, self.burst_quantile)
         lp.p.pack(p, "daymask", daymask)
         if lp.hold_steps > 1:
-            lp.p.pack(p, "pair_load", med[:, plant.pair_stream])
-        term = np.zeros((d.H, len(d.deferred)))
-        term[-1] = self.terminal_value(fc, pue_value) if self.backlog_value is None else self.backlog_value
-        if end_step is not None:
-            term[end_step] = plant.penalties.drop_eur_per_request
-            ends = np.zeros(d.H)
-            ends[end_step] = 1.0
-            lp.p.pack(p, "episode_end", ends)
-        lp.p.pack(p, "term", term[:d.E])
-        lp.p.pack(p, "term_a", self.horizon_map.pooled_deferred(term[d.E:], mean=True))
+            lp.p.pack(p, "pair_load", levels.median[:, plant.pair_stream])
+        terminal = self.terminal_value(fc, pue_value) if self.backlog_value is None else self.backlog_value
+        pack_terminal(p, lp, plant, self.horizon_map, end_step, terminal)
         return p
 
-    def _fifo_bound_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
-        """Most backlog allowed at each step end: arrivals of the last ``deadline`` steps."""
-        plant, d = self.plant, self.lp.d
-        K = len(plant.class_names)
-        hist = state.arrivals_history_req.reshape(state.arrivals_history_req.shape[0], -1)[::-1]
-        arr = np.concatenate([hist, fc.load_req_per_s.reshape(fc.horizon, -1) * plant.step_s])
-        L = hist.shape[0]
-        total = np.vstack([np.zeros((1, len(d.deferred))), np.cumsum(arr[:, d.deferred], axis=0)])
-        end = L + np.arange(fc.horizon) + 1                                  # rows up to each plant step
-        start = np.maximum(end[:, None] - plant.deadline_steps[d.deferred % K][None, :], 0)
-        return total[end] - np.take_along_axis(total, start, axis=0)
+    def step_data(self, state: PlantState, fc: ControlForecast, end_step: int | None = None) -> StepData:
+        """The step's LP data: parameters ``p``, variable bounds ``lbx, ubx`` and row bounds
+        ``lbg, ubg`` (``fc`` already checked and cut to the horizon; per plant step)."""
+        return self._step_data(state, fc, self.horizon_map.lp_steps(fc), end_step)
 
-    def _guarded_backlog_req(self, state: PlantState, fc: ControlForecast) -> np.ndarray:
-        """Most backlog the applied step may plan to keep per deferred stream so that its *share*
-        (a fraction of backlog + realised arrivals) still serves the requests that expire this
-        step if no new request arrives: ``(B + A)·(1 − e/B)`` with ``e = B −`` the arrivals that
-        may still wait (``expiry_guard``)."""
-        plant, d = self.plant, self.lp.d
-        backlog = state.backlog_req.reshape(-1)[d.deferred]
-        recent = recent_arrivals_req(plant, state.arrivals_history_req).reshape(-1)[d.deferred]
-        work = backlog + fc.load_req_per_s.reshape(fc.horizon, -1)[0, d.deferred] * plant.step_s
-        expiring = np.maximum(backlog - recent, 0.0)
-        keep = np.where(backlog > 0, 1.0 - expiring / np.where(backlog > 0, backlog, 1.0), 1.0)
-        return work * keep
-
-    def _row_bounds(self, state: PlantState, fc: ControlForecast, block_shares: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        lp, plant, d = self.lp, self.plant, self.lp.d
-        lbg, ubg = np.zeros(lp.g.numel()), np.zeros(lp.g.numel())
-        load = fc.load_req_per_s.reshape(d.H, -1)
-
-        def put(key: str, lo: ArrayLike, hi: ArrayLike) -> None:
-            sl = lp.row_slice(key)
-            shape = lp.rows[key]
-            lbg[sl] = np.broadcast_to(lo, shape).ravel()
-            ubg[sl] = np.broadcast_to(hi, shape).ravel()
-
-        if "demand" in lp.rows:
-            put("demand", load[:d.E, d.interactive], load[:d.E, d.interactive])
-        if "backlog" in lp.rows:
-            rhs = load[:d.E, d.deferred] * plant.step_s
-            rhs[0] += state.backlog_req.reshape(-1)[d.deferred]
-            put("backlog", rhs, rhs)
-        load_a = self.horizon_map.pooled(load[d.E:])
-        if "demand_a" in lp.rows:
-            put("demand_a", load_a[:, d.interactive_a], load_a[:, d.interactive_a])
-        if "backlog_a" in lp.rows:
-            rhs = load_a[:, d.deferred_a] * plant.step_s * self.horizon_map.hours[d.E:, None]   # a block's arrivals
-            put("backlog_a", rhs, rhs)
-        for key in ("capacity", "reserve", "burst"):
-            put(key, -np.inf, 0.0)
-        ren = -fc.renewable_kw(plant)
-        if lp.hold_steps > 1:   # balanced per block: the block's renewable energy
-            ren = np.add.reduceat(ren, np.flatnonzero(lp.block_start), axis=0)
-        put("balance", ren, ren)
-        if "hold" in lp.rows:
-            put("hold", 0.0, 0.0)
-        if "continue" in lp.rows:
-            put("continue", state.gpus_active, state.gpus_active)
-        if "block_shares" in lp.rows:   # routing by one share per block, or free rows
-            put("block_shares", 0.0 if block_shares else -np.inf, 0.0 if block_shares else np.inf)
-        if "battery" in lp.rows:
-            soc = np.zeros((d.H, d.B))
-            soc[0] = state.soc_kwh[plant.battery_sites]
-            put("battery", soc, soc)
-        start = np.zeros((d.H, d.P))
-        start[0] = -state.gpus_active
-        put("starts", start, np.inf)
-        if "ramp" in lp.rows:
-            assert plant.gpu_ramp_per_step is not None   # filled in by PlantParams.__post_init__
-            stop = lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :]
-            stop[0] -= state.gpus_active
-            put("ramp", -np.inf, stop)
-        used = state.water_used_today_l if int(fc.day_index[0]) == state.water_day else 0.0
-        water_lo = -np.repeat(plant.water_budget_l_per_day[None, :], d.n_days, axis=0)
-        water_lo[0] += used
-        put("water", water_lo.ravel(), np.inf)   # row order: site fastest, then day
-        if "group_shares" in lp.rows:   # only where the group's forecast has spread (bursts to spread)
-            keys = np.array(lp.group_keys)[lp.group_col]                       # (group, pool, class) per row
-            free = self._certain_groups(fc)[keys[:, 0] * len(plant.class_names) + keys[:, 2]]
-            put("group_shares", np.where(free, -np.inf, 0.0), np.where(free, np.inf, 0.0))
-        put("objectives", -np.inf, np.inf)
-        return lbg, ubg
+    def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast, end_step: int | None,
+                   block_shares: np.ndarray | None = None) -> StepData:
+        end = None if end_step is None else int(self.horizon_map.step_of_hour[end_step])
+        p = self._parameters(steps, end, self.horizon_map.daymask(fc))
+        lbg, ubg = row_bounds(self.plant, self.lp, self.horizon_map, state, steps, block_shares is not None)
+        ubx = self._ubx.copy()
+        if len(self.lp.d.deferred):
+            backlog_bounds(self.plant, self.lp, self.horizon_map, ubx, state, fc, self.expiry_guard)
+        if self._share_group_stream is not None:
+            uncap_certain_groups(self.plant, self.lp, ubx, fc, self._share_group_stream)
+        lbx = self._lbx
+        if block_shares is not None:
+            lbx = lbx.copy()
+            share_routing(self.plant, self.lp, p, lbx, ubx, steps, block_shares)
+        return p, lbx, ubx, lbg, ubg
 
     # ------------------------------------------------------------------ solving
     def _stage_weights(self, stage: str) -> np.ndarray:
@@ -450,70 +256,10 @@ class AllocationMPC:
             return ("weighted",)
         return self.order if self.order[0] == "cost" else ("unserved", *self.order)
 
-    def step_data(self, state: PlantState, fc: ControlForecast, end_step: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The step's LP data: parameters ``p``, variable bounds ``lbx, ubx`` and row bounds
-        ``lbg, ubg`` (``fc`` already checked and cut to the horizon; per plant step)."""
-        return self._step_data(state, fc, self.horizon_map.lp_steps(fc), end_step)
-
-    def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast, end_step: int | None,
-                   block_shares: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        end = None if end_step is None else int(self.horizon_map.step_of_hour[end_step])
-        p = self._parameters(state, steps, end, self.horizon_map.daymask(fc))
-        lbg, ubg = self._row_bounds(state, steps, block_shares is not None)
-        ubx = self._ubx.copy()
-        if len(self.lp.d.deferred):
-            fifo = self._fifo_bound_req(state, fc)[self.horizon_map.step_end]  # at each LP step's end
-            if self.expiry_guard:
-                fifo[0] = np.minimum(fifo[0], self._guarded_backlog_req(state, fc))
-            fifo[~self.lp.block_end] = np.inf   # with holds: the rule applies at block (hour) ends
-            self.lp.x.pack(ubx, "q", fifo[:self.lp.d.E])
-            self.lp.x.pack(ubx, "qa", self.horizon_map.pooled_deferred(fifo[self.lp.d.E:]))
-        if self.max_share_vs_capacity > 0 and self.lp.group_keys:
-            self._uncap_certain_groups(ubx, fc)
-        lbx = self._lbx
-        if block_shares is not None:
-            lbx = lbx.copy()
-            self._share_routing(p, lbx, ubx, steps, block_shares)
-        return p, lbx, ubx, lbg, ubg
-
-    def _share_routing(self, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray, fc: ControlForecast,
-                       backlog_req: np.ndarray) -> None:
-        """Routing by one share per hold block (rows ``block_shares``): a pair serves its block's
-        share of the work the plant offers its stream in each step — the arrivals and, for a
-        deferrable stream, ``1 / hold_steps`` of the backlog it starts the block with — and the
-        backlog at every later block start is fixed to ``backlog_req`` ``(blocks, deferrable
-        streams)``, so that the shares apply to the work they were planned for."""
-        lp, plant, d = self.lp, self.plant, self.lp.d
-        starts = np.flatnonzero(lp.block_start)
-        backlog = np.asarray(backlog_req, dtype=float)
-        if lp.hold_steps == 1 or backlog.shape != (len(starts), len(d.deferred)):
-            raise ValueError(f"block_shares: backlog {backlog.shape}; expected ({len(starts)}, {len(d.deferred)}) "
-                             f"with hold_steps > 1 (hold_steps {lp.hold_steps})")
-        rate = fc.load_req_per_s.reshape(d.H, -1).copy()
-        rate[:, d.deferred] += backlog[np.cumsum(lp.block_start) - 1] / (lp.hold_steps * plant.step_s)
-        lp.p.pack(p, "pair_load", rate[:, plant.pair_stream])
-        q0, nd = lp.x.offset["q"], len(d.deferred)
-        for b, t in enumerate(starts[1:], start=1):   # block b starts with step t − 1's end backlog
-            lbx[q0 + (t - 1) * nd:q0 + t * nd] = ubx[q0 + (t - 1) * nd:q0 + t * nd] = backlog[b]
-
-    def _certain_groups(self, fc: ControlForecast) -> np.ndarray:
-        """``(G·K,)`` bool: (region group, class) totals whose applied-step forecast has no spread
-        (burst and provisioning levels at the median once the 10-min peak factor, which is no
-        forecast error, is divided out): perfect forecasts."""
-        peak = fc.peak_factor()[0]
-        assert fc.load_burst_req_per_s is not None   # set by ControlForecast.validate, which solve runs
-        high = np.maximum(fc.load_burst_req_per_s[0], fc.load_provision_req_per_s[0]) / peak
-        return certain_totals(self.plant, fc.load_req_per_s[0], high)
-
-    def _uncap_certain_groups(self, ubx: np.ndarray, fc: ControlForecast) -> None:
-        """Lift the share cap of the (region group, class) totals whose applied-step forecast has
-        no spread: the cap guards against bursts, and there are none to guard against (perfect
-        forecasts keep the LP's freedom)."""
-        certain = self._certain_groups(fc)[self._share_group_stream]
-        sl = self.lp.x.slice("share0")
-        ubx[sl] = np.where(certain, 1.0, ubx[sl])
+    def _window(self, state: PlantState, forecast: ControlForecast) -> ControlForecast:
+        """``forecast`` checked and cut to the horizon (``state`` checked too)."""
+        state.validate(self.plant)
+        return forecast.validate(self.plant, self.horizon).window(0, self.horizon)
 
     def solve(self, state: PlantState, forecast: ControlForecast, *,
               end_step: int | None = None, block_shares: np.ndarray | None = None) -> MPCResult:
@@ -527,54 +273,65 @@ class AllocationMPC:
                 at the horizon's end is valued at ``terminal_value``.
             block_shares: with ``hold_steps``, the backlog at each block's start ``(blocks,
                 deferrable streams)``, requests: routing by one share per block of the work the
-                plant offers (``_share_routing``); None: per step.
+                plant offers (``control._mpc_bounds.share_routing``); None: per step.
 
         Raises:
             ValueError: the state or forecast is malformed (names the array, site/stream, step).
         """
-        lp, plant = self.lp, self.plant
-        state.validate(plant)
-        fc = forecast.validate(plant, self.horizon).window(0, self.horizon)
+        fc = self._window(state, forecast)
         if end_step is not None and not 0 <= end_step < self.horizon:
             raise ValueError(f"end_step: {end_step} outside the horizon 0..{self.horizon - 1}")
         steps = self.horizon_map.lp_steps(fc)
         p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step, block_shares)
-        stages = self._stages()
-        obj_rows = lp.row_slice("objectives")
-        best, statuses, values, iters, status = None, [], [], 0, "optimal"
         start = time.perf_counter()
-        backend = self.backend
-        backend.load(p, lbx, ubx, lbg, ubg)
-        for i, stage in enumerate(stages):
+        self.backend.load(p, lbx, ubx, lbg, ubg)
+        best, status, statuses, values, iters = self._solve_stages(p, lbx, ubx)
+        elapsed = time.perf_counter() - start
+        if best is None:
+            return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed,
+                             solver_time_s=self.backend.solver_time_s)
+        plan = self._plan(best, state, steps)
+        if self.slo_aware_gpus:
+            plan = with_slo_gpus(self.plant, plan, state, fc, self.fixed_pue)
+        return MPCResult(plan, self._objective_terms(best, p), status, True,
+                         tuple(statuses), iters, elapsed, tuple(values), self.backend.solver_time_s)
+
+    def _solve_stages(self, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray
+                      ) -> tuple[np.ndarray | None, str, list[str], list[float], int]:
+        """Solve the stages in order on the loaded LP; each keeps its optimum for the later ones.
+
+        Returns the last solved stage's solution (clipped to the bounds; None when none solved),
+        the status, HiGHS's status per stage, the stage optima and the iterations.
+        """
+        best, statuses, iters, status = None, [], 0, "optimal"
+        values: list[float] = []
+        for i, stage in enumerate(self._stages()):
             weights = self._stage_weights(stage)
-            lp.p.pack(p, "weights", weights)
-            x, st, it = backend.solve(weights, i)
+            self.lp.p.pack(p, "weights", weights)
+            x, st, it = self.backend.solve(weights, i)
             statuses.append(st)
             iters += it
             if x is None:
                 status = f"{'partial' if best is not None else 'failed'}: stage {stage}: {st}"
                 break
             if i == 0:
-                backend.keep_basis()
+                self.backend.keep_basis()
             best = np.clip(x, lbx, ubx)  # round-off within the solver's tolerance (e.g. −1e-16)
-            kept = backend.objective_values(x)        # cost, carbon, delay, water, unserved
-            if stage in OBJECTIVES or stage == "weighted":
-                values.append(float(kept[OBJECTIVES.index("cost" if stage == "weighted" else stage)]))
-            if stage in OBJECTIVES:
-                row = obj_rows.start + OBJECTIVES.index(stage)
-                backend.set_row_upper(row, self._kept(values[-1], self.epsilon))
-            if stage in ("cost", "unserved"):  # later stages may not buy carbon or delay with drops
-                unserved = float(kept[-1])
-                backend.set_row_upper(obj_rows.stop - 1, unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ)
-        elapsed = time.perf_counter() - start
-        if best is None:
-            return MPCResult(None, None, status, False, tuple(statuses), iters, elapsed,
-                             solver_time_s=backend.solver_time_s)
-        plan = self._plan(best, state, steps)
-        if self.slo_aware_gpus:
-            plan = self._with_slo_gpus(plan, state, fc)
-        return MPCResult(plan, self._objective_terms(best, p), status, True,
-                         tuple(statuses), iters, elapsed, tuple(values), backend.solver_time_s)
+            self._keep_stage(stage, self.backend.objective_values(x), values)
+        return best, status, statuses, values, iters
+
+    def _keep_stage(self, stage: str, kept: np.ndarray, values: list[float]) -> None:
+        """Append a solved stage's optimum to ``values`` and bound its row for the later stages
+        (``kept``: the kept rows at its solution: cost, carbon, delay, water, unserved)."""
+        obj_rows = self.lp.row_slice("objectives")
+        if stage in OBJECTIVES or stage == "weighted":
+            values.append(float(kept[OBJECTIVES.index("cost" if stage == "weighted" else stage)]))
+        if stage in OBJECTIVES:
+            row = obj_rows.start + OBJECTIVES.index(stage)
+            self.backend.set_row_upper(row, self._kept(values[-1], self.epsilon))
+        if stage in ("cost", "unserved"):  # later stages may not buy carbon or delay with drops
+            unserved = float(kept[-1])
+            self.backend.set_row_upper(obj_rows.stop - 1, unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ)
 
     def solve_whole_gpus(self, state: PlantState, forecast: ControlForecast, *, end_step: int | None = None,
                          mip_rel_gap: float = 1e-3, start_gpus: np.ndarray | None = None,
@@ -595,19 +352,16 @@ class AllocationMPC:
         """
         if self.solver_name != "highs":
             raise ValueError(f"solve_whole_gpus: solver {self.solver_name!r}; only 'highs' solves a MILP")
-        lp, plant = self.lp, self.plant
-        state.validate(plant)
-        fc = forecast.validate(plant, self.horizon).window(0, self.horizon)
+        fc = self._window(state, forecast)
         steps = self.horizon_map.lp_steps(fc)
         p, lbx, ubx, lbg, ubg = self._step_data(state, fc, steps, end_step, block_shares)
         weights = self._stage_weights("cost")
-        lp.p.pack(p, "weights", weights)
+        self.lp.p.pack(p, "weights", weights)
         start = time.perf_counter()
         self.backend.load(p, lbx, ubx, lbg, ubg)
-        cols = np.arange(lp.x.slice("n").start, lp.x.slice("n").stop)
+        cols = np.arange(self.lp.x.slice("n").start, self.lp.x.slice("n").stop)
         x, status, gap = self.backend.solve_mip(weights, cols, mip_rel_gap,
-                                                None if start_gpus is None else np.ravel(start_gpus),
-                                                time_limit_s)
+                                                None if start_gpus is None else np.ravel(start_gpus), time_limit_s)
         elapsed = time.perf_counter() - start
         if x is None:
             return MPCResult(None, None, f"failed: whole GPUs: {status}", False, (status,), 0, elapsed,
@@ -616,16 +370,6 @@ class AllocationMPC:
         value = float(self.backend.objective_values(x)[0])
         return MPCResult(self._plan(x, state, steps), self._objective_terms(x, p), status, True, (status,), 0,
                          elapsed, (value,), self.backend.solver_time_s), gap
-
-    def _with_slo_gpus(self, plan: Plan, state: PlantState, fc: ControlForecast) -> Plan:
-        """The plan with the applied step's GPUs from ``slo_aware_decision_gpus`` (the load its shares route
-        at the provisioning level, priced at step 0's PUE and price)."""
-        plant = self.plant
-        pue0 = self.fixed_pue if self.fixed_pue is not None else pl.pue(plant, fc.temp_c[0])
-        gpus = plan.gpus.copy()
-        gpus[0] = slo_aware_decision_gpus(plant, plan.share[0], fc.load_provision_req_per_s[0], state.backlog_req,
-                                          gpus[0], pue0, fc.price_eur_per_mwh[0])
-        return replace(plan, gpus=gpus)
 
     def warm_start(self) -> object:
         """The solver's warm start for the next solve, as plain data (for checkpoints)."""
@@ -641,24 +385,7 @@ class AllocationMPC:
         return value + epsilon * abs(value) + ABS_SLACK * max(1.0, abs(value))
 
     def _objective_terms(self, x: np.ndarray, p: np.ndarray) -> ObjectiveTerms:
-        values = np.array(self._terms(x, p), dtype=float).ravel()
-        return ObjectiveTerms(*(float(v) for v in values))
+        return objective_terms(self._terms, x, p)
 
-    def _plan(self, x: np.ndarray, state: PlantState, fc: ControlForecast) -> Plan:
-        lp, plant, d = self.lp, self.plant, self.lp.d
-        get = {key: lp.x.unpack(x, key) for key in lp.x.spec}
-        for key in ("bc", "bd", "soc"):   # battery flows at every site (0 where none)
-            full = np.zeros((d.H, d.S))
-            full[:, plant.battery_sites] = get[key]
-            get[key] = full
-        load = fc.load_req_per_s.reshape(d.H, -1)
-        served, dropped, backlog = self.horizon_map.to_streams(get, load)
-        backlog_start = np.zeros((d.H, d.RK))
-        backlog_start[0] = state.backlog_req.reshape(-1)
-        backlog_start[1:, d.deferred] = backlog[:-1]
-        work = load * plant.step_s + backlog_start / self.horizon_map.hours[:, None]   # per plant step
-        work = work.reshape(fc.load_req_per_s.shape)
-        share = plan_shares(plant, served, work, get["n"])
-        each = self.horizon_map.each_step
-        return Plan(each(served), each(share), each(get["n"]), each(get["g"]), each(get["c"]), each(get["bc"]),
-                    each(get["bd"]), each(get["soc"]), each(dropped), each(backlog))
+    def _plan(self, x: np.ndarray, state: PlantState, steps: ControlForecast) -> Plan:
+        return read_plan(self.lp, self.plant, self.horizon_map, x, state, steps)
