@@ -35,7 +35,6 @@ import numpy as np
 
 from control.from_data import fleet_dataset
 from pipelines._args import SECONDARY
-from pipelines._config import Config, load_config
 from pipelines._loop_compare import reference_metrics
 from pipelines.closed_loop import (
     MODEL_URI,
@@ -45,6 +44,7 @@ from pipelines.closed_loop import (
     prepare,
     run_loop,
 )
+from pipelines.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

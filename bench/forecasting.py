@@ -29,7 +29,7 @@ from forecast.models import LearnedForecaster
 from forecast.settings import ForecastSettings
 from forecast.sources.caiso import FORECAST_STEPS, read_moer
 from forecast.splits import TEST, TRAIN, VALID, SignalSplit
-from pipelines._config import load_config
+from pipelines.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"

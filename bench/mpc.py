@@ -38,7 +38,7 @@ from control.mpc import AllocationMPC  # noqa: E402
 from control.plant import PlantParams  # noqa: E402
 from control.sizing import TokenStats, size_plant  # noqa: E402
 from control.state import PlantState  # noqa: E402
-from pipelines._config import Config, load_config  # noqa: E402
+from pipelines.config import Config, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

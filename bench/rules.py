@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from control.from_data import fleet_dataset, plant_for
-from pipelines._config import Config, load_config
 from pipelines.closed_loop import load_suite, prepare, run_loop
+from pipelines.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -71,7 +71,7 @@ def peak_load_req_per_s(dataset: Dataset, regions: tuple[str, ...], classes: tup
 
 
 def plant_for(config: object, dataset: Dataset, design_temp_c: float = 35.0) -> PlantParams:
-    """The plant of a config (``pipelines._config.Config``) sized on its dataset's recorded load.
+    """The plant of a config (``pipelines.config.Config``) sized on its dataset's recorded load.
 
     Edge pools are sized on the unscaled peak (``peak ÷ dataset.load_factor``): the fleet factor
     leaves edge device counts as the trace gives them.
@@ -90,7 +90,7 @@ def fleet_dataset(config: object, progress: bool = False) -> Dataset:
     ``sizing.target_datacentre_gpus`` datacentre GPUs (within 1 %); 0 there: factor 1.
 
     Args:
-        config: a ``pipelines._config.Config``.
+        config: a ``pipelines.config.Config``.
         progress: print one line per site while building.
     """
     sc = config.scenario  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """Plant and controller parameters: penalties, control settings and the hardware catalogue.
 
-Filled from YAML by ``pipelines._config``; the field metadata ``range`` is the valid interval.
+Filled from YAML by ``pipelines.config``; the field metadata ``range`` is the valid interval.
 Sign convention (stated once): power flows and water are positive quantities; grid import ≥ 0.
 """
 

@@ -1,6 +1,6 @@
 """What a scenario is made of: sites, user regions, request classes and where their data come from.
 
-These frozen dataclasses are filled from YAML by ``pipelines._config`` (which rejects unknown keys,
+These frozen dataclasses are filled from YAML by ``pipelines.config`` (which rejects unknown keys,
 wrong types and out-of-range values with the key path). Field metadata ``range=(lo, hi)`` states the
 valid closed interval of a number; ``__post_init__`` checks what spans several fields.
 

@@ -1,6 +1,6 @@
 """Forecasting settings: the ``forecast:`` section of a config, as a frozen dataclass.
 
-Filled by ``pipelines._config`` (unknown keys, wrong types and out-of-range values are errors that
+Filled by ``pipelines.config`` (unknown keys, wrong types and out-of-range values are errors that
 name the key). Field metadata ``range=(lo, hi)`` is the closed valid interval of a number. Dates are
 UTC ISO dates; step counts are hours (the scenario's 1-h step).
 """

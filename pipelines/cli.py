@@ -10,8 +10,8 @@ from pathlib import Path
 from forecast.scenario import ConfigError
 from forecast.schema import DataError
 from pipelines._args import count_at_least, out_folder, utc_hour_arg, week_in_year, window_arg
-from pipelines._config import Config, load_config
 from pipelines._controllers import CONTROLLERS
+from pipelines.config import Config, load_config
 
 __all__ = ["main"]
 

@@ -17,7 +17,6 @@ from control.state import PlantState
 from pipelines import _loop_plots as plots
 from pipelines import _tracking as tracking
 from pipelines._args import SECONDARY
-from pipelines._config import Config
 from pipelines._controllers import compare_plan
 from pipelines._loop_compare import (
     BOUND_ROW,
@@ -29,6 +28,7 @@ from pipelines._loop_compare import (
     print_table,
     reference_metrics,
 )
+from pipelines.config import Config
 from pipelines.loop import EXPERIMENT, MODEL_URI, RunOutput, Setup, load_suite, log_run, prepare, run_loop, run_params
 
 __all__ = ["compare_runs", "comparison_table", "run_compare"]

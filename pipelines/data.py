@@ -10,8 +10,8 @@ import pandas as pd
 from control.from_data import fleet_dataset, peak_load_req_per_s, plant_for
 from forecast.dataset import Dataset
 from forecast.schema import REPAIR_CAUSES
-from pipelines._config import Config
 from pipelines._plots import plot_week
+from pipelines.config import Config
 
 __all__ = ["summary_table", "run_summary"]
 

@@ -32,10 +32,10 @@ from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
 from pipelines import _tracking as tracking
 from pipelines._args import WINDOWS
-from pipelines._config import Config
 from pipelines._controllers import controller_state, make_controller, restore_state
 from pipelines._loop_forecasts import forecaster_for
 from pipelines._loop_report import dispatch_columns, fallback_columns, flow_frame, kpis, site_frame
+from pipelines.config import Config
 
 __all__ = ["EXPERIMENT", "MODEL_URI", "RunOutput", "Setup", "burst_group_correlation", "forecaster_choice",
            "load_suite", "log_run", "prepare", "run_loop", "run_params"]

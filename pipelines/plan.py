@@ -10,8 +10,8 @@ import pandas as pd
 from control.mpc import AllocationMPC, Plan
 from control.plant import PlantParams
 from control.state import PlantState
-from pipelines._config import Config
 from pipelines._loop_forecasts import forecaster_for
+from pipelines.config import Config
 from pipelines.loop import MODEL_URI, burst_group_correlation, forecaster_choice, load_suite, prepare
 
 __all__ = ["run_plan"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines import _tracking as tracking
-from pipelines._config import Config
 from pipelines._loop_report import fallback_lines
+from pipelines.config import Config
 from pipelines.loop import EXPERIMENT, MODEL_URI, forecaster_choice, load_suite, log_run, prepare, run_loop, run_params
 
 __all__ = ["print_kpis", "run_simulate"]

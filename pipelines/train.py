@@ -27,8 +27,8 @@ from forecast.models import ForecasterSuite, LearnedForecaster
 from forecast.sources.humidity import rh_climatology
 from forecast.splits import SignalSplit, product_history, split_signal
 from pipelines import _tracking as tracking
-from pipelines._config import Config
 from pipelines._fancharts import fan_chart, plot_forecast
+from pipelines.config import Config
 
 __all__ = ["EXPERIMENT", "print_table", "run_forecast", "run_train"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines._config import Config, load_config
+from pipelines.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

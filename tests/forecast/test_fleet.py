@@ -14,7 +14,7 @@ from forecast.scenario import ConfigError
 from forecast.schema import DataError, year_span
 from forecast.sources import llm_load
 from forecast.splits import split_signal
-from pipelines._config import load_config
+from pipelines.config import load_config
 from pipelines.data import _print_fleet
 from tests.conftest import CONFIGS
 from tests.tolerances import CONSERVATION, EXACT, HAND_CHECKED

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from forecast.scenario import ConfigError
-from pipelines._config import apply_overrides, load_config
+from pipelines.config import apply_overrides, load_config
 from tests.conftest import CONFIGS
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from forecast.dataset import build_dataset
 from forecast.schema import SIGNALS, DataError
-from pipelines._config import load_config
 from pipelines.cli import main
+from pipelines.config import load_config
 from tests.conftest import CONFIGS, ROOT
 
 SITE_SIGNALS = {"price_eur_per_mwh", "carbon_g_per_kwh", "ewif_l_per_kwh", "wind_cf", "solar_cf",

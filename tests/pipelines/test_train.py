@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines._config import load_config
 from pipelines.cli import main
+from pipelines.config import load_config
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.slow  # trains two small models end to end: ≈ 30 s on 2 cores

@@ -92,7 +92,7 @@ def _header_only(name: str) -> Callable[[Path], Invocation]:
 @lru_cache(maxsize=1)
 def _smoke_signals() -> pd.DataFrame:
     from forecast.dataset import build_dataset
-    from pipelines._config import load_config
+    from pipelines.config import load_config
 
     return build_dataset(load_config(SMOKE).scenario).signals
 

@@ -18,7 +18,7 @@ from control.simulate import StepTiming, run_episode
 from control.state import PlantState, StepRecord
 from pipelines import _checkpoint as ckpt
 from pipelines import closed_loop
-from pipelines._config import load_config
+from pipelines.config import load_config
 from tests.conftest import CONFIGS
 
 STEPS = 4

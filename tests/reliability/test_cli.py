@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines._config import apply_overrides, load_config
 from pipelines.cli import main
+from pipelines.config import apply_overrides, load_config
 from tests.conftest import CONFIGS
 
 

@@ -13,7 +13,7 @@ import pytest
 from forecast.dataset import build_dataset
 from forecast.schema import DataError, check_plausible, validate_long
 from forecast.sources import llm_load
-from pipelines._config import load_config
+from pipelines.config import load_config
 from tests.conftest import CONFIGS
 from tests.reliability.cases_data import SERVEGEN, _copy_load, _packaged_load_dir, _series
 

@@ -23,8 +23,8 @@ from control.mpc import AllocationMPC, MPCResult
 from control.simulate import perfect_forecaster
 from control.state import PlantState
 from pipelines import closed_loop, loop
-from pipelines._config import load_config
 from pipelines.cli import main
+from pipelines.config import load_config
 from tests.conftest import CONFIGS
 from tests.control.cases import policy, random_instance
 
