@@ -34,14 +34,14 @@ import matplotlib.pyplot as plt  # noqa: E402 - after the backend
 import numpy as np
 
 from control.from_data import fleet_dataset
-from pipelines._args import SECONDARY
-from pipelines._loop_compare import reference_metrics
 from pipelines.closed_loop import (
     MODEL_URI,
+    SECONDARY,
     compare_runs,
     comparison_table,
     load_suite,
     prepare,
+    reference_metrics,
     run_loop,
 )
 from pipelines.config import Config, load_config

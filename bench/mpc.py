@@ -23,22 +23,19 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import forecast` → the package
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from control.from_data import fleet_dataset, plant_for, realised_inputs  # noqa: E402
-from control.inputs import ControlForecast  # noqa: E402
-from control.mpc import AllocationMPC  # noqa: E402
-from control.plant import PlantParams  # noqa: E402
-from control.sizing import TokenStats, size_plant  # noqa: E402
-from control.state import PlantState  # noqa: E402
-from pipelines.config import Config, load_config  # noqa: E402
+from control.from_data import fleet_dataset, plant_for, realised_inputs
+from control.inputs import ControlForecast
+from control.mpc import AllocationMPC
+from control.plant import PlantParams
+from control.sizing import TokenStats, size_plant
+from control.state import PlantState
+from pipelines.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -55,8 +52,7 @@ def cvxpy_lexicographic(mpc: AllocationMPC, state: PlantState, fc: ControlForeca
     import cvxpy as cp
     import scipy.sparse as sp
 
-    from control._lp import OBJECTIVES
-    from control.mpc import UNSERVED_SLACK_REQ
+    from control.mpc import OBJECTIVES, UNSERVED_SLACK_REQ
 
     start = time.perf_counter()
     lp = mpc.lp

@@ -50,7 +50,7 @@ from control.params import ControlSettings
 from control.plant import PlantParams
 from control.state import PlantState
 
-__all__ = ["AllocationMPC", "MPCResult", "ObjectiveTerms", "Plan"]
+__all__ = ["OBJECTIVES", "AllocationMPC", "MPCResult", "ObjectiveTerms", "Plan"]
 
 ABS_SLACK = 1e-6   # absolute slack on a kept stage objective (solver tolerance)
 UNSERVED_SLACK_REQ = 1e-7  # requests a later stage may leave unserved beyond stage 1's

@@ -40,7 +40,7 @@ from control import saved_state
 from control.simulate import StepTiming
 from control.state import PlantState, StepRecord
 from forecast.scenario import Scenario
-from forecast.sources._archive import ARCHIVES, cache_dir, file_sha256
+from forecast.sources import ARCHIVES, cache_dir, file_sha256
 from forecast.sources.llm_load import AZURE_FILES, SERVEGEN_FILES
 from pipelines._tracking import flatten
 

@@ -6,13 +6,15 @@ The names bench/ and tests import, from the modules that hold them:
 * ``pipelines._controllers`` — the controller registry (``make_controller``, ``CONTROLLERS``, ``HEURISTICS``);
 * ``pipelines.simulate`` — ``run_simulate``;
 * ``pipelines.compare`` — ``compare_runs``, ``run_compare`` (and ``comparison_table``);
-* ``pipelines.plan`` — ``run_plan``.
+* ``pipelines.plan`` — ``run_plan``;
+* the evaluation windows (``WINDOWS``, ``SECONDARY``) and ``reference_metrics`` (DESIGN §5's gaps).
 """
 
 from __future__ import annotations
 
-from pipelines._args import WINDOWS
+from pipelines._args import SECONDARY, WINDOWS
 from pipelines._controllers import CONTROLLERS, HEURISTICS, make_controller
+from pipelines._loop_compare import reference_metrics
 from pipelines.compare import compare_runs, comparison_table, run_compare
 from pipelines.loop import (
     EXPERIMENT,
@@ -27,6 +29,6 @@ from pipelines.loop import (
 from pipelines.plan import run_plan
 from pipelines.simulate import run_simulate
 
-__all__ = ["CONTROLLERS", "EXPERIMENT", "HEURISTICS", "MODEL_URI", "WINDOWS", "RunOutput", "Setup",
+__all__ = ["CONTROLLERS", "EXPERIMENT", "HEURISTICS", "MODEL_URI", "SECONDARY", "WINDOWS", "RunOutput", "Setup",
            "burst_group_correlation", "compare_runs", "comparison_table", "load_suite", "make_controller", "prepare",
-           "run_compare", "run_loop", "run_plan", "run_simulate"]
+           "reference_metrics", "run_compare", "run_loop", "run_plan", "run_simulate"]
