@@ -1,4 +1,4 @@
 """greenllm control: the plant, the allocation MPC, baselines, the closed loop and the hindsight optimum."""
 
-__all__ = ["controllers", "inputs", "mpc", "params", "plant", "realised", "shares", "simulate", "sizing",
-           "state"]
+__all__ = ["controllers", "forecast_adapter", "inputs", "mpc", "params", "plant", "realised", "shares", "simulate",
+           "sizing", "state"]

@@ -18,9 +18,9 @@ from control.controllers import (
     myopic,
     temperature_unaware,
 )
+from control.forecast_adapter import fit_peak_factor
 from control.mpc import AllocationMPC
 from control.state import PlantState
-from pipelines._loop_forecasts import fit_peak_factor
 from tests.control.cases import DAY0, flat_forecast, policy, random_instance, tiny_plant
 from tests.tolerances import EXACT
 

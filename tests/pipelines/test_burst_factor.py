@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from control.forecast_adapter import LOAD, control_forecast, fit_burst_factor
 from forecast.output import Forecast
-from pipelines._loop_forecasts import LOAD, control_forecast, fit_burst_factor
 from tests.control.cases import tiny_plant
 
 T0 = pd.Timestamp("2018-12-14T00:00Z")
