@@ -139,18 +139,18 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
     cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s
     served, spilled = np.zeros_like(routed), np.zeros_like(routed)
     left = np.zeros_like(offered_req)
+    unrouted = np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req          # (R, K): no share holds it
     for group in (~defer, defer):                                              # interactive, then deferrable
         part = np.where(group[:, None, :], routed, 0.0)
         mine = _serve_pro_rata(plant, part, cap)
         cap = np.maximum(cap - np.einsum("rpk,pk->p", mine, work), 0.0)
         overflow = (part - mine).sum(axis=1)                                   # (R, K)
         if group is not defer:   # an interactive stream's unrouted rest is placed too
-            overflow = overflow + np.where(group, np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req, 0.0)
+            overflow = overflow + np.where(group, unrouted, 0.0)
         moved, rest, cap = _spill(plant, np.where(group, overflow, 0.0), cap, marginal)
         served, spilled, left = served + mine + moved, spilled + moved, left + rest
     if plant.backlog_fill:       # the deferred-by-decision rest fills the capacity still free
-        rest_by_decision = np.where(defer, np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req, 0.0)
-        moved, _, cap = _spill(plant, rest_by_decision, cap, marginal)
+        moved, _, cap = _spill(plant, np.where(defer, unrouted, 0.0), cap, marginal)
         served, spilled = served + moved, spilled + moved
     busy = np.einsum("rpk,pk->p", served, work)
     full_s = np.asarray(gpus, dtype=float) * sub_s
