@@ -18,6 +18,10 @@
   (``slo_aware_decision_gpus``), never fewer than the plan's nor than the one sizing rule gives for
   the busiest realised sub-step of the hour (``provision_gpus``). The bound's own plan routes per
   sub-step, which hourly shares cannot follow: at fleet scale its replay drops requests.
+  When the plant's dispatcher fills spare capacity with backlog (``backlog_fill``), each plan is
+  replayed with the fill on and off and the cheaper counts: the fill would serve, at the hour's
+  price, batch work a hindsight plan deferred on purpose to a cheaper hour (a controller may run
+  either dispatcher: ``control.backlog_fill`` is a setting).
 
 Both references minimise cost alone (energy cost + penalties, the stage-1 objective), whatever the
 configured objective: they are references for ``cost``.
@@ -70,8 +74,10 @@ class Reference:
     Attributes:
         cost_bound_eur: the sub-step hindsight LP's optimum (a lower bound).
         cost_ref_eur: the cheapest replay.
-        ref_source: ``lp-replay``, ``lp-shares-replay`` or ``milp-replay``.
-        lp_replay_eur: the bound's LP plan replayed through the plant.
+        ref_source: ``lp-replay``, ``lp-shares-replay`` or ``milp-replay`` (`` (fill off)`` when
+            the cheaper replay ran the dispatcher without the backlog fill).
+        lp_replay_eur: the bound's LP plan replayed through the plant (each replay: the cheaper
+            of fill on and off when the plant fills).
         shares_lp_replay_eur: the plan of the same LP with routing by hourly shares (rows
             ``block_shares``; continuous GPUs) replayed (NaN when it found none).
         milp_replay_eur: the whole-GPU MILP's plan replayed (NaN when it found none).
@@ -242,13 +248,17 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=end, mip_rel_gap=mip_rel_gap,
                                      start_gpus=np.minimum(np.ceil(base.gpus - 1e-9), problem.plant.gpus_max),
                                      block_shares=backlog, time_limit_s=milp_time_limit_s)
-    replays: dict[str, EpisodeResult] = {}
+    plants = (plant, replace(plant, backlog_fill=False)) if plant.backlog_fill else (plant,)
+    replays: dict[str, tuple[EpisodeResult, str]] = {}
     for name, result in (("lp", lp), ("lp-shares", shares), ("milp", milp)):
         if result.success and result.plan is not None:
             hourly = hourly_plan(plant, result.plan, realised, state, M)
-            replays[name] = _replay(plant, hourly, realised, steps, state, f"hindsight-{name}", headroom)
-    eur = {name: replays[name].cost_eur if name in replays else math.nan for name in ("lp", "lp-shares", "milp")}
-    best = min(replays, key=lambda name: replays[name].cost_eur)
+            runs = [(_replay(p, hourly, realised, steps, state, f"hindsight-{name}", headroom),
+                     "" if p.backlog_fill == plant.backlog_fill else " (fill off)") for p in plants]
+            replays[name] = min(runs, key=lambda run: run[0].cost_eur)
+    eur = {name: replays[name][0].cost_eur if name in replays else math.nan for name in ("lp", "lp-shares", "milp")}
+    best = min(replays, key=lambda name: replays[name][0].cost_eur)
     status = milp.stage_status[0] if milp.stage_status else milp.status
-    return Reference(float(lp.stage_values[0]), eur[best], f"{best}-replay", eur["lp"], eur["lp-shares"],
-                     eur["milp"], status, gap, status != "Optimal", M, time.perf_counter() - began, replays[best])
+    episode, fill = replays[best]
+    return Reference(float(lp.stage_values[0]), eur[best], f"{best}-replay{fill}", eur["lp"], eur["lp-shares"],
+                     eur["milp"], status, gap, status != "Optimal", M, time.perf_counter() - began, episode)

@@ -17,7 +17,7 @@ import pytest
 from control.controllers import CapacityProportional, MPCController, ShrinkingHorizonMPC
 from control.mpc import AllocationMPC
 from control.plant import pue
-from control.reference import block_backlog_req, hindsight_bound, hindsight_reference
+from control.reference import PlanReplay, block_backlog_req, hindsight_bound, hindsight_reference, hourly_plan
 from control.simulate import hindsight_optimum, run_episode
 from control.state import PlantState
 from pipelines._loop_report import GAP_CLOSED_NA_WITHIN, gaps, idle_energy_eur, value_of_forecasts
@@ -159,3 +159,26 @@ def test_value_of_forecasts_parts_add_up_and_idle_energy_is_priced_by_hand():
                   * fc.price_eur_per_mwh[t, plant.pool_site[p]] / 1000.0
                   for t, r in enumerate(poor.records) for p in range(plant.n_pools))
     assert idle_energy_eur(plant, poor, fc) == pytest.approx(by_hand)
+
+
+def test_a_plan_that_defers_to_a_cheap_hour_is_replayed_without_the_backlog_fill():
+    """Batch work arrives in a dear hour (200 EUR/MWh) beside chat work that leaves half a GPU free;
+    the hindsight plan defers it to the cheap hours (10 EUR/MWh). The filling dispatcher would serve
+    it on that free half GPU at the dear price, so ``cost_ref`` is the fill-off replay: the same as
+    on a plant without the fill, and cheaper than the fill-on replay."""
+    T = 3
+    plant = tiny_plant(n_sites=1, classes=("chat", "batch"), gpus=10.0, idle_kw_per_gpu=np.array([1.0]),
+                       backlog_fill=True)
+    load = np.zeros((T, 1, 2))
+    load[:, 0, 0], load[0, 0, 1] = 2.5, 1.0
+    fc = flat_forecast(plant, T, load=load, price=np.array([200.0, 10.0, 10.0])[:, None])
+    state = PlantState.initial(plant, water_day=DAY0)
+    ref = hindsight_reference(plant, fc, T, state)
+    plain = hindsight_reference(replace(plant, backlog_fill=False), fc, T, state)
+    assert ref.ref_source.endswith("(fill off)")
+    assert ref.cost_ref_eur == pytest.approx(plain.cost_ref_eur, rel=SOLVER)
+    problem, mpc, bound = hindsight_bound(plant, fc, T, state)
+    filled = run_episode(plant, PlanReplay(plant, hourly_plan(plant, bound.plan, fc, state, 1), fc, "lp"), fc, T,
+                         state)
+    assert filled.records[0].served_req[..., 1].sum() > 0.4 * 3600   # the fill served batch at 200 EUR/MWh
+    assert ref.cost_ref_eur < filled.cost_eur * (1 - SOLVER)
