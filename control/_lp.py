@@ -22,6 +22,7 @@ import casadi as ca
 import numpy as np
 
 from control import plant as pl
+from control.constraints import FAMILIES
 from control.plant import PlantParams
 
 __all__ = ["Blocks", "KEPT_ROWS", "LinearProgram", "OBJECTIVES"]
@@ -282,7 +283,9 @@ class LinearProgram:
         for key, rows in blocks:
             if rows and int(rows[0].numel()):
                 out += self._add(key, rows)
-        out += self._add("water", [self._water_rows()])
+        for family in FAMILIES:   # control.constraints: each family's rows under its name
+            if family.applies(plant):
+                out += self._add(family.name, family.rows(self))
         out += self._add("objectives", [ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req())])
         return out
 
@@ -326,15 +329,6 @@ class LinearProgram:
     def water_step_l(self, t: int) -> Any:
         p = self.p
         return pl.water_l(self._step_plants[t], p("wue", t), self.it_kw(t), p("ewif", t), self.x("g", t))
-
-    def _water_rows(self) -> Any:
-        """``wo[s, day] − Σ_t mask[t, day] · water[s, t]`` (≥ used-so-far on day 0 − budget)."""
-        d = self.d
-        over = ca.reshape(self.x("wo"), d.S, d.n_days)
-        total = 0
-        for t in range(d.H):
-            total = total + ca.mtimes(self.water_step_l(t), self.p("daymask", t).T)
-        return ca.vec(over - total)
 
     # ------------------------------------------------------------------ objectives
     def _terms(self) -> dict[str, Any]:

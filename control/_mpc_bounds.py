@@ -13,6 +13,7 @@ from numpy.typing import ArrayLike
 from control._applied_step import group_share_bounds, guarded_backlog_req
 from control._horizon import HorizonMap
 from control._lp import LinearProgram
+from control.constraints import FAMILIES
 from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.state import PlantState
@@ -94,6 +95,9 @@ def row_bounds(plant: PlantParams, lp: LinearProgram, horizon_map: HorizonMap, s
     _state_rows(rows, plant, lp, state, fc)
     if "group_shares" in lp.rows:   # only where the group's forecast has spread (bursts to spread)
         rows.put("group_shares", *group_share_bounds(plant, lp, fc))
+    for family in FAMILIES:   # control.constraints
+        if family.name in lp.rows:
+            rows.put(family.name, *family.bounds(plant, lp, state, fc))
     rows.put("objectives", -np.inf, np.inf)
     return rows.lo, rows.hi
 
@@ -120,8 +124,7 @@ def _load_rows(rows: _Rows, plant: PlantParams, lp: LinearProgram, horizon_map: 
 
 def _state_rows(rows: _Rows, plant: PlantParams, lp: LinearProgram, state: PlantState, fc: ControlForecast
                 ) -> None:
-    """Rows that start from the state: running GPUs, battery charge, GPU starts and ramps, and the
-    water used today against each day's budget."""
+    """Rows that start from the state: running GPUs, battery charge, GPU starts and ramps."""
     d = lp.d
     if "continue" in lp.rows:
         rows.put("continue", state.gpus_active, state.gpus_active)
@@ -137,10 +140,6 @@ def _state_rows(rows: _Rows, plant: PlantParams, lp: LinearProgram, state: Plant
         stop = lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :]
         stop[0] -= state.gpus_active
         rows.put("ramp", -np.inf, stop)
-    used = state.water_used_today_l if int(fc.day_index[0]) == state.water_day else 0.0
-    water_lo = -np.repeat(plant.water_budget_l_per_day[None, :], d.n_days, axis=0)
-    water_lo[0] += used
-    rows.put("water", water_lo.ravel(), np.inf)   # row order: site fastest, then day
 
 
 def share_routing(plant: PlantParams, lp: LinearProgram, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray,

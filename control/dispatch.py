@@ -22,6 +22,11 @@ the dispatcher
    still have (the same spill, cheapest first), so a reserve the load did not need serves waiting
    batch work instead of idling (work-conserving; a decision's GPUs are paid for either way).
 
+A site with a facility power cap (``plant.power_cap_kw``) lends its pools the dynamic power left
+under it (``room_kw``: cap ÷ PUE − the idle kW of the running GPUs), split in proportion to each
+pool's full-load dynamic power, as GPU-seconds at the pool's highest kW per busy GPU: a pool's
+capacity is the smaller of that and ``rho_max × GPUs``, so no sub-step draws more than the cap.
+
 Marginal cost of a (pool, class) = price × PUE × dynamic kWh per request (``it_kw_per_req_per_s``
 kW per req/s is kW·s/3600 = kWh per request), in EUR per request (``marginal_eur_per_req``).
 Everything is vectorised over (region, pool, class); the spill takes at most ``P + 1`` rounds
@@ -36,7 +41,7 @@ import numpy as np
 
 from control.plant import PlantParams
 
-__all__ = ["Dispatch", "dispatch", "marginal_eur_per_req"]
+__all__ = ["Dispatch", "dispatch", "marginal_eur_per_req", "power_room_kw"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,8 +121,30 @@ def _serve_pro_rata(plant: PlantParams, routed: np.ndarray, cap_gpu_s: np.ndarra
     return routed * scale[None, :, None]
 
 
+def power_room_kw(plant: PlantParams, gpus: np.ndarray, pue_value: np.ndarray) -> np.ndarray | None:
+    """Dynamic IT power each site may still draw under its cap, kW ``(S,)``: cap ÷ PUE − the idle kW
+    of its running GPUs (≥ 0; +inf without a cap); None when no site has a cap."""
+    if not np.isfinite(plant.power_cap_kw).any():
+        return None
+    idle = np.bincount(plant.pool_site, weights=plant.idle_kw_per_gpu * np.asarray(gpus, dtype=float),
+                       minlength=plant.n_sites)
+    return np.maximum(plant.power_cap_kw / np.asarray(pue_value, dtype=float) - idle, 0.0)
+
+
+def _power_capacity_gpu_s(plant: PlantParams, cap_gpu_s: np.ndarray, room_kw: np.ndarray,
+                          sub_s: float) -> np.ndarray:
+    """Each pool's capacity within its site's power room (module docstring), GPU-seconds ``(P,)``."""
+    kw_per_busy_gpu = (plant.it_kw_per_req_per_s / plant.gpu_s_per_req).max(axis=1)    # (P,)
+    full_kw = cap_gpu_s / sub_s * kw_per_busy_gpu
+    site_full_kw = np.bincount(plant.pool_site, weights=full_kw, minlength=plant.n_sites)
+    part = np.divide(full_kw, site_full_kw[plant.pool_site], out=np.zeros_like(full_kw),
+                     where=site_full_kw[plant.pool_site] > 0)
+    room = np.where(np.isfinite(room_kw), room_kw, np.inf)[plant.pool_site] * part
+    return np.minimum(cap_gpu_s, np.where(np.isfinite(room), room * sub_s / kw_per_busy_gpu, np.inf))
+
+
 def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpus: np.ndarray,
-             sub_s: float, marginal: np.ndarray) -> Dispatch:
+             sub_s: float, marginal: np.ndarray, room_kw: np.ndarray | None = None) -> Dispatch:
     """One sub-step of the dispatcher (module docstring).
 
     Args:
@@ -129,6 +156,8 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
         sub_s: the sub-step's length, s.
         marginal: marginal cost per (pool, class), EUR per request ``(P, K)``
             (``marginal_eur_per_req``); only the order matters.
+        room_kw: dynamic IT power each site may draw under its power cap, kW ``(S,)``
+            (``power_room_kw``; None: no cap).
 
     Returns:
         The sub-step's ``Dispatch``.
@@ -137,6 +166,8 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
     defer = plant.deferrable[None, :]
     routed = share * offered_req[:, None, :]                                   # (R, P, K)
     cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s
+    if room_kw is not None:
+        cap = _power_capacity_gpu_s(plant, cap, room_kw, sub_s)
     served, spilled = np.zeros_like(routed), np.zeros_like(routed)
     left = np.zeros_like(offered_req)
     unrouted = np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req          # (R, K): no share holds it

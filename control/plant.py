@@ -77,6 +77,9 @@ class PlantParams:
             its SLO to get a variable (0: RTT + prefill alone decide).
         backlog_fill: the dispatcher serves deferrable work a decision left in the backlog on
             the capacity its running GPUs still have (``control.dispatch``).
+        power_cap_kw: most facility power per site, kW, ``(S,)`` (+inf: no cap; empty: none anywhere); the MPC
+            plans within it (``control.constraints.SitePowerCap``), the plant runs no more GPUs
+            than fit and the dispatcher serves no more than fits (``control.dispatch``).
     """
 
     site_names: tuple[str, ...]
@@ -110,6 +113,7 @@ class PlantParams:
     gpu_ramp_per_step: np.ndarray | None = None
     slo_wait_margin_services: float = 0.0
     backlog_fill: bool = False
+    power_cap_kw: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
         S, P, R, K = self.n_sites, len(self.pool_gpu), len(self.region_names), len(self.class_names)
@@ -126,13 +130,19 @@ class PlantParams:
         if self.gpu_ramp_per_step is None:
             object.__setattr__(self, "gpu_ramp_per_step", np.array(self.gpus_max, dtype=float))
         shapes["gpu_ramp_per_step"] = (P,)
+        if self.power_cap_kw is None or np.size(self.power_cap_kw) == 0:   # no cap anywhere
+            object.__setattr__(self, "power_cap_kw", np.full(S, np.inf))
+        shapes["power_cap_kw"] = (S,)
         for name, shape in shapes.items():
             arr = np.array(getattr(self, name))
             if arr.shape != shape:
                 raise ValueError(f"PlantParams.{name}: shape {arr.shape}, expected {shape}")
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            # power_cap_kw: +inf where a site has no cap
+            bad = (np.isnan(arr) | (arr == -np.inf) if name == "power_cap_kw" else ~np.isfinite(arr)) \
+                if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
+            if bad.any():
                 raise ValueError(f"PlantParams.{name}: non-finite value at index "
-                                 f"{np.argwhere(~np.isfinite(arr))[0].tolist()}")
+                                 f"{np.argwhere(bad)[0].tolist()}")
             if arr.dtype.kind in "fi" and name != "pool_site" and (arr < 0).any():
                 idx = np.argwhere(arr < 0)[0].tolist()
                 raise ValueError(f"PlantParams.{name}: negative value {arr[tuple(idx)]:g} at {idx}")

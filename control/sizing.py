@@ -126,6 +126,7 @@ def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties
         grid_limit_kw=np.zeros(len(site_it_kw)), battery_kwh=np.zeros(len(site_it_kw)),
         battery_kw=np.zeros(len(site_it_kw)),
         water_budget_l_per_day=np.array([s.water_budget_l_per_day for s in scenario.sites]),
+        power_cap_kw=np.array([np.inf if s.power_cap_kw is None else s.power_cap_kw for s in scenario.sites]),
         penalties=penalties, charge_eff=math.sqrt(sz.battery_round_trip),
         discharge_eff=math.sqrt(sz.battery_round_trip), rho_max=control.rho_max,
         slo_wait_margin_services=control.slo_wait_margin_services, backlog_fill=control.backlog_fill,

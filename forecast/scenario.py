@@ -72,6 +72,7 @@ class Site:
         pools: GPU types of the site's pools (keys of ``configs/hardware.yaml``).
         battery: whether the site has a battery (sized by ``Sizing``).
         water_budget_l_per_day: on-site + off-site water allowed per UTC day, litres.
+        power_cap_kw: most facility power the site may draw (IT × PUE), kW; None: no cap.
     """
 
     name: str
@@ -84,6 +85,7 @@ class Site:
     pools: tuple[str, ...]
     battery: bool = False
     water_budget_l_per_day: float = field(default=1e12, metadata=rng(0.0, 1e12))
+    power_cap_kw: float | None = field(default=None, metadata=rng(1.0, 1e9))
     weather_note: str = ""
 
     def __post_init__(self) -> None:

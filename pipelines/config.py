@@ -162,7 +162,7 @@ def build_dataclass(cls: type, data: Any, where: str) -> Any:
             continue
         value = _convert(hints[name], data[name], path)
         lo_hi = f.metadata.get("range")
-        if lo_hi is not None and not (lo_hi[0] <= value <= lo_hi[1]):
+        if lo_hi is not None and value is not None and not (lo_hi[0] <= value <= lo_hi[1]):
             raise ConfigError(f"{path}: {data[name]!r} is out of range [{lo_hi[0]:g}, {lo_hi[1]:g}]")
         kwargs[name] = value
     try:
