@@ -9,7 +9,8 @@ counted`` (exit 0, the repair and its count printed), and the defects: ``mislead
 message misses the file / key / range), ``silent change`` (exit 0 with nothing said),
 ``internal error`` (the catch-all, exit 1) and ``traceback``.
 
-Run: ``.venv/bin/python bench/reliability.py [--only SUBSTRING]`` → bench/results/reliability.md and
+Run from the project root (the cases and the configs' data folders are found from there):
+``.venv/bin/python -m bench.reliability [--only SUBSTRING]`` → bench/results/reliability.md and
 reliability.json. Exit status 1 when any case is a defect or not what it expects.
 """
 
@@ -25,11 +26,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.chdir(ROOT)  # the configs' relative load_dir is relative to the project root
+try:
+    from tests.reliability._case import all_cases, run_case
+except ModuleNotFoundError as exc:   # run as a file from elsewhere: the cases live in the repo's tests/
+    raise SystemExit("run from the project root: .venv/bin/python -m bench.reliability") from exc
 
-from tests.reliability._case import all_cases, run_case  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 DEFECTS = ("misleading", "silent change", "internal error", "traceback")
@@ -45,6 +47,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
     args = parser.parse_args()
+    if Path.cwd().resolve() != ROOT:
+        raise SystemExit(f"run from the project root {ROOT}: the configs' data folders are relative to it "
+                         "(.venv/bin/python -m bench.reliability)")
     cases = [c for c in all_cases() if args.only in c.name]
     rows = []
     with tempfile.TemporaryDirectory(prefix="greenllm-reliability-") as tmp:

@@ -40,35 +40,31 @@ RESULTS = ROOT / "bench" / "results"
 WINDOWS = ("nov-19", "nov-26", "dec-17")
 TIERS = {"m-large": ("configs/default.yaml", []), "m-mid": ("configs/default.yaml", ["data.load_tier=m-mid"]),
          "small": ("configs/small.yaml", [])}
-RULES = {
-    "group interactive shares": {"group_interactive_shares": False},
-    "group bursts": {"group_bursts": False},
-    "share cap": {"max_share_vs_capacity": 0.0},
-    "expiry guard": {"expiry_guard": False},
-    "SLO-aware GPUs": {"slo_aware_gpus": False},
-    "provision correlation 0": {"group_provision_correlation": 1.0},
-    "GPU floor": {"min_gpus_interactive": 0.0},
-    "burst headroom": {"burst_quantile": 0.9},
-    "backlog fill": {"backlog_fill": False},
+#: each applied-step rule: the control setting that switches it, its value with the rule off and on
+#: (the check mode switches a rule the other way from the configured default)
+RULES: dict[str, tuple[str, object, object]] = {
+    "group interactive shares": ("group_interactive_shares", False, True),
+    "group bursts": ("group_bursts", False, True),
+    "share cap": ("max_share_vs_capacity", 0.0, 1.5),
+    "expiry guard": ("expiry_guard", False, True),
+    "SLO-aware GPUs": ("slo_aware_gpus", False, True),
+    "provision correlation 0": ("group_provision_correlation", 1.0, 0.0),
+    "GPU floor": ("min_gpus_interactive", 0.0, 4.0),
+    "burst headroom": ("burst_quantile", 0.9, 0.999),
+    "backlog fill": ("backlog_fill", False, True),
 }
-# the setting that switches each rule on (the check mode adds a removed rule back with it)
-RULES_ON = {
-    "group interactive shares": {"group_interactive_shares": True},
-    "group bursts": {"group_bursts": True},
-    "share cap": {"max_share_vs_capacity": 1.5},
-    "expiry guard": {"expiry_guard": True},
-    "SLO-aware GPUs": {"slo_aware_gpus": True},
-    "provision correlation 0": {"group_provision_correlation": 0.0},
-    "GPU floor": {"min_gpus_interactive": 4.0},
-    "burst headroom": {"burst_quantile": 0.999},
-    "backlog fill": {"backlog_fill": True},
-}
+
+
+def _setting(rule: str, on: bool) -> dict[str, object]:
+    """The control change that switches ``rule`` on or off."""
+    key, off_value, on_value = RULES[rule]
+    return {key: on_value if on else off_value}
 
 
 def _control(cfg: Config, removed: tuple[str, ...]) -> Config:
     changes: dict[str, object] = {}
     for rule in removed:
-        changes |= RULES[rule]
+        changes |= _setting(rule, on=False)
     return dataclasses.replace(cfg, control=dataclasses.replace(cfg.control, **changes))
 
 
@@ -101,12 +97,13 @@ def _score(tiers: dict, removed: tuple[str, ...], steps: int, cache: dict,
 
 
 def _rule_is_on(cfg: Config, rule: str) -> bool:
-    return any(getattr(cfg.control, k) != v for k, v in RULES[rule].items())
+    key, off_value, _ = RULES[rule]
+    return bool(getattr(cfg.control, key) != off_value)
 
 
 def _check(args: argparse.Namespace, tiers: dict, skipped: list) -> int:
     """One stepwise round from the configured defaults: switch each rule (``--only``) the other way —
-    off where the defaults keep it, back on (``RULES_ON``) where they removed it — and score every
+    off where the defaults keep it, back on (``RULES``' on value) where they removed it — and score every
     variant with each forecaster (``--forecasters``). A switch is adopted when it lowers the learned
     score by ≥ 1 % and adds no drops to any run (tier × window) under any forecaster, or when it
     removes drops from a run and adds none to any; bench/results/rules_check.md and .json."""
@@ -120,7 +117,7 @@ def _check(args: argparse.Namespace, tiers: dict, skipped: list) -> int:
     variants = {"defaults": {}}
     for rule in rules:
         on = _rule_is_on(cfg0, rule)
-        variants[("without " if on else "with ") + rule] = dict(RULES[rule] if on else RULES_ON[rule])
+        variants[("without " if on else "with ") + rule] = _setting(rule, on=not on)
     table: dict[str, dict[str, dict]] = {}
     for name, changes in variants.items():
         print(name, changes or "")
