@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from forecast.scenario import ConfigError, rng
+from forecast.schema import ConfigError, rng
 
 __all__ = ["ControlSettings", "Gpu", "HardwareCatalogue", "Penalties"]
 

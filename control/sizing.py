@@ -18,7 +18,8 @@ import numpy as np
 
 from control.params import ControlSettings, HardwareCatalogue, Penalties
 from control.plant import PlantParams, pue
-from forecast.scenario import ConfigError, Scenario
+from forecast.scenario import Scenario
+from forecast.schema import ConfigError
 
 __all__ = ["TokenStats", "fleet_load_factor", "great_circle_km", "provision_gpus", "rtt_s", "size_plant"]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecast.scenario import ConfigError, Scenario, Site
-from forecast.schema import SIGNALS, DataError, ValidationReport, validate_long, year_span
+from forecast.scenario import Scenario, Site
+from forecast.schema import SIGNALS, ConfigError, DataError, ValidationReport, validate_long, year_span
 from forecast.sources import entsoe, humidity, llm_load, smard, solar, weather
 from forecast.sources.user import read_user_long
 

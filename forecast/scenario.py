@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from forecast.schema import ConfigError, rng
+
 __all__ = [
-    "ConfigError",
+    "ConfigError",   # defined in the data contract (forecast.schema); named here for the config loader
     "DataSettings",
     "PriceColumn",
     "Region",
@@ -27,13 +29,6 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown, of the wrong type or out of range."""
-
-
-def rng(lo: float, hi: float) -> dict[str, tuple[float, float]]:
-    """Field metadata: the closed valid interval of a number."""
-    return {"range": (lo, hi)}
 
 
 def _check_tz(where: str, tz: str) -> None:

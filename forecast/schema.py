@@ -30,7 +30,9 @@ import pandas as pd
 
 __all__ = [
     "COLUMNS",
+    "ConfigError",
     "DataError",
+    "rng",
     "FLAGS",
     "REPAIR_CAUSES",
     "SIGNALS",
@@ -51,6 +53,16 @@ _INF = float("inf")
 
 class DataError(ValueError):
     """Input data break the contract; the message names file, site, signal and time range."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def rng(lo: float, hi: float) -> dict[str, tuple[float, float]]:
+    """Field metadata of a config dataclass: the closed valid interval of a number (checked where
+    the config is read, ``pipelines.config.build_dataclass``)."""
+    return {"range": (lo, hi)}
 
 
 @dataclass(frozen=True)

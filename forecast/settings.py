@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from forecast.scenario import ConfigError, rng
-from forecast.schema import SIGNALS
+from forecast.schema import SIGNALS, ConfigError, rng
 
 __all__ = ["ForecastSettings", "LEARNED_SIGNALS"]
 

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from forecast.dataset import Dataset
-from forecast.scenario import ConfigError, Scenario
+from forecast.scenario import Scenario
+from forecast.schema import ConfigError
 from forecast.settings import ForecastSettings
 
 __all__ = ["SignalSplit", "TEST", "TRAIN", "VALID", "product_history", "split_signal"]

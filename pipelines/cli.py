@@ -7,8 +7,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from forecast.scenario import ConfigError
-from forecast.schema import DataError
+from forecast.schema import ConfigError, DataError
 from pipelines._args import count_at_least, out_folder, utc_hour_arg, week_in_year, window_arg
 from pipelines._controllers import CONTROLLERS
 from pipelines.config import Config, load_config

@@ -27,7 +27,7 @@ from control.plant import PlantParams
 from control.simulate import EpisodeResult, InvariantError, StepTiming, run_episode
 from control.state import PlantState, StepRecord
 from forecast.dataset import Dataset
-from forecast.scenario import ConfigError
+from forecast.schema import ConfigError
 from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
 from pipelines import _tracking as tracking
