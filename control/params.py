@@ -13,7 +13,7 @@ from forecast.schema import ConfigError, rng
 
 __all__ = ["ControlSettings", "Gpu", "HardwareCatalogue", "Penalties"]
 
-STAGES = ("cost", "carbon", "delay")   # the lexicographic stages a policy may order
+STAGES = ("cost", "carbon", "delay", "water")   # the lexicographic stages a policy may order
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class ControlSettings:
         burst_quantile: the level of a stream's burst that the applied step keeps headroom for
             (any one stream at a time; see ``control.mpc.AllocationMPC``).
         objective: ``lexicographic`` or ``weighted``.
-        order: lexicographic stage order: a permutation of cost, carbon, delay, or fewer distinct
-            stages to optimise fewer objectives (the hindsight references solve cost alone).
+        order: lexicographic stage order: distinct stages among cost, carbon, delay and water
+            (litres on site and off site), in any order (the hindsight references solve cost alone).
         epsilon: relative slack kept on earlier stages.
         pue_switch_temp_c: above it cooling is mechanical, below outside air.
         carbon_signal: ``average`` (fuel mix) or ``marginal`` where the data provide it.
@@ -96,7 +96,7 @@ class ControlSettings:
     load_quantile: float = field(default=0.9, metadata=rng(0.1, 0.9))
     burst_quantile: float = field(default=0.995, metadata=rng(0.5, 0.9999))
     objective: Literal["lexicographic", "weighted"] = "lexicographic"
-    order: tuple[Literal["cost", "carbon", "delay"], ...] = ("cost", "carbon", "delay")
+    order: tuple[Literal["cost", "carbon", "delay", "water"], ...] = ("cost", "carbon", "delay")
     epsilon: float = field(default=0.001, metadata=rng(0.0, 1.0))
     pue_switch_temp_c: float = field(default=18.0, metadata=rng(-20.0, 45.0))
     carbon_signal: Literal["average", "marginal"] = "average"
@@ -131,8 +131,8 @@ class ControlSettings:
                               "(below 1 the splits cannot add up to the whole stream)")
         if not self.order or len(set(self.order)) < len(self.order) or not set(self.order) <= set(STAGES):
             raise ConfigError(
-                f"control.order: a permutation of cost, carbon, delay is needed, or fewer distinct stages among "
-                f"them (got {list(self.order)})"
+                f"control.order: distinct stages among {', '.join(STAGES)} are needed, in any order "
+                f"(got {list(self.order)})"
             )
 
 

@@ -224,3 +224,29 @@ def test_carbon_first_serves_the_backlog_the_episode_end_would_drop(solver):
     assert open_end.plan.backlog_req[2].sum() > 1_000.0          # deferred beyond the horizon
     assert ending.plan.backlog_req[2].sum() == pytest.approx(0.0, abs=SOLVER)
     np.testing.assert_allclose(ending.plan.dropped_req_per_s, 0.0, atol=ROUNDOFF)
+
+
+def test_water_is_a_stage_in_any_order(solver):
+    """S0 is 2.5 % cheaper but evaporates more (wet bulb 25 °C against 5 °C): cost first keeps the
+    load at S0; water first moves all of it to S1 without dropping any; cost then water with 5 %
+    slack on cost moves it too (the move costs 2.5 %), with 1 % slack only as much as the slack pays."""
+    plant = tiny_plant(gpus=20.0)
+    fc = flat_forecast(plant, 2, load=10.0, price=np.array([40.0, 41.0]), wetbulb_c=np.array([25.0, 5.0]),
+                       ewif_l_per_kwh=np.array([0.0, 0.0]))
+    np.testing.assert_allclose(_per_site(plant, _solve(plant, fc, solver, order=("cost", "carbon"))), [10.0, 0.0],
+                               atol=SOLVER_PRIMAL)
+    water_first = _solve(plant, fc, solver, order=("water", "cost"))
+    # the cost stage may spend the ε = 0.1 % of water on the cheaper site
+    np.testing.assert_allclose(_per_site(plant, water_first), [0.0, 10.0], atol=0.05)
+    np.testing.assert_allclose(water_first.plan.dropped_req_per_s, 0.0, atol=SOLVER_PRIMAL)
+    loose = _solve(plant, fc, solver, order=("cost", "water"), epsilon=0.05)
+    np.testing.assert_allclose(_per_site(plant, loose), [0.0, 10.0], atol=SOLVER_PRIMAL)
+    tight = _solve(plant, fc, solver, order=("cost", "water"), epsilon=0.01)
+    # the water stage moves load until the cost slack is spent: ε × cost* at 1 EUR/MWh × PUE more
+    cost = tight.stage_values[0]
+    moved_req_per_s_h = (AllocationMPC._kept(cost, 0.01) - cost) * 1000.0 / float(pl.pue(plant, 10.0))
+    at_s1 = sum(_per_site(plant, tight, t)[1] for t in range(2))
+    assert at_s1 == pytest.approx(moved_req_per_s_h, rel=SOLVER) and at_s1 < 10.0
+    litres = float(pl.wue_l_per_kwh(5.0)) * 10.0 * 2   # 10 kW IT at S1 for 2 h
+    assert water_first.stage_values[0] == pytest.approx(litres, rel=SOLVER)
+    assert water_first.terms.water_l <= AllocationMPC._kept(litres, 1e-3) * (1 + 1e-9)
