@@ -128,6 +128,19 @@ class HighsBackend:
 
     def __init__(self, lp: LinearProgram, time_limit_s: float) -> None:
         self.lp = lp
+        self._split_rows(self._compile_data(lp))
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.time_limit_s = float(time_limit_s)
+        # a cold first stage: dual simplex, or "ipm" (interior point without crossover: the
+        # hindsight references' sub-step LP, 6× the hourly one, where the simplex takes minutes)
+        self.cold_solver = "simplex"
+        self._warm: highspy.HighsBasis | None = None   # stage-1 basis of the last solve
+        self.solver_time_s = 0.0
+
+    def _compile_data(self, lp: LinearProgram) -> ca.Sparsity:
+        """Compile the Function giving the LP's matrix A(p) and offsets g(0, p), evaluated into
+        preallocated arrays; returns A's sparsity."""
         x, p = lp.x.sym, lp.p.sym
         jac = ca.jacobian(lp.g, x)
         if ca.depends_on(jac, x):
@@ -145,10 +158,15 @@ class HighsBackend:
         self._data_buf.set_arg(0, memoryview(self._p_in))  # type: ignore[call-arg, arg-type]
         self._data_buf.set_res(0, memoryview(self._values))  # type: ignore[call-arg, arg-type]
         self._data_buf.set_res(1, memoryview(self._offset))  # type: ignore[call-arg, arg-type]
+        return sparsity
+
+    def _split_rows(self, sparsity: ca.Sparsity) -> None:
+        """Split A's nonzeros into the core rows passed to HiGHS (column-wise) and the objective
+        rows (the LP's last), kept aside until a stage bounds them."""
         colptr = np.asarray(sparsity.colind(), dtype=np.int64)
         rowind = np.asarray(sparsity.row(), dtype=np.int64)
         self.n_cols = sparsity.size2()
-        obj = lp.row_slice("objectives")
+        obj = self.lp.row_slice("objectives")
         if obj.stop != sparsity.size1():
             raise ValueError("the objective rows must be the LP's last rows")
         self.n_core = obj.start                       # rows passed to HiGHS
@@ -162,14 +180,6 @@ class HighsBackend:
         self._extra_pos = (rowind[~core] - self.n_core, col[~core])
         self._integrality = np.zeros(self.n_cols, dtype=np.int32)   # every column continuous
         self._all_cols = np.arange(self.n_cols, dtype=np.int32)
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
-        self.time_limit_s = float(time_limit_s)
-        # a cold first stage: dual simplex, or "ipm" (interior point without crossover: the
-        # hindsight references' sub-step LP, 6× the hourly one, where the simplex takes minutes)
-        self.cold_solver = "simplex"
-        self._warm: highspy.HighsBasis | None = None   # stage-1 basis of the last solve
-        self.solver_time_s = 0.0
 
     # ------------------------------------------------------------------ the step's model
     def load(self, p, lbx, ubx, lbg, ubg) -> None:  # noqa: ANN001 (see Backend)

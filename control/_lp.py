@@ -15,6 +15,7 @@ variable bounds. Nothing here is rebuilt per solve.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -159,38 +160,43 @@ class LinearProgram:
         self.hold_steps = int(hold_steps)
         self.block_start = (step == 0) | ((d.H - step) % self.hold_steps == 0)   # (LP steps,) a block's first
         self.block_end = np.append(self.block_start[1:], True)                   # (LP steps,) a block's last
-        n_blocks = int(self.block_start.sum()) if hold_steps > 1 else 0
         self._step_plants = [plant if t < d.E else durations[int(self.step_hours[t])] for t in range(d.H)]
         self.d = d
-        nd, nda = len(d.deferred), len(d.deferred_a)
         self._group_map(group_shares)
         groups = plant.region_groups
         stream = np.arange(d.RK)
         # (pooled streams, streams): sums each region group's streams of a class
         self.stream_to_pooled = ((groups[stream // d.K] * d.K + stream % d.K)[None, :]
                                  == np.arange(d.RKa)[:, None]).astype(float)
-        self.x = Blocks("x", {"x": (d.E, d.m), "xa": (d.T, d.ma), "n": (d.H, d.P), "g": (d.H, d.S),
-                              "c": (d.H, d.S), "bc": (d.H, d.B), "bd": (d.H, d.B), "soc": (d.H, d.B),
-                              "u": (d.E, d.RK), "ua": (d.T, d.RKa), "q": (d.E, nd), "qa": (d.T, nda),
-                              "st": (d.H, d.P), "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m),
-                              "share0": (1, len(self.group_keys)),
-                              "sh": (n_blocks, d.m)})
-        self.p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
-                              "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
-                              "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
-                              "term_a": (d.T, nda), "episode_end": (1, d.H), "burst": (1, d.RK),
-                              "reserve_eur": (d.H, d.P),
-                              "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
-                              "pair_load0": (1, d.m if group_shares else 0),
-                              "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS)),
-                              "pair_load": (d.H if hold_steps > 1 else 0, d.m)})
+        self.x, self.p = self._blocks(group_shares, hold_steps)
         self.rows: dict[str, tuple[int, int]] = {}
         self.row_offset: dict[str, int] = {}
         self.terms = self._terms()
         self.g = ca.vertcat(*self._rows())
         self.g_fn = ca.Function("rows", [self.x.sym, self.p.sym], [self.g])
-        self.objective = ca.dot(self.p("weights"), ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES],
-                                                              self.unserved_req()))
+        self.objective = ca.dot(self.p("weights"), self._objective_rows())
+
+    def _blocks(self, group_shares: bool, hold_steps: int) -> tuple[Blocks, Blocks]:
+        """The decision and parameter blocks (see the module docstring); ``sh`` and ``pair_load`` with holds only."""
+        d = self.d
+        nd, nda = len(d.deferred), len(d.deferred_a)
+        n_blocks = int(self.block_start.sum()) if hold_steps > 1 else 0
+        x = Blocks("x", {"x": (d.E, d.m), "xa": (d.T, d.ma), "n": (d.H, d.P), "g": (d.H, d.S),
+                         "c": (d.H, d.S), "bc": (d.H, d.B), "bd": (d.H, d.B), "soc": (d.H, d.B),
+                         "u": (d.E, d.RK), "ua": (d.T, d.RKa), "q": (d.E, nd), "qa": (d.T, nda),
+                         "st": (d.H, d.P), "wo": (1, d.S * d.n_days), "zr": (d.H, d.P), "zb": (1, d.m),
+                         "share0": (1, len(self.group_keys)),
+                         "sh": (n_blocks, d.m)})
+        p = Blocks("p", {"pue": (d.H, d.S), "wue": (d.H, d.S), "ewif": (d.H, d.S),
+                         "price": (d.H, d.S), "ci": (d.H, d.S), "ratio": (d.E, d.RK),
+                         "ratio_a": (d.T, d.RKa), "daymask": (d.H, d.n_days), "term": (d.E, nd),
+                         "term_a": (d.T, nda), "episode_end": (1, d.H), "burst": (1, d.RK),
+                         "reserve_eur": (d.H, d.P),
+                         "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
+                         "pair_load0": (1, d.m if group_shares else 0),
+                         "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS)),
+                         "pair_load": (d.H if hold_steps > 1 else 0, d.m)})
+        return x, p
 
     def _group_map(self, group_shares: bool) -> None:
         """With ``group_shares``: the interactive pairs of step 0 (``group_pairs``) and, for each,
@@ -228,66 +234,94 @@ class LinearProgram:
         return pl.site_total(plant, pl.pool_it_kw(plant, x, self.x("n", t)))
 
     def _rows(self) -> list[Any]:
-        plant, d, x, p = self.plant, self.d, self.x, self.p
-        out: list[Any] = []
-        demand: list[Any] = []
-        demand_a: list[Any] = []
-        backlog, backlog_a = [], []
-        cap, reserve, bal, batt, starts, ramp = [], [], [], [], [], []
-        to_pair = ca.DM(plant.pool_work_matrix.T > 0)        # (m, P): the pool of each pair
-        at_site = ca.DM(np.eye(d.S)[:, plant.battery_sites])  # (S, B): battery flows into site balances
-        # (pooled deferred streams, deferred streams): the regions' backlog into the pooled one
-        to_pooled = ca.DM(self.stream_to_pooled[np.ix_(d.deferred_a, d.deferred)])
-        for t in range(d.H):
-            sp, xt = self.step_plant(t)
-            exact = t < d.E
-            u = x("u", t) if exact else x("ua", t - d.E)
-            served = pl.stream_served_req_per_s(sp, xt) + u
-            inter, defer = (d.interactive, d.deferred) if exact else (d.interactive_a, d.deferred_a)
-            if len(inter):
-                (demand if exact else demand_a).append(served[inter.tolist()])
-            if len(defer):
-                if exact:
-                    q_prev = x("q", t - 1) if t else 0
-                    backlog.append(x("q", t) - q_prev + sp.step_s * served[defer.tolist()])
-                else:
-                    j = t - d.E
-                    q_prev = x("qa", j - 1) if j else ca.mtimes(to_pooled, x("q", d.E - 1))
-                    backlog_a.append(x("qa", j) - q_prev + sp.step_s * served[defer.tolist()])
-            ratio_rows = p("ratio", t) if exact else p("ratio_a", t - d.E)
-            ratio = ca.mtimes(sp.casadi_matrices["stream_matrix"].T, ratio_rows)  # per pair
-            cap.append(pl.pool_work_gpu(sp, xt) - plant.rho_max * x("n", t))
-            short = pl.pool_work_gpu(sp, ratio * xt) - plant.rho_max * x("n", t)
-            reserve.append(short - x("zr", t))
-            if t == 0 and len(self.group_pairs):  # x = (the group's share) × (the stream's load)
-                pick = ca.DM(np.eye(d.m)[self.group_pairs])
-                col = ca.DM(np.eye(len(self.group_keys))[self.group_col])
-                group_rows = ca.mtimes(pick, xt) - ca.mtimes(pick, p("pair_load0")) * ca.mtimes(col, x("share0"))
-            if t == 0:  # any one stream at its burst level, the others at the provisioning level
-                burst = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("burst")) - ratio
-                work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
-                burst_rows = ca.mtimes(to_pair, short) + burst * work * xt - x("zb")
-            fac = pl.facility_kw(p("pue", t), self.it_kw(t))
-            bal.append(pl.power_balance_residual_kw(fac, x("g", t), 0, x("c", t), ca.mtimes(at_site, x("bc", t)),
-                                                    ca.mtimes(at_site, x("bd", t))))
-            soc_prev = x("soc", t - 1) if t else 0
-            batt.append(x("soc", t) - pl.soc_next_kwh(sp, soc_prev, x("bc", t), x("bd", t)))
-            starts.append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
-            ramp.append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
-        blocks = [("demand", demand), ("backlog", backlog), ("demand_a", demand_a), ("backlog_a", backlog_a),
-                  ("capacity", cap), ("reserve", reserve), ("burst", [burst_rows]),
-                  ("group_shares", [group_rows] if len(self.group_pairs) else []),
-                  ("balance", self._per_block(bal)), ("battery", batt), ("starts", starts), *self._hold_rows()]
+        """Every constraint row, block by block, the objective rows last (``_add`` records where)."""
+        plant, rows = self.plant, self._step_rows()
+        keys = ("demand", "backlog", "demand_a", "backlog_a", "capacity", "reserve", "burst", "group_shares")
+        blocks = [*((key, rows[key]) for key in keys), ("balance", self._per_block(rows["balance"])),
+                  ("battery", rows["battery"]), ("starts", rows["starts"]), *self._hold_rows()]
         if plant.ramp_limited:  # ramp up is the bound st ≤ ramp; ramp down needs rows
-            blocks.append(("ramp", ramp))
-        for key, rows in blocks:
-            if rows and int(rows[0].numel()):
-                out += self._add(key, rows)
+            blocks.append(("ramp", rows["ramp"]))
+        out: list[Any] = []
+        for key, block in blocks:
+            if block and int(block[0].numel()):
+                out += self._add(key, block)
         for family in FAMILIES:   # control.constraints: each family's rows under its name
             if family.applies(plant):
                 out += self._add(family.name, family.rows(self))
-        out += self._add("objectives", [ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req())])
+        out += self._add("objectives", [self._objective_rows()])
         return out
+
+    def _objective_rows(self) -> Any:
+        """Each objective's stage expression, then the requests left unserved (``KEPT_ROWS``)."""
+        return ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req())
+
+    def _step_rows(self) -> defaultdict[str, list[Any]]:
+        """The rows of each LP step by block name (``burst`` and ``group_shares``: step 0 only)."""
+        d, x = self.d, self.x
+        rows: defaultdict[str, list[Any]] = defaultdict(list)
+        # (pooled deferred streams, deferred streams): the regions' backlog into the pooled one
+        to_pooled = ca.DM(self.stream_to_pooled[np.ix_(d.deferred_a, d.deferred)])
+        at_site = ca.DM(np.eye(d.S)[:, self.plant.battery_sites])  # (S, B): battery flows into site balances
+        for t in range(d.H):
+            sp, xt = self.step_plant(t)
+            self._stream_rows(rows, t, sp, xt, to_pooled)
+            ratio, short_gpu_s = self._capacity_rows(rows, t, sp, xt)
+            if t == 0:
+                self._step0_rows(rows, xt, ratio, short_gpu_s)
+            fac_kw = pl.facility_kw(self.p("pue", t), self.it_kw(t))
+            rows["balance"].append(pl.power_balance_residual_kw(
+                fac_kw, x("g", t), 0, x("c", t), ca.mtimes(at_site, x("bc", t)), ca.mtimes(at_site, x("bd", t))))
+            soc_prev = x("soc", t - 1) if t else 0
+            rows["battery"].append(x("soc", t) - pl.soc_next_kwh(sp, soc_prev, x("bc", t), x("bd", t)))
+            rows["starts"].append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
+            rows["ramp"].append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
+        return rows
+
+    def _stream_rows(self, rows: defaultdict[str, list[Any]], t: int, sp: PlantParams, xt: Any,
+                     to_pooled: Any) -> None:
+        """Step t's ``demand`` rows (interactive streams, req/s) and ``backlog`` rows (deferrable
+        streams' queues, requests); ``_a`` ones in the pooled tail."""
+        d, x = self.d, self.x
+        exact = t < d.E
+        u = x("u", t) if exact else x("ua", t - d.E)
+        served = pl.stream_served_req_per_s(sp, xt) + u
+        inter, defer = (d.interactive, d.deferred) if exact else (d.interactive_a, d.deferred_a)
+        if len(inter):
+            rows["demand" if exact else "demand_a"].append(served[inter.tolist()])
+        if len(defer):
+            if exact:
+                q_prev = x("q", t - 1) if t else 0
+                rows["backlog"].append(x("q", t) - q_prev + sp.step_s * served[defer.tolist()])
+            else:
+                j = t - d.E
+                q_prev = x("qa", j - 1) if j else ca.mtimes(to_pooled, x("q", d.E - 1))
+                rows["backlog_a"].append(x("qa", j) - q_prev + sp.step_s * served[defer.tolist()])
+
+    def _capacity_rows(self, rows: defaultdict[str, list[Any]], t: int, sp: PlantParams,
+                       xt: Any) -> tuple[Any, Any]:
+        """Step t's ``capacity`` and ``reserve`` rows (per pool); returns the provisioning ratio per
+        pair and the work at that level over usable capacity, GPU-s (for the burst rows)."""
+        d, x, p, rho_max = self.d, self.x, self.p, self.plant.rho_max
+        ratio_rows = p("ratio", t) if t < d.E else p("ratio_a", t - d.E)
+        ratio = ca.mtimes(sp.casadi_matrices["stream_matrix"].T, ratio_rows)  # per pair
+        rows["capacity"].append(pl.pool_work_gpu(sp, xt) - rho_max * x("n", t))
+        short_gpu_s = pl.pool_work_gpu(sp, ratio * xt) - rho_max * x("n", t)
+        rows["reserve"].append(short_gpu_s - x("zr", t))
+        return ratio, short_gpu_s
+
+    def _step0_rows(self, rows: defaultdict[str, list[Any]], xt: Any, ratio: Any, short_gpu_s: Any) -> None:
+        """The applied step's ``group_shares`` rows (with group shares) and ``burst`` rows."""
+        plant, d, x, p = self.plant, self.d, self.x, self.p
+        if len(self.group_pairs):  # x = (the group's share) × (the stream's load)
+            pick = ca.DM(np.eye(d.m)[self.group_pairs])
+            col = ca.DM(np.eye(len(self.group_keys))[self.group_col])
+            rows["group_shares"].append(ca.mtimes(pick, xt)
+                                        - ca.mtimes(pick, p("pair_load0")) * ca.mtimes(col, x("share0")))
+        # any one stream at its burst level, the others at the provisioning level
+        to_pair = ca.DM(plant.pool_work_matrix.T > 0)        # (m, P): the pool of each pair
+        burst = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("burst")) - ratio
+        work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
+        rows["burst"].append(ca.mtimes(to_pair, short_gpu_s) + burst * work * xt - x("zb"))
 
     def _per_block(self, per_step: list[Any]) -> list[Any]:
         """Rows per step summed over each hold block (unchanged without holds)."""

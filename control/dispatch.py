@@ -143,6 +143,32 @@ def _power_capacity_gpu_s(plant: PlantParams, cap_gpu_s: np.ndarray, room_kw: np
     return np.minimum(cap_gpu_s, np.where(np.isfinite(room), room * sub_s / kw_per_busy_gpu, np.inf))
 
 
+def _serve_classes(plant: PlantParams, routed: np.ndarray, offered_req: np.ndarray, unrouted: np.ndarray,
+                   cap_gpu_s: np.ndarray,
+                   marginal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 2 and 3 of the module docstring: the interactive classes, then the deferrable ones,
+    served pro rata within ``cap_gpu_s`` and their overflow spilled (an interactive stream's
+    ``unrouted`` rest with it).
+
+    Returns:
+        (served, spilled per (region, pool, class), what is left per stream, free GPU-seconds left per pool).
+    """
+    work, defer = plant.gpu_s_per_req, plant.deferrable[None, :]
+    cap = cap_gpu_s
+    served, spilled = np.zeros_like(routed), np.zeros_like(routed)
+    left = np.zeros_like(offered_req)
+    for group in (~defer, defer):                                              # interactive, then deferrable
+        part = np.where(group[:, None, :], routed, 0.0)
+        mine = _serve_pro_rata(plant, part, cap)
+        cap = np.maximum(cap - np.einsum("rpk,pk->p", mine, work), 0.0)
+        overflow = (part - mine).sum(axis=1)                                   # (R, K)
+        if group is not defer:   # an interactive stream's unrouted rest is placed too
+            overflow = overflow + np.where(group, unrouted, 0.0)
+        moved, rest, cap = _spill(plant, np.where(group, overflow, 0.0), cap, marginal)
+        served, spilled, left = served + mine + moved, spilled + moved, left + rest
+    return served, spilled, left, cap
+
+
 def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpus: np.ndarray,
              sub_s: float, marginal: np.ndarray, room_kw: np.ndarray | None = None) -> Dispatch:
     """One sub-step of the dispatcher (module docstring).
@@ -168,18 +194,8 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
     cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s
     if room_kw is not None:
         cap = _power_capacity_gpu_s(plant, cap, room_kw, sub_s)
-    served, spilled = np.zeros_like(routed), np.zeros_like(routed)
-    left = np.zeros_like(offered_req)
     unrouted = np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req          # (R, K): no share holds it
-    for group in (~defer, defer):                                              # interactive, then deferrable
-        part = np.where(group[:, None, :], routed, 0.0)
-        mine = _serve_pro_rata(plant, part, cap)
-        cap = np.maximum(cap - np.einsum("rpk,pk->p", mine, work), 0.0)
-        overflow = (part - mine).sum(axis=1)                                   # (R, K)
-        if group is not defer:   # an interactive stream's unrouted rest is placed too
-            overflow = overflow + np.where(group, unrouted, 0.0)
-        moved, rest, cap = _spill(plant, np.where(group, overflow, 0.0), cap, marginal)
-        served, spilled, left = served + mine + moved, spilled + moved, left + rest
+    served, spilled, left, cap = _serve_classes(plant, routed, offered_req, unrouted, cap, marginal)
     if plant.backlog_fill:       # the deferred-by-decision rest fills the capacity still free
         moved, _, cap = _spill(plant, np.where(defer, unrouted, 0.0), cap, marginal)
         served, spilled = served + moved, spilled + moved

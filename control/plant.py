@@ -20,25 +20,28 @@ import numpy as np
 
 from control.params import Penalties
 
-__all__ = [
-    "PlantParams",
-    "carbon_kg",
-    "delay_req_s",
-    "energy_cost_eur",
-    "facility_kw",
-    "pool_it_kw",
-    "pool_work_gpu",
-    "power_balance_residual_kw",
-    "pue",
-    "renewable_kw",
-    "site_total",
-    "soc_next_kwh",
-    "stream_served_req_per_s",
-    "water_l",
-    "wue_l_per_kwh",
-]
+__all__ = ["PlantParams", "carbon_kg", "delay_req_s", "energy_cost_eur", "facility_kw", "pool_it_kw",
+           "pool_work_gpu", "power_balance_residual_kw", "pue", "renewable_kw", "site_total", "soc_next_kwh",
+           "stream_served_req_per_s", "water_l", "wue_l_per_kwh"]
 
 L_PER_GAL = 3.785
+
+
+def _checked_field(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only copy of a ``PlantParams`` array: its shape, finite (``power_cap_kw`` may be
+    +inf: no cap) and ≥ 0 (but ``pool_site``) checked; the error names the field and index."""
+    arr = np.array(value)
+    if arr.shape != shape:
+        raise ValueError(f"PlantParams.{name}: shape {arr.shape}, expected {shape}")
+    bad = (np.isnan(arr) | (arr == -np.inf) if name == "power_cap_kw" else ~np.isfinite(arr)) \
+        if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
+    if bad.any():
+        raise ValueError(f"PlantParams.{name}: non-finite value at index {np.argwhere(bad)[0].tolist()}")
+    if arr.dtype.kind in "fi" and name != "pool_site" and (arr < 0).any():
+        idx = np.argwhere(arr < 0)[0].tolist()
+        raise ValueError(f"PlantParams.{name}: negative value {arr[tuple(idx)]:g} at {idx}")
+    arr.setflags(write=False)
+    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +73,7 @@ class PlantParams:
         pue_switch_temp_c: outside-air cooling below it, mechanical above.
         penalties: prices of drops, SLO misses, water over budget, GPU starts.
         residency_ok: region may be served at site, ``(R, S)`` (data residency).
+        class_site_ok: class may be served at site, ``(S, K)`` (a class's avoided sites).
         round_gpus_up: the realised step applies ``ceil(n)`` GPUs (continuous when False).
         gpu_ramp_per_step: most GPUs a pool may start or stop in one step, ``(P,)`` (None: no
             limit, i.e. ``gpus_max``); whole GPUs when ``round_gpus_up``.
@@ -109,6 +113,7 @@ class PlantParams:
     step_h: float = 1.0
     pue_switch_temp_c: float = 18.0
     residency_ok: np.ndarray | None = None
+    class_site_ok: np.ndarray | None = None
     round_gpus_up: bool = True
     gpu_ramp_per_step: np.ndarray | None = None
     slo_wait_margin_services: float = 0.0
@@ -126,7 +131,9 @@ class PlantParams:
         }
         if self.residency_ok is None:
             object.__setattr__(self, "residency_ok", np.ones((R, S), dtype=bool))
-        shapes["residency_ok"] = (R, S)
+        if self.class_site_ok is None:
+            object.__setattr__(self, "class_site_ok", np.ones((S, K), dtype=bool))
+        shapes["residency_ok"], shapes["class_site_ok"] = (R, S), (S, K)
         if self.gpu_ramp_per_step is None:
             object.__setattr__(self, "gpu_ramp_per_step", np.array(self.gpus_max, dtype=float))
         shapes["gpu_ramp_per_step"] = (P,)
@@ -134,20 +141,7 @@ class PlantParams:
             object.__setattr__(self, "power_cap_kw", np.full(S, np.inf))
         shapes["power_cap_kw"] = (S,)
         for name, shape in shapes.items():
-            arr = np.array(getattr(self, name))
-            if arr.shape != shape:
-                raise ValueError(f"PlantParams.{name}: shape {arr.shape}, expected {shape}")
-            # power_cap_kw: +inf where a site has no cap
-            bad = (np.isnan(arr) | (arr == -np.inf) if name == "power_cap_kw" else ~np.isfinite(arr)) \
-                if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
-            if bad.any():
-                raise ValueError(f"PlantParams.{name}: non-finite value at index "
-                                 f"{np.argwhere(bad)[0].tolist()}")
-            if arr.dtype.kind in "fi" and name != "pool_site" and (arr < 0).any():
-                idx = np.argwhere(arr < 0)[0].tolist()
-                raise ValueError(f"PlantParams.{name}: negative value {arr[tuple(idx)]:g} at {idx}")
-            arr.setflags(write=False)
-            object.__setattr__(self, name, arr)
+            object.__setattr__(self, name, _checked_field(name, getattr(self, name), shape))
         if not ((self.pool_site >= 0) & (self.pool_site < S)).all():
             raise ValueError(f"PlantParams.pool_site: indices must be in 0..{S - 1}")
         if (self.gpu_s_per_req <= 0).any():
@@ -184,17 +178,18 @@ class PlantParams:
 
     @cached_property
     def allowed(self) -> np.ndarray:
-        """``(R, P, K)`` bool: RTT + prefill + a queueing margin within the class SLO, and residency.
+        """``(R, P, K)`` bool: RTT + prefill + a queueing margin within the class SLO, residency and
+        the class's avoided sites (the policy: ``residency_ok``, ``class_site_ok``).
 
         The margin is ``slo_wait_margin_services`` service times of the pool for the class: a pair
         whose slack is shorter than that would see most of its requests late once the pool queues
         (Erlang-C tail), which the linear latency model cannot see.
         """
-        assert self.residency_ok is not None   # filled in by __post_init__
+        assert self.residency_ok is not None and self.class_site_ok is not None   # by __post_init__
         rtt = self.rtt_s[:, self.pool_site]                      # (R, P)
         margin = self.slo_wait_margin_services * self.gpu_s_per_req      # (P, K)
         ok = rtt[:, :, None] + self.prefill_s[None, :, :] + margin[None] <= self.slo_ttft_s[None, None, :]
-        return ok & self.residency_ok[:, self.pool_site][:, :, None]
+        return ok & self.residency_ok[:, self.pool_site][:, :, None] & self.class_site_ok[self.pool_site][None]
 
     @cached_property
     def battery_sites(self) -> np.ndarray:

@@ -215,6 +215,38 @@ def _water(plant: PlantParams, state: PlantState, day: int, water_step_l: np.nda
     return after, np.maximum(after - budget, 0.0) - np.maximum(used - budget, 0.0)
 
 
+def _site_power_kw(plant: PlantParams, state: PlantState, decision: Allocation, x: ControlForecast,
+                   x_pairs: np.ndarray, gpus: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-site IT, facility and renewable power, battery charge and discharge, grid import and
+    curtailment, kW, of the step's served req/s per pair ``x_pairs`` on ``gpus``."""
+    it = pl.site_total(plant, pl.pool_it_kw(plant, x_pairs, gpus))
+    fac = pl.facility_kw(pl.pue(plant, x.temp_c[0]), it)
+    ren = pl.renewable_kw(plant, x.solar_cf[0], x.wind_cf[0])
+    charge, discharge = _battery(plant, state.soc_kwh, decision)
+    net = fac - ren + charge - discharge
+    grid, curtailed = np.maximum(net, 0.0), np.maximum(-net, 0.0)
+    return it, fac, ren, charge, discharge, grid, curtailed
+
+
+def _site_water_l(plant: PlantParams, state: PlantState, x: ControlForecast, day: int, it_kw: np.ndarray,
+                  grid_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-site water, l: on site, off site (the grid's), used today after the step and the
+    increase of today's excess over the budget."""
+    onsite = pl.water_l(plant, pl.wue_l_per_kwh(x.wetbulb_c[0]), it_kw, 0.0, grid_kw)
+    offsite = pl.water_l(plant, 0.0, it_kw, x.ewif_l_per_kwh[0], grid_kw)
+    return onsite, offsite, *_water(plant, state, day, onsite + offsite)
+
+
+def _penalties_eur(plant: PlantParams, dropped_req: np.ndarray, miss_req: np.ndarray, over_l: np.ndarray,
+                   starts: np.ndarray) -> tuple[float, float, float, float]:
+    """The step's drop, SLO-miss, water and GPU-start penalties, EUR."""
+    pen = plant.penalties
+    return (pen.drop_eur_per_request * float(dropped_req.sum()),
+            pen.slo_miss_eur_per_request * float(miss_req.sum()),
+            pen.water_eur_per_l * float(over_l.sum()),
+            pen.gpu_start_eur * float(starts.sum()))
+
+
 def step(plant: PlantParams, state: PlantState, decision: Allocation,
          realised: ControlForecast) -> tuple[PlantState, StepRecord]:
     """Advance the plant one step with realised data (step 0 of ``realised``).
@@ -230,23 +262,15 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     """
     decision.validate(plant)
     x = realised.window(0, 1)
-    pen = plant.penalties
     gpus = _within_power_cap(plant, _applied_gpus(plant, decision.gpus, state.gpus_active),
                              pl.pue(plant, x.temp_c[0]))
     hour = _dispatch_hour(plant, state, np.asarray(decision.share), gpus, x)
     arrivals, served = hour.arrivals_req, hour.served_req
     dropped, backlog, history = _backlog(plant, state, arrivals, served)
     x_pairs = served[plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]] / plant.step_s
-    it = pl.site_total(plant, pl.pool_it_kw(plant, x_pairs, gpus))
-    fac = pl.facility_kw(pl.pue(plant, x.temp_c[0]), it)
-    ren = pl.renewable_kw(plant, x.solar_cf[0], x.wind_cf[0])
-    charge, discharge = _battery(plant, state.soc_kwh, decision)
-    net = fac - ren + charge - discharge
-    grid, curtailed = np.maximum(net, 0.0), np.maximum(-net, 0.0)
-    onsite = pl.water_l(plant, pl.wue_l_per_kwh(x.wetbulb_c[0]), it, 0.0, grid)
-    offsite = pl.water_l(plant, 0.0, it, x.ewif_l_per_kwh[0], grid)
+    it, fac, ren, charge, discharge, grid, curtailed = _site_power_kw(plant, state, decision, x, x_pairs, gpus)
     day = int(x.day_index[0])
-    used_after, over = _water(plant, state, day, onsite + offsite)
+    onsite, offsite, used_after, over = _site_water_l(plant, state, x, day, it, grid)
     starts = np.maximum(gpus - state.gpus_active, 0.0)
     miss = hour.slo_miss_req
     record = StepRecord(
@@ -254,15 +278,10 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
         grid, curtailed, charge, discharge, onsite, offsite, over, hour.ttft_s, miss,
         np.maximum(grid - plant.grid_limit_kw, 0.0),
         float(pl.energy_cost_eur(plant, x.price_eur_per_mwh[0], grid)),
-        pen.drop_eur_per_request * float(dropped.sum()),
-        pen.slo_miss_eur_per_request * float(miss.sum()),
-        pen.water_eur_per_l * float(over.sum()),
-        pen.gpu_start_eur * float(starts.sum()),
+        *_penalties_eur(plant, dropped, miss, over, starts),
         float(pl.carbon_kg(plant, x.carbon_g_per_kwh[0], grid)),
         float(pl.delay_req_s(plant, x_pairs)),
         hour.spilled_req, hour.returned_req, hour.peak_utilisation,
     )
     soc = np.clip(pl.soc_next_kwh(plant, state.soc_kwh, charge, discharge), 0.0, plant.battery_kwh)  # round-off
-    nxt = PlantState(gpus, soc, backlog,
-                     history, used_after, day)
-    return nxt, record
+    return PlantState(gpus, soc, backlog, history, used_after, day), record

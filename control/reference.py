@@ -216,6 +216,21 @@ def hindsight_bound(plant: PlantParams, realised: ControlForecast, steps: int, s
     return problem, mpc, result
 
 
+def _plan_replays(plant: PlantParams, realised: ControlForecast, steps: int, state: PlantState, M: int,
+                  headroom: float, results: dict[str, MPCResult]) -> dict[str, tuple[EpisodeResult, str]]:
+    """Each solved plan of ``results`` replayed hourly (M sub-steps per hour) on the plant and, with
+    backlog fill, on the plant without it: the cheaper run per plan, with its label's suffix."""
+    plants = (plant, replace(plant, backlog_fill=False)) if plant.backlog_fill else (plant,)
+    replays: dict[str, tuple[EpisodeResult, str]] = {}
+    for name, result in results.items():
+        if result.success and result.plan is not None:
+            hourly = hourly_plan(plant, result.plan, realised, state, M)
+            runs = [(_replay(p, hourly, realised, steps, state, f"hindsight-{name}", headroom),
+                     "" if p.backlog_fill == plant.backlog_fill else " (fill off)") for p in plants]
+            replays[name] = min(runs, key=lambda run: run[0].cost_eur)
+    return replays
+
+
 def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: int, state: PlantState, *,
                         time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, headroom: float = 0.0,
                         milp_time_limit_s: float | None = None) -> Reference:
@@ -248,14 +263,7 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=end, mip_rel_gap=mip_rel_gap,
                                      start_gpus=np.minimum(np.ceil(base.gpus - 1e-9), problem.plant.gpus_max),
                                      block_shares=backlog, time_limit_s=milp_time_limit_s)
-    plants = (plant, replace(plant, backlog_fill=False)) if plant.backlog_fill else (plant,)
-    replays: dict[str, tuple[EpisodeResult, str]] = {}
-    for name, result in (("lp", lp), ("lp-shares", shares), ("milp", milp)):
-        if result.success and result.plan is not None:
-            hourly = hourly_plan(plant, result.plan, realised, state, M)
-            runs = [(_replay(p, hourly, realised, steps, state, f"hindsight-{name}", headroom),
-                     "" if p.backlog_fill == plant.backlog_fill else " (fill off)") for p in plants]
-            replays[name] = min(runs, key=lambda run: run[0].cost_eur)
+    replays = _plan_replays(plant, realised, steps, state, M, headroom, {"lp": lp, "lp-shares": shares, "milp": milp})
     eur = {name: replays[name][0].cost_eur if name in replays else math.nan for name in ("lp", "lp-shares", "milp")}
     best = min(replays, key=lambda name: replays[name][0].cost_eur)
     status = milp.stage_status[0] if milp.stage_status else milp.status

@@ -176,6 +176,44 @@ def pack(prefix: str, items: Sequence[Any]) -> tuple[dict[str, np.ndarray], dict
 _SCALAR = {"float": float, "int": int, "bool": bool, "str": str}
 
 
+def _group_class(prefix: str, type_name: Any, kinds: dict[str, str],
+                 cls: type | Mapping[str, type] | None) -> type | None:
+    """The class ``unpack`` builds (None: tuples), checked against the group's type name and fields.
+
+    Raises:
+        SavedStateError: the type name is not the one expected (or allowed), or the fields differ.
+    """
+    if isinstance(cls, Mapping):
+        if type_name != "tuple" and type_name not in cls:
+            raise SavedStateError(f"saved group {prefix!r}: type {type_name!r}; expected one of {sorted(cls)}")
+        cls = None if type_name == "tuple" else cls[type_name]
+    expected = "tuple" if cls is None else cls.__name__
+    if type_name != expected:
+        raise SavedStateError(f"saved group {prefix!r}: type {type_name!r}, expected {expected!r}")
+    if cls is not None:
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(kinds) != names:
+            raise SavedStateError(f"saved {expected} {prefix!r}: fields {sorted(kinds)} differ from this "
+                                  f"code's {sorted(names)}")
+    return cls
+
+
+def _group_columns(prefix: str, arrays: Mapping[str, np.ndarray], kinds: dict[str, str],
+                   count: int) -> dict[str, np.ndarray]:
+    """Each field's stacked array of the group.
+
+    Raises:
+        SavedStateError: a field's array is missing, not ``count`` items, or of an unknown kind.
+    """
+    columns: dict[str, np.ndarray] = {}
+    for name, kind in kinds.items():
+        arr = arrays.get(f"{prefix}.{name}")
+        if arr is None or arr.ndim < 1 or arr.shape[0] != count or (kind != "array" and kind not in _SCALAR):
+            raise SavedStateError(f"saved group {prefix!r}: field {name!r} missing or not {count} items of {kind}")
+        columns[name] = arr
+    return columns
+
+
 def unpack(prefix: str, arrays: Mapping[str, np.ndarray], group: Mapping[str, Any],
            cls: type | Mapping[str, type] | None = None) -> list[Any]:
     """Rebuild ``pack``'s items.
@@ -196,24 +234,8 @@ def unpack(prefix: str, arrays: Mapping[str, np.ndarray], group: Mapping[str, An
         raise SavedStateError(f"saved group {prefix!r}: unreadable metadata {group!r:.200}") from None
     if count == 0:
         return []
-    if isinstance(cls, Mapping):
-        if type_name != "tuple" and type_name not in cls:
-            raise SavedStateError(f"saved group {prefix!r}: type {type_name!r}; expected one of {sorted(cls)}")
-        cls = None if type_name == "tuple" else cls[type_name]
-    expected = "tuple" if cls is None else cls.__name__
-    if type_name != expected:
-        raise SavedStateError(f"saved group {prefix!r}: type {type_name!r}, expected {expected!r}")
-    if cls is not None:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(kinds) != names:
-            raise SavedStateError(f"saved {expected} {prefix!r}: fields {sorted(kinds)} differ from this "
-                                  f"code's {sorted(names)}")
-    columns: dict[str, np.ndarray] = {}
-    for name, kind in kinds.items():
-        arr = arrays.get(f"{prefix}.{name}")
-        if arr is None or arr.ndim < 1 or arr.shape[0] != count or (kind != "array" and kind not in _SCALAR):
-            raise SavedStateError(f"saved group {prefix!r}: field {name!r} missing or not {count} items of {kind}")
-        columns[name] = arr
+    cls = _group_class(prefix, type_name, kinds, cls)
+    columns = _group_columns(prefix, arrays, kinds, count)
     items = []
     for i in range(count):
         values = {name: (np.array(col[i]) if kinds[name] == "array" else _SCALAR[kinds[name]](col[i]))

@@ -179,6 +179,21 @@ def perfect_forecaster(realised: ControlForecast, horizon: int) -> Forecaster:
 Observer = Callable[[int, StepRecord, str, StepTiming, PlantState], None]
 
 
+def _timed_step(plant: PlantParams, controller: Controller, realised: ControlForecast, forecaster: Forecaster,
+               t: int, state: PlantState) -> tuple[PlantState, StepRecord, str, StepTiming]:
+    """Step t: forecast, decide, step the plant and check the invariants; returns the state after
+    it, the record, the decision's source and the timing."""
+    t0 = time.perf_counter()
+    forecast = forecaster(t)
+    t1 = time.perf_counter()
+    decision = controller.act(t, state, forecast)
+    t2 = time.perf_counter()
+    before = state.backlog_req
+    after, record = step(plant, state, decision, realised.window(t, 1))
+    check_invariants(plant, record, t, backlog_before_req=before)
+    return after, record, decision.source, StepTiming(t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+
 def run_episode(plant: PlantParams, controller: Controller, realised: ControlForecast, steps: int,
                 state: PlantState, forecaster: Forecaster | None = None,
                 observers: tuple[Observer, ...] = (), start: int = 0,
@@ -207,20 +222,12 @@ def run_episode(plant: PlantParams, controller: Controller, realised: ControlFor
     if len(records) != start:
         raise ValueError(f"run_episode: start={start} but {len(records)} prior steps were given")
     for t in range(start, steps):
-        t0 = time.perf_counter()
-        forecast = forecaster(t)
-        t1 = time.perf_counter()
-        decision = controller.act(t, state, forecast)
-        t2 = time.perf_counter()
-        before = state.backlog_req
-        state, record = step(plant, state, decision, realised.window(t, 1))
-        check_invariants(plant, record, t, backlog_before_req=before)
-        timing = StepTiming(t1 - t0, t2 - t1, time.perf_counter() - t2)
+        state, record, source, timing = _timed_step(plant, controller, realised, forecaster, t, state)
         records.append(record)
-        sources.append(decision.source)
+        sources.append(source)
         timings.append(timing)
         for observe in observers:
-            observe(t, record, decision.source, timing, state)
+            observe(t, record, source, timing, state)
     leftover = float(np.where(plant.deferrable[None, :], state.backlog_req, 0.0).sum())
     return EpisodeResult(tuple(records), tuple(sources), state, leftover,
                          plant.penalties.drop_eur_per_request, tuple(timings))

@@ -12,12 +12,14 @@ the installed datacentre GPUs ``sizing.target_datacentre_gpus``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from control.params import ControlSettings, HardwareCatalogue, Penalties
 from control.plant import PlantParams, pue
+from control.site_policy import check_every_stream_has_a_pool, policy_masks
 from forecast.scenario import Scenario
 from forecast.schema import ConfigError
 
@@ -59,6 +61,31 @@ def _class_tokens(scenario: Scenario, tokens: dict[str, TokenStats]) -> tuple[np
     return prompt, output
 
 
+def _checked_peaks_req_per_s(K: int, peak_load_req_per_s: np.ndarray,
+                             edge_peak_load_req_per_s: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The peak and the edge pools' peak per class, req/s ``(K,)`` (the edge one defaults to the peak).
+
+    Raises:
+        ConfigError: either is not ``K`` finite values ≥ 0.
+    """
+    peak = np.asarray(peak_load_req_per_s, dtype=float)
+    edge_peak = peak if edge_peak_load_req_per_s is None else np.asarray(edge_peak_load_req_per_s, dtype=float)
+    for name, arr in (("peak_load_req_per_s", peak), ("edge_peak_load_req_per_s", edge_peak)):
+        if arr.shape != (K,) or not np.isfinite(arr).all() or (arr < 0).any():
+            raise ConfigError(f"size_plant: {name} must be {K} finite values ≥ 0, got {arr}")
+    return peak, edge_peak
+
+
+def _pools(scenario: Scenario) -> tuple[list[int], list[str]]:
+    """Each pool's site index and GPU name, site by site."""
+    pool_site, pool_gpu = [], []
+    for s, site in enumerate(scenario.sites):
+        for gpu in site.pools:
+            pool_site.append(s)
+            pool_gpu.append(gpu)
+    return pool_site, pool_gpu
+
+
 def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: ControlSettings,
                penalties: Penalties, peak_load_req_per_s: np.ndarray, tokens: dict[str, TokenStats],
                design_temp_c: float = 35.0, edge_peak_load_req_per_s: np.ndarray | None = None) -> PlantParams:
@@ -76,18 +103,10 @@ def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: Control
         edge_peak_load_req_per_s: the peak the edge pools are sized on, ``(K,)`` (the fleet's
             unscaled peak: edge device counts do not follow the fleet factor); None: ``peak``.
     """
-    K = len(scenario.classes)
-    peak = np.asarray(peak_load_req_per_s, dtype=float)
-    edge_peak = peak if edge_peak_load_req_per_s is None else np.asarray(edge_peak_load_req_per_s, dtype=float)
-    for name, arr in (("peak_load_req_per_s", peak), ("edge_peak_load_req_per_s", edge_peak)):
-        if arr.shape != (K,) or not np.isfinite(arr).all() or (arr < 0).any():
-            raise ConfigError(f"size_plant: {name} must be {K} finite values ≥ 0, got {arr}")
+    peak, edge_peak = _checked_peaks_req_per_s(len(scenario.classes), peak_load_req_per_s,
+                                               edge_peak_load_req_per_s)
     prompt, output = _class_tokens(scenario, tokens)
-    pool_site, pool_gpu = [], []
-    for s, site in enumerate(scenario.sites):
-        for gpu in site.pools:
-            pool_site.append(s)
-            pool_gpu.append(gpu)
+    pool_site, pool_gpu = _pools(scenario)
     gpus = [hardware.get(g) for g in pool_gpu]
     gpu_s = np.array([prompt / g.prefill_tok_per_s + output / g.decode_tok_per_s for g in gpus])
     energy_kw = np.array([(prompt * g.prefill_j_per_token + output * g.decode_j_per_token) / 1000.0
@@ -114,6 +133,7 @@ def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties
     rtt = np.array([[rtt_s(great_circle_km(r.lat_deg, r.lon_deg, s.lat_deg, s.lon_deg))
                      for s in scenario.sites] for r in scenario.regions])
     has_battery = np.array([s.battery for s in scenario.sites])
+    residency_ok, class_site_ok = policy_masks(scenario)
     plant = PlantParams(
         site_names=scenario.site_names, region_names=scenario.region_names,
         class_names=scenario.class_names, pool_site=pool_site, pool_gpu=pool_gpu,
@@ -131,8 +151,10 @@ def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties
         penalties=penalties, charge_eff=math.sqrt(sz.battery_round_trip),
         discharge_eff=math.sqrt(sz.battery_round_trip), rho_max=control.rho_max,
         slo_wait_margin_services=control.slo_wait_margin_services, backlog_fill=control.backlog_fill,
-        step_h=control.step_h, pue_switch_temp_c=control.pue_switch_temp_c,
+        step_h=control.step_h, pue_switch_temp_c=control.pue_switch_temp_c, residency_ok=residency_ok,
+        class_site_ok=class_site_ok,
     )
+    check_every_stream_has_a_pool(scenario, plant)
     peak_facility_kw = pue(plant, np.full(len(site_it_kw), design_temp_c)) * site_it_kw
     battery_kw = np.where(has_battery, peak_facility_kw, 0.0)
     ramp = np.maximum(np.ceil(control.gpu_ramp_fraction_per_step * gpus_max - 1e-9), 1.0)
@@ -212,6 +234,16 @@ def fleet_load_factor(scenario: Scenario, hardware: HardwareCatalogue, control: 
     if 1.01 * target < dc.sum():
         raise ConfigError(f"sizing.target_datacentre_gpus={target}: fewer than the {int(dc.sum())} "
                           f"datacentre pools (each has at least one GPU); valid: 0 or ≥ {int(dc.sum())}")
+    return _factor_for_target(installed, target, int(dc.sum()))
+
+
+def _factor_for_target(installed: Callable[[float], float], target: int, n_dc_pools: int) -> float:
+    """The factor f whose ``installed(f)`` datacentre GPUs are within 1 % of ``target``: the linear
+    correction f × target ÷ GPUs, bisection when it leaves the bracket (at most 60 tries).
+
+    Raises:
+        ConfigError: no factor reaches the target within 1 %.
+    """
     f, lo, hi = 1.0, 0.0, math.inf
     for _ in range(60):
         n = installed(f)
@@ -221,5 +253,5 @@ def fleet_load_factor(scenario: Scenario, hardware: HardwareCatalogue, control: 
         step = f * target / n if n > 0 else 2 * f
         f = step if lo < step < hi else (lo + hi) / 2 if math.isfinite(hi) else 2 * f
     raise ConfigError(f"sizing.target_datacentre_gpus={target}: no load factor gives within 1 % of "
-                      f"{target} datacentre GPUs (whole GPUs per pool over {int(dc.sum())} pools: near "
+                      f"{target} datacentre GPUs (whole GPUs per pool over {n_dc_pools} pools: near "
                       f"{installed(f):.0f} at factor {f:.4g}); choose another target or 0")

@@ -106,6 +106,8 @@ class Region:
         lat_deg, lon_deg: location (for network RTT).
         tz: IANA time zone; the recorded load keeps its local-time daily shape here.
         load_share: share of the total load drawn for this region (shares are normalised).
+        allowed_sites: the only sites its requests may use (data residency), by site name or
+            country (``entsoe_country``), e.g. ``[SE]`` or every EU site; empty: every site.
     """
 
     name: str
@@ -113,6 +115,7 @@ class Region:
     lon_deg: float = field(metadata=rng(-180, 180))
     tz: str
     load_share: float = field(metadata=rng(0.0, 1.0))
+    allowed_sites: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_tz(f"regions.{self.name}.tz", self.tz)
@@ -129,6 +132,7 @@ class RequestClass:
         deferrable: batch work that may be queued.
         deadline_h: hours a deferred request may wait (0 for interactive classes).
         load_share: share of the load drawn for this class (shares are normalised).
+        avoid_sites: sites (names or countries) this class must never use.
     """
 
     name: str
@@ -137,6 +141,7 @@ class RequestClass:
     deferrable: bool
     deadline_h: int = field(metadata=rng(0, 168))
     load_share: float = field(metadata=rng(0.0, 1.0))
+    avoid_sites: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.deferrable == (self.deadline_h == 0):
@@ -235,6 +240,26 @@ class Scenario:
                 raise ConfigError(f"{what}.*.load_share: the shares must sum to more than 0")
         if sum(s.capacity_weight for s in self.sites) <= 0:
             raise ConfigError("sites.*.capacity_weight: the weights must sum to more than 0")
+        for r in self.regions:
+            self.sites_matching(r.allowed_sites, f"regions.{r.name}.allowed_sites")
+        for k in self.classes:
+            self.sites_matching(k.avoid_sites, f"classes.{k.name}.avoid_sites")
+
+    def sites_matching(self, names: tuple[str, ...], where: str) -> tuple[int, ...]:
+        """Indices of the sites a policy list names (each entry a site name or a country code).
+
+        Raises:
+            ConfigError: an entry matches no site (names ``where`` and the valid entries).
+        """
+        out: list[int] = []
+        for entry in names:
+            hit = [i for i, s in enumerate(self.sites) if entry in (s.name, s.entsoe_country)]
+            if not hit:
+                valid = sorted({s.name for s in self.sites} | {s.entsoe_country for s in self.sites})
+                raise ConfigError(f"{where}: {entry!r} is neither a site nor a country of this scenario "
+                                  f"(valid: {', '.join(valid)})")
+            out += hit
+        return tuple(sorted(set(out)))
 
     @property
     def site_names(self) -> tuple[str, ...]:

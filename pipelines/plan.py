@@ -9,6 +9,7 @@ import pandas as pd
 
 from control.mpc import AllocationMPC, Plan
 from control.plant import PlantParams
+from control.site_policy import policy_lines
 from control.state import PlantState
 from pipelines._loop_forecasts import forecaster_for
 from pipelines.config import Config
@@ -37,6 +38,15 @@ def _print_plan(plan: Plan, plant: PlantParams) -> None:
     print((gr.iloc[:, :min(12, plan.horizon)].round(0) + 0.0).to_string())
 
 
+def _print_rules(cfg: Config, plant: PlantParams) -> None:
+    """The routing policy and the power caps in force."""
+    rules = policy_lines(cfg.scenario)
+    print("routing policy: " + ("; ".join(rules) if rules else "free (every site within each class's SLO)"))
+    capped = [f"{n} ≤ {c:,.0f} kW" for n, c in zip(plant.site_names, plant.power_cap_kw, strict=True) if np.isfinite(c)]
+    if capped:
+        print("facility power caps: " + ", ".join(capped))
+
+
 def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any]:
     """``greenllm plan``: the allocation the MPC would apply in the hour starting at ``at``, and its plan."""
     kind, uri = forecaster_choice(forecaster)
@@ -55,6 +65,7 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI) -> dict[str, Any
     plan, terms = result.plan, result.terms
     print(f"greenllm plan: hour starting {s.t0:%Y-%m-%d %H:%M} UTC, forecasts: {note}; status {result.status}, "
           f"{result.solve_time_s * 1e3:.0f} ms")
+    _print_rules(cfg, s.plant)
     _print_plan(plan, s.plant)
     print(f"\nplan over {plan.horizon} h: energy {terms.energy_cost_eur:.2f} EUR, "
           f"penalties {terms.penalties_eur:.2f} EUR, "
