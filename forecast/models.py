@@ -145,6 +145,24 @@ class LearnedForecaster(Forecaster):
         if unknown:
             raise ValueError(f"{self.signal}: outputs {unknown} are not training series")
         self.scaling = Scaling.fit(history.to_numpy(dtype=np.float64))
+        history, validation, target_ok_v = self._validation_split(history, validation)
+        train_b = self._batches(history, np.ones((len(self.all_series), len(history)), bool),
+                                s.window_stride_h if self.step >= STEP else 1, s.seed)
+        valid_b = self._batches(validation, target_ok_v, 1, None)
+        nets = self._train_members(train_b, valid_b, logger, progress)
+        self.net = nets[0] if len(nets) == 1 else MemberMean(nets)
+        self.net.eval()
+        self.fit_report.update(train_windows=float(len(train_b.origins)),
+                               valid_windows=float(len(valid_b.origins)))
+        self.calibration = None
+        if s.calibrate_intervals:
+            self._calibrate(valid_b)
+        return self
+
+    def _validation_split(self, history: pd.DataFrame, validation: pd.DataFrame | None
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+        """Training rows, validation frame and its ``(series, T)`` mask of validation targets
+        (values absent from ``history``; default: the last 10 % of ``history``)."""
         if validation is None:
             cut = history.index[int(0.9 * len(history))]
             validation, history = history, history[history.index < cut]
@@ -153,9 +171,12 @@ class LearnedForecaster(Forecaster):
             validation = validation.reindex(columns=list(self.all_series))
             seen = history.reindex(validation.index).notna().to_numpy()
             target_ok_v = (validation.notna().to_numpy() & ~seen).T
-        train_b = self._batches(history, np.ones((len(self.all_series), len(history)), bool),
-                                s.window_stride_h if self.step >= STEP else 1, s.seed)
-        valid_b = self._batches(validation, target_ok_v, 1, None)
+        return history, validation, target_ok_v
+
+    def _train_members(self, train_b: WindowBatches, valid_b: WindowBatches, logger: Any,
+                       progress: bool) -> list[ForecastNet]:
+        """The ensemble's nets, trained in turn; member k's report is merged into ``fit_report``."""
+        s = self.settings
         nets = []
         for k in range(s.ensemble_size):  # member k: seed + k (weights, batch order, dropout)
             L.seed_everything(s.seed + k, workers=True, verbose=False)
@@ -171,14 +192,7 @@ class LearnedForecaster(Forecaster):
                 self.fit_report[f"member{k}_best_val_loss"] = report["best_val_loss"]
                 self.fit_report[f"member{k}_epochs"] = report["epochs"]
             nets.append(net)
-        self.net = nets[0] if len(nets) == 1 else MemberMean(nets)
-        self.net.eval()
-        self.fit_report.update(train_windows=float(len(train_b.origins)),
-                               valid_windows=float(len(valid_b.origins)))
-        self.calibration = None
-        if s.calibrate_intervals:
-            self._calibrate(valid_b)
-        return self
+        return nets
 
     def _calibrate(self, valid: WindowBatches) -> None:
         """Fit the spread factors on the validation windows of the output series only."""

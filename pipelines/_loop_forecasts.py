@@ -106,6 +106,67 @@ def _seasonal_suite(history: dict[str, pd.DataFrame], signals: tuple[str, ...],
                             for s in signals})
 
 
+_Predictor = Callable[[pd.Timestamp], Forecast]
+
+
+def _perfect_forecaster(realised: ControlForecast, plant: PlantParams, horizon: int) -> tuple[LoopForecaster, str]:
+    """The realised inputs as forecasts (GPUs for each hour's realised 10-min peak when there are sub-steps)."""
+    seen = peak_provisioned(realised, plant)
+    note = "perfect foresight (realised data" + (", GPUs for each hour's 10-min peak)" if seen is not realised
+                                                 else ")")
+    return (lambda t: seen.window(t, min(horizon, seen.horizon - t))), note
+
+
+def _signal_predictor(kind: str, history: dict[str, pd.DataFrame], t0: pd.Timestamp, horizon: int,
+                      suite: ForecasterSuite | None) -> tuple[_Predictor, str]:
+    """``at -> Forecast`` of every signal from the rows before ``at``, and its description; a signal
+    the learned bundle lacks is forecast by the seasonal-naive baseline fitted before ``t0``."""
+    extra: ForecasterSuite | None = None
+    if kind == "seasonal-naive":
+        models = _seasonal_suite(history, SIGNALS, t0)
+        note = "seasonal naive 24 h, every signal"
+    elif kind == "learned":
+        if suite is None:
+            raise ValueError("forecaster 'learned' needs the loaded ForecasterSuite")
+        missing = tuple(s for s in SIGNALS if s not in suite.models and s != "wetbulb_c")
+        if "wetbulb_c" not in suite.models and "temp_c" not in suite.models:
+            missing = (*missing, "wetbulb_c")
+        extra = _seasonal_suite(history, missing, t0) if missing else None
+        models = suite
+        note = "learned (registered)" + (f"; seasonal naive 24 h for {', '.join(missing)}" if missing else "")
+    else:
+        raise ValueError(f"forecaster: {kind!r}; valid: perfect, seasonal-naive, learned")
+
+    def predict(at: pd.Timestamp) -> Forecast:
+        fc = models.predict(history, at, horizon)
+        if extra is not None:
+            fc = fc.merged(extra.predict(history, at, horizon))
+        return fc
+
+    return predict, note
+
+
+def _burst_factor(predict: _Predictor, history: dict[str, pd.DataFrame], plant: PlantParams, t0: pd.Timestamp,
+                  load_quantile: float, burst_quantile: float | None,
+                  group_correlation: float | None) -> tuple[np.ndarray | None, str]:
+    """Per stream burst factor ``f`` (``fit_burst_factor``) and its note; None and "" without a burst level."""
+    if burst_quantile is None:
+        return None, ""
+    factor = fit_burst_factor(predict, history[LOAD], plant, t0, load_quantile, burst_quantile,
+                              group_correlation=group_correlation)
+    on = "region-group totals" if group_correlation is not None else "streams"
+    return factor, (f"; burst p{burst_quantile * 100:g} = p50 + f·(p{load_quantile * 100:g} − p50), "
+                    f"f = {factor[0]:.2f} (split-conformal on the {TAIL_DAYS} days before t0, {on})")
+
+
+def _peak_note(peak: np.ndarray | None, load_quantile: float) -> str:
+    """How the interactive GPUs are scaled for the 10-min peak ("" without 10-min load)."""
+    if peak is None:
+        return ""
+    return (f"; interactive GPUs for the 10-min peak: × {peak.max():.3f}, the fleet's p{load_quantile * 100:g} "
+            f"of 10-min max ÷ hourly mean on the {PEAK_TRAIN_DAYS} training days")
+
+
 def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: ControlForecast,
                    t0: pd.Timestamp, horizon: int, load_quantile: float,
                    suite: ForecasterSuite | None = None, burst_quantile: float | None = None,
@@ -125,44 +186,13 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
         group_correlation: fit the burst factor on region-group totals (``fit_burst_factor``).
     """
     if kind == "perfect":
-        seen = peak_provisioned(realised, plant)
-        note = "perfect foresight (realised data" + (", GPUs for each hour's 10-min peak)" if seen is not realised
-                                                     else ")")
-        return (lambda t: seen.window(t, min(horizon, seen.horizon - t))), note
+        return _perfect_forecaster(realised, plant, horizon)
     history = history_of(dataset)
-    if kind == "seasonal-naive":
-        models = _seasonal_suite(history, SIGNALS, t0)
-        note = "seasonal naive 24 h, every signal"
-    elif kind == "learned":
-        if suite is None:
-            raise ValueError("forecaster 'learned' needs the loaded ForecasterSuite")
-        missing = tuple(s for s in SIGNALS if s not in suite.models and s != "wetbulb_c")
-        if "wetbulb_c" not in suite.models and "temp_c" not in suite.models:
-            missing = (*missing, "wetbulb_c")
-        extra = _seasonal_suite(history, missing, t0) if missing else None
-        models = suite
-        note = "learned (registered)" + (f"; seasonal naive 24 h for {', '.join(missing)}" if missing else "")
-    else:
-        raise ValueError(f"forecaster: {kind!r}; valid: perfect, seasonal-naive, learned")
-
-    def predict(at: pd.Timestamp) -> Forecast:
-        fc = models.predict(history, at, horizon)
-        if kind == "learned" and extra is not None:
-            fc = fc.merged(extra.predict(history, at, horizon))
-        return fc
-
-    factor = None
-    if burst_quantile is not None:
-        factor = fit_burst_factor(predict, history[LOAD], plant, t0, load_quantile, burst_quantile,
-                                  group_correlation=group_correlation)
-        on = "region-group totals" if group_correlation is not None else "streams"
-        note += (f"; burst p{burst_quantile * 100:g} = p50 + f·(p{load_quantile * 100:g} − p50), "
-                 f"f = {factor[0]:.2f} (split-conformal on the {TAIL_DAYS} days before t0, {on})")
-
+    predict, note = _signal_predictor(kind, history, t0, horizon, suite)
+    factor, burst_note = _burst_factor(predict, history, plant, t0, load_quantile, burst_quantile,
+                                       group_correlation)
     peak = _dataset_peak_factor(dataset, plant, load_quantile)
-    if peak is not None:
-        note += (f"; interactive GPUs for the 10-min peak: × {peak.max():.3f}, the fleet's p{load_quantile * 100:g} "
-                 f"of 10-min max ÷ hourly mean on the {PEAK_TRAIN_DAYS} training days")
+    note += burst_note + _peak_note(peak, load_quantile)
 
     def forecast(t: int) -> ControlForecast:
         return control_forecast(predict(t0 + pd.Timedelta(hours=t)), plant, load_quantile, factor, peak)

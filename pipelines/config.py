@@ -172,6 +172,7 @@ def build_dataclass(cls: type, data: Any, where: str) -> Any:
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
+    """``value`` checked against type hint ``tp`` (dataclass, Literal, tuple, optional or scalar)."""
     origin = typing.get_origin(tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):   # a hint is a class, never an instance
         return build_dataclass(tp, value, path)
@@ -180,21 +181,31 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: {value!r} is not one of {list(typing.get_args(tp))}")
         return value
     if origin is tuple:
-        (item_tp, *_rest) = typing.get_args(tp)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
-        out = []
-        for i, item in enumerate(value):
-            label = f"{path}[{i}]"
-            if isinstance(item, dict) and "name" in item:
-                label = f"{path}[{item['name']}]"
-            out.append(_convert(item_tp, item, label))
-        return tuple(out)
+        return _convert_tuple(tp, value, path)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
         return _convert(args[0], value, path)
+    return _convert_scalar(tp, value, path)
+
+
+def _convert_tuple(tp: Any, value: Any, path: str) -> tuple[Any, ...]:
+    """A YAML list as a ``tuple[item, ...]``; items are labelled by ``name`` when they have one."""
+    (item_tp, *_rest) = typing.get_args(tp)
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+    out = []
+    for i, item in enumerate(value):
+        label = f"{path}[{i}]"
+        if isinstance(item, dict) and "name" in item:
+            label = f"{path}[{item['name']}]"
+        out.append(_convert(item_tp, item, label))
+    return tuple(out)
+
+
+def _convert_scalar(tp: Any, value: Any, path: str) -> Any:
+    """A ``bool``, ``int``, ``float`` (finite) or ``str`` (a YAML date becomes its ISO string)."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true/false, got {value!r}")

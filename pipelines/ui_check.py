@@ -18,7 +18,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -74,7 +76,77 @@ def _make_store(env: dict[str, str]) -> None:
         subprocess.run(greenllm + args, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
+@dataclass(frozen=True)
+class _Store:
+    """What the check reads from the tracking store it made."""
+
+    client: Any                # an MlflowClient on the store
+    loop_experiment_id: str    # the closed-loop comparison's experiment
+    child: Any                 # its MPC child run
+    train_experiment_id: str
+    train_metrics: list[str]   # two per-epoch loss metrics of the training run
+
+
+def _read_store(tracking_uri: str) -> _Store:
+    """The closed-loop experiment's MPC child run and the training run's loss metrics."""
+    from pipelines._tracking import store_client
+
+    client = store_client(tracking_uri)
+    loop = client.get_experiment_by_name("closed-loop")
+    if loop is None:
+        raise RuntimeError("ui-check: the store made for the check has no 'closed-loop' experiment")
+    runs = client.search_runs([loop.experiment_id], "tags.mlflow.parentRunId != ''", max_results=50)
+    child = next(r for r in runs if r.data.params.get("controller") == "mpc")
+    from pipelines.train import EXPERIMENT as TRAIN_EXPERIMENT
+
+    train_exp = client.get_experiment_by_name(TRAIN_EXPERIMENT)
+    if train_exp is None:
+        raise RuntimeError(f"ui-check: the store made for the check has no '{TRAIN_EXPERIMENT}' experiment")
+    train_run = client.search_runs([train_exp.experiment_id], max_results=1)[0]
+    train_metrics = sorted(k for k in train_run.data.metrics if "loss" in k)[:2]  # per-epoch losses
+    return _Store(client, loop.experiment_id, child, train_exp.experiment_id, train_metrics)
+
+
+def _pages(store: _Store, base: str) -> list[tuple[str, str, list[str]]]:
+    """``(name, url, strings the page must show)`` for each page the check opens."""
+    exp, run, child = store.loop_experiment_id, store.child.info.run_id, store.child
+    q = "workflowType=machine_learning"  # the UI's "Model training" view (MLflow 3 opens on GenAI)
+    parent = store.client.get_run(child.data.tags["mlflow.parentRunId"])
+    return [
+        ("runs", f"{base}/#/experiments/{exp}/runs?{q}", [parent.info.run_name]),
+        ("metric-charts", f"{base}/#/experiments/{store.train_experiment_id}/runs?{q}&compareRunsMode=CHART",
+         ["Model metrics", *store.train_metrics]),
+        ("run", f"{base}/#/experiments/{exp}/runs/{run}?{q}", [child.info.run_name, "cost_eur"]),
+        ("artifacts", f"{base}/#/experiments/{exp}/runs/{run}/artifacts?{q}",
+         ["plots", "tables", "config.yaml"]),
+        ("registered-model", f"{base}/#/models/greenllm-forecaster?{q}", ["greenllm-forecaster", "Version 1"]),
+    ]
+
+
+def _failed_pages(binary: str, pages: list[tuple[str, str, list[str]]], out: Path) -> list[str]:
+    """Open each page, screenshot it into ``out``, print its status; the names of pages missing a string."""
+    failed = []
+    for name, url, expect in pages:
+        dom = _browser(binary, url, out / f"{name}.png", expect)
+        missing = [e for e in expect if e not in dom]
+        status = "ok" if not missing else f"MISSING {missing}"
+        print(f"ui-check: {name:17s} {status}   ({url}; screenshot {out / (name + '.png')})")
+        if missing:
+            failed.append(name)
+    return failed
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate the UI server; kill it when it has not exited within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the check (see the module docstring); the exit status is 0, 1 or 2."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("out/ui-check"), help="folder for the screenshots")
     args = ap.parse_args(argv)
@@ -86,53 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="greenllm-ui-") as tmp:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db", GREENLLM_UI_CHECK_TMP=tmp)
         _make_store(env)
-        from pipelines._tracking import store_client
-
-        client = store_client(env["MLFLOW_TRACKING_URI"])
-        loop = client.get_experiment_by_name("closed-loop")
-        if loop is None:
-            raise RuntimeError("ui-check: the store made for the check has no 'closed-loop' experiment")
-        runs = client.search_runs([loop.experiment_id], "tags.mlflow.parentRunId != ''", max_results=50)
-        child = next(r for r in runs if r.data.params.get("controller") == "mpc")
-        from pipelines.train import EXPERIMENT as TRAIN_EXPERIMENT
-
-        train_exp = client.get_experiment_by_name(TRAIN_EXPERIMENT)
-        if train_exp is None:
-            raise RuntimeError(f"ui-check: the store made for the check has no '{TRAIN_EXPERIMENT}' experiment")
-        train_run = client.search_runs([train_exp.experiment_id], max_results=1)[0]
-        train_metrics = sorted(k for k in train_run.data.metrics if "loss" in k)[:2]  # per-epoch losses
+        store = _read_store(env["MLFLOW_TRACKING_URI"])
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_up(base, proc)
-            exp, run = loop.experiment_id, child.info.run_id
-            q = "workflowType=machine_learning"  # the UI's "Model training" view (MLflow 3 opens on GenAI)
-            parent = client.get_run(child.data.tags["mlflow.parentRunId"])
-            pages = [
-                ("runs", f"{base}/#/experiments/{exp}/runs?{q}", [parent.info.run_name]),
-                ("metric-charts", f"{base}/#/experiments/{train_exp.experiment_id}/runs?{q}&compareRunsMode=CHART",
-                 ["Model metrics", *train_metrics]),
-                ("run", f"{base}/#/experiments/{exp}/runs/{run}?{q}", [child.info.run_name, "cost_eur"]),
-                ("artifacts", f"{base}/#/experiments/{exp}/runs/{run}/artifacts?{q}",
-                 ["plots", "tables", "config.yaml"]),
-                ("registered-model", f"{base}/#/models/greenllm-forecaster?{q}", ["greenllm-forecaster", "Version 1"]),
-            ]
-            failed = []
-            for name, url, expect in pages:
-                dom = _browser(binary, url, args.out / f"{name}.png", expect)
-                missing = [e for e in expect if e not in dom]
-                status = "ok" if not missing else f"MISSING {missing}"
-                print(f"ui-check: {name:17s} {status}   ({url}; screenshot {args.out / (name + '.png')})")
-                if missing:
-                    failed.append(name)
+            failed = _failed_pages(binary, _pages(store, base), args.out)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
     if failed:
         print(f"ui-check: FAILED pages: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -36,18 +36,8 @@ from forecast.scenario import Scenario
 from forecast.schema import DataError
 from forecast.sources._archive import cached_frame
 
-__all__ = [
-    "AZURE_FILES",
-    "LoadData",
-    "SERVEGEN_FILES",
-    "assign_clients",
-    "check_load_dir",
-    "read_load",
-    "read_trace",
-    "read_servegen_hourly",
-    "read_servegen_windows",
-    "token_stats",
-]
+__all__ = ["AZURE_FILES", "LoadData", "SERVEGEN_FILES", "assign_clients", "check_load_dir", "read_load",
+           "read_trace", "read_servegen_hourly", "read_servegen_windows", "token_stats"]
 
 SERVEGEN_FILES = {"m-large": "servegen_m_large_clients.csv.gz", "m-mid": "servegen_m_mid_clients.csv.gz"}
 AZURE_FILES = {"conv": "azure_llm_inference_2023_conv.csv.gz", "code": "azure_llm_inference_2023_code.csv.gz"}
@@ -200,27 +190,43 @@ def token_stats(path: Path) -> pd.DataFrame:
     rows = {}
     for name, fname in AZURE_FILES.items():
         df = _token_counts(path / fname)
-        rows[name] = {
-            "requests": len(df),
-            "prompt_tokens_mean": df["ContextTokens"].mean(),
-            "output_tokens_mean": df["GeneratedTokens"].mean(),
-            "prompt_tokens_p50": df["ContextTokens"].median(),
-            "output_tokens_p50": df["GeneratedTokens"].median(),
-            "prompt_tokens_p90": df["ContextTokens"].quantile(0.9),
-            "output_tokens_p90": df["GeneratedTokens"].quantile(0.9),
-            "file": fname,
-        }
+        prompt, output = df["ContextTokens"], df["GeneratedTokens"]
+        rows[name] = {"requests": len(df), "prompt_tokens_mean": prompt.mean(), "output_tokens_mean": output.mean(),
+                      "prompt_tokens_p50": prompt.median(), "output_tokens_p50": output.median(),
+                      "prompt_tokens_p90": prompt.quantile(0.9), "output_tokens_p90": output.quantile(0.9),
+                      "file": fname}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _place_client(rate_req_per_s: float, target: np.ndarray, assigned: np.ndarray,
+                  rng: np.random.Generator, tol: float) -> dict[int, float]:
+    """Cell -> fraction of one client, drawn by the cells' deficits (``assigned`` is updated).
+
+    When the client's remaining rate exceeds the drawn cell's deficit, the deficit's fraction of the
+    client goes there and the rest is drawn again; once every cell is full, by target, placed whole."""
+    left = 1.0
+    parts: dict[int, float] = {}
+    while True:
+        deficit = np.clip(target - assigned, 0.0, None)
+        full = deficit.sum() <= tol
+        weights = target if full else deficit
+        cell = int(rng.choice(len(target), p=weights / weights.sum()))
+        if full or rate_req_per_s * left <= deficit[cell] + tol:   # the rest fits: place it whole
+            parts[cell] = parts.get(cell, 0.0) + left
+            assigned[cell] += rate_req_per_s * left
+            return parts
+        frac = deficit[cell] / rate_req_per_s                        # fill the cell, draw again for the rest
+        parts[cell] = parts.get(cell, 0.0) + frac
+        assigned[cell] = target[cell]
+        left -= frac
 
 
 def assign_clients(client_rate: pd.Series, scenario: Scenario, seed: int) -> pd.DataFrame:
     """Seeded draw of clients to (region, class) cells, splitting a client that overfills its cell.
 
     Largest client first, each to a cell drawn in proportion to the cells' remaining deficit against
-    ``region share × class share × the tier's total``. When the client's (remaining) rate exceeds
-    the drawn cell's deficit, the deficit's fraction of the client goes there and the rest is drawn
-    again, until the client is placed; so every cell with a positive share ends with load, whatever
-    the tier's client count.
+    ``region share × class share × the tier's total``, split over cells until placed (``_place_client``);
+    so every cell with a positive share ends with load, whatever the tier's client count.
 
     Args:
         client_rate: mean rate per client over the recorded days, req/s.
@@ -242,24 +248,9 @@ def assign_clients(client_rate: pd.Series, scenario: Scenario, seed: int) -> pd.
     tol = 1e-12 * max(total, 1e-300)
     rows = []
     for client, rate in client_rate.sort_values(ascending=False, kind="stable").items():
-        rate, left = float(rate), 1.0
-        parts: dict[int, float] = {}
-        while True:
-            deficit = np.clip(target - assigned, 0.0, None)
-            full = deficit.sum() <= tol
-            weights = target if full else deficit
-            cell = int(rng.choice(len(target), p=weights / weights.sum()))
-            if full or rate * left <= deficit[cell] + tol:   # the rest fits: place it whole
-                parts[cell] = parts.get(cell, 0.0) + left
-                assigned[cell] += rate * left
-                break
-            frac = deficit[cell] / rate                         # fill the cell, draw again for the rest
-            parts[cell] = parts.get(cell, 0.0) + frac
-            assigned[cell] = target[cell]
-            left -= frac
-        for cell, frac in parts.items():
+        for cell, frac in _place_client(float(rate), target, assigned, rng, tol).items():
             r, k = divmod(cell, len(classes))
-            rows.append((client, regions[r].name, classes[k].name, frac, frac * rate))
+            rows.append((client, regions[r].name, classes[k].name, frac, frac * float(rate)))
     return pd.DataFrame(rows, columns=["client", "region", "class", "fraction", "mean_req_per_s"])
 
 
@@ -344,6 +335,34 @@ def _client_table(assignment: pd.DataFrame, clients: pd.Index, hourly: np.ndarra
     return pd.concat(parts, ignore_index=True)
 
 
+def _stream_cube(assignment: pd.DataFrame, clients: pd.Index, cube: np.ndarray,
+                 streams: tuple[str, ...]) -> np.ndarray:
+    """Each stream's Σ fraction × client rate: a ``(streams, days, 24, 6)`` cube of 10-min windows, req/s."""
+    weights = np.zeros((len(streams), len(clients)))
+    s_pos, c_pos = {s: i for i, s in enumerate(streams)}, {c: i for i, c in enumerate(clients)}
+    for c, r, k, f in zip(assignment["client"], assignment["region"], assignment["class"],
+                          assignment["fraction"], strict=True):
+        weights[s_pos[f"{r}/{k}"], c_pos[c]] += f
+    return (weights @ cube.reshape(len(clients), -1)).reshape(len(streams), *cube.shape[1:])
+
+
+def _streams_10min(stream_cube: np.ndarray, span: pd.DatetimeIndex, scenario: Scenario, day0: pd.Timestamp,
+                   donors: pd.Series, n_days: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The streams at 10 min over ``span`` (req/s, on each region's local calendar) and the
+    ``(hours, streams)`` mask of hours whose every 10-min value is recorded."""
+    streams, sub = scenario.load_series, stream_cube.shape[3]
+    s_pos = {s: i for i, s in enumerate(streams)}
+    span10 = pd.date_range(span[0], periods=sub * len(span), freq=f"{WINDOW_S}s", name="ts")
+    values10 = np.empty((len(span10), len(streams)))
+    recorded = np.empty((len(span), len(streams)), dtype=bool)
+    for region in scenario.regions:
+        src, hour, window, rec = _local_index(span10, region.tz, day0, donors, n_days)
+        cols = [s_pos[f"{region.name}/{k}"] for k in scenario.class_names]
+        values10[:, cols] = stream_cube[cols][:, src, hour, window].T
+        recorded[:, cols] = rec.reshape(len(span), sub).all(axis=1, keepdims=True)
+    return pd.DataFrame(values10, index=span10, columns=list(streams)), recorded
+
+
 def read_load(scenario: Scenario, span: pd.DatetimeIndex, train_days: int = 9) -> LoadData:
     """Per (region, class) load over ``span`` (UTC hours) at 10 min and hourly: recorded + bootstrapped days.
 
@@ -364,32 +383,18 @@ def read_load(scenario: Scenario, span: pd.DatetimeIndex, train_days: int = 9) -
     hourly = cube.mean(axis=3)                                        # (clients, days, 24)
     client_rate = pd.Series(hourly.mean(axis=(1, 2)), index=clients)
     assignment = assign_clients(client_rate, scenario, ds.load_seed)
-    streams = scenario.load_series
-    weights = np.zeros((len(streams), len(clients)))
-    s_pos, c_pos = {s: i for i, s in enumerate(streams)}, {c: i for i, c in enumerate(clients)}
-    for c, r, k, f in zip(assignment["client"], assignment["region"], assignment["class"],
-                          assignment["fraction"], strict=True):
-        weights[s_pos[f"{r}/{k}"], c_pos[c]] += f
-    stream_cube = (weights @ cube.reshape(len(clients), -1)).reshape(len(streams), *cube.shape[1:])
+    stream_cube = _stream_cube(assignment, clients, cube, scenario.load_series)
     _check_streams(stream_cube, scenario, tier, file)
     day0 = pd.Timestamp(ds.load_day0_local)
     all_dates = pd.date_range(span[0].tz_localize(None) - pd.Timedelta(days=1),
                               span[-1].tz_localize(None) + pd.Timedelta(days=1), freq="D").normalize()
     donors = _donor_days(all_dates, day0, train_days, ds.load_seed)
-    sub = cube.shape[3]
-    span10 = pd.date_range(span[0], periods=sub * len(span), freq=f"{WINDOW_S}s", name="ts")
-    values10 = np.empty((len(span10), len(streams)))
-    recorded = np.empty((len(span), len(streams)), dtype=bool)
-    for region in scenario.regions:
-        src, hour, window, rec = _local_index(span10, region.tz, day0, donors, n_days)
-        cols = [s_pos[f"{region.name}/{k}"] for k in scenario.class_names]
-        values10[:, cols] = stream_cube[cols][:, src, hour, window].T
-        recorded[:, cols] = rec.reshape(len(span), sub).all(axis=1, keepdims=True)
-    hourly_streams = values10.reshape(len(span), sub, len(streams)).mean(axis=1)
+    load_10min, recorded = _streams_10min(stream_cube, span, scenario, day0, donors, n_days)
+    streams = scenario.load_series
+    hourly_streams = load_10min.to_numpy().reshape(len(span), -1, len(streams)).mean(axis=1)
     signals = pd.DataFrame({"site": np.repeat(streams, len(span)),
                             "ts": span[np.tile(np.arange(len(span)), len(streams))],
                             "signal": "load_req_per_s", "value": hourly_streams.T.ravel(),
                             "flag": np.where(recorded.T.ravel(), "recorded", "resampled")})
     table = _client_table(assignment, clients, hourly, scenario, day0, donors, n_days)
-    return LoadData(signals, table, assignment, token_stats(path), donors, file,
-                    pd.DataFrame(values10, index=span10, columns=list(streams)))
+    return LoadData(signals, table, assignment, token_stats(path), donors, file, load_10min)
