@@ -116,3 +116,24 @@ def window_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r}: not a window name ({', '.join(WINDOWS)}) nor the start of an hour "
             f"({str(exc).split(': ', 1)[-1]})") from None
+
+
+def number_list(low: float, high: float):  # noqa: ANN201 - an argparse type
+    """An argparse ``type=`` for a comma-separated list of numbers in ``[low, high]``, e.g. ``0,0.5,3``."""
+    def parse(text: str) -> tuple[float, ...]:
+        values = []
+        for part in text.split(","):
+            try:
+                value = float(part)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{part.strip()!r} in {text!r} is not a number (accepted: numbers in [{low:g}, {high:g}], "
+                    "comma-separated)") from None
+            if not low <= value <= high:
+                raise argparse.ArgumentTypeError(f"{value:g} is out of range [{low:g}, {high:g}]")
+            values.append(value)
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{text!r}: a value repeats")
+        return tuple(values)
+    parse.__name__ = f"list of numbers in [{low:g}, {high:g}]"
+    return parse

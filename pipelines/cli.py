@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 
 from forecast.schema import ConfigError, DataError
-from pipelines._args import count_at_least, out_folder, utc_hour_arg, week_in_year, window_arg
+from pipelines._args import count_at_least, number_list, out_folder, utc_hour_arg, week_in_year, window_arg
 from pipelines._controllers import CONTROLLERS
 from pipelines.config import Config, load_config
 
@@ -55,7 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--plots", type=Path, default=Path("out/forecast"),
                     help="folder for the PNG plots (default: out/forecast)")
     _add_loop_commands(sub)
+    _add_tradeoff(sub)
     return parser
+
+
+def _add_tradeoff(sub: argparse._SubParsersAction) -> None:
+    """``tradeoff``: the cost → carbon or water front in closed loop."""
+    model = "models:/greenllm-forecaster/latest"
+    tr = sub.add_parser("tradeoff", help="the ε-constraint front of cost against carbon or water, in closed loop")
+    _add_common(tr)
+    tr.add_argument("--metric", choices=("carbon", "water"), default="carbon",
+                    help="what is minimised after cost (default: carbon)")
+    tr.add_argument("--mode", choices=("eps", "weighted"), default="eps",
+                    help="eps: cost first, then the metric within (1 + ε) of the cost optimum; "
+                         "weighted: one objective with the metric priced (default: eps)")
+    tr.add_argument("--eps", type=number_list(0.0, 100.0), default=None,
+                    help="ε points, %% of the cost optimum (default: 0,0.5,1,2,3,5,10; 0 = cost first)")
+    tr.add_argument("--prices", type=number_list(0.0, 1e3), default=None,
+                    help="weighted mode: EUR per kg CO2 or per litre (default: 0,0.05,0.1,0.2,0.5,1 for "
+                         "carbon; 0,0.001,0.005,0.01,0.05,0.1 for water)")
+    tr.add_argument("--forecaster", default=model,
+                    help=f"the learned forecaster (or seasonal-naive); perfect forecasts always run too "
+                         f"(default: {model})")
+    tr.add_argument("--window", default="primary", type=window_arg, help="as for simulate (default: primary)")
+    tr.add_argument("--steps", type=count_at_least(1), default=None, help="hours, ≥ 1 (default: the window's)")
+    tr.add_argument("--out", type=Path, default=Path("out/tradeoff"), help="folder for the plot")
 
 
 def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
@@ -111,6 +135,11 @@ def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
         from pipelines.plan import run_plan
 
         run_plan(cfg, args.at, args.forecaster)
+    elif args.command == "tradeoff":
+        from pipelines.tradeoff import run_tradeoff
+
+        run_tradeoff(cfg, args.metric, args.eps if args.mode == "eps" else args.prices, args.forecaster,
+                     args.window, args.steps, args.out, args.mode)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -127,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_ui(args.port)
     cfg = load_config(args.config, args.overrides)
-    if args.command in ("train", "simulate", "compare"):
+    if args.command in ("train", "simulate", "compare", "tradeoff"):
         from pipelines._tracking import tracking_uri
 
         tracking_uri()  # a store MLflow cannot use is an error now, not after the run
@@ -146,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         from pipelines.train import run_forecast
 
         run_forecast(cfg, args.at, args.model, args.plots)
-    elif args.command in ("simulate", "compare", "plan"):
+    elif args.command in ("simulate", "compare", "plan", "tradeoff"):
         _run_loop_command(args, cfg)
     return 0
 
