@@ -41,6 +41,19 @@ def site_frame(plant: PlantParams, ep: EpisodeResult, realised: ControlForecast,
     return frame
 
 
+def water_over_budget(sites: pd.DataFrame, plant: PlantParams) -> pd.DataFrame | None:
+    """Litres used and over budget per (site, UTC day) where a day went over (None: none did)."""
+    day = pd.to_datetime(sites["ts"]).dt.strftime("%Y-%m-%d")
+    frame = sites.assign(day=day, used_l=sites["water_onsite_l"] + sites["water_offsite_l"])
+    daily = frame.groupby(["site", "day"], sort=False)[["used_l", "water_over_budget_l"]].sum()
+    daily = daily[daily["water_over_budget_l"] > 0]
+    if daily.empty:
+        return None
+    budget = dict(zip(plant.site_names, plant.water_budget_l_per_day, strict=True))
+    daily.insert(1, "budget_l", [budget[site] for site, _ in daily.index])
+    return daily.rename(columns={"water_over_budget_l": "over_budget_l"}).round(0)
+
+
 def flow_frame(plant: PlantParams, ep: EpisodeResult, t0: pd.Timestamp) -> pd.DataFrame:
     """One row per (hour, region, pool, class) that served anything: requests (``spilled_req``: of
     them, what the pool received by the dispatcher's spill), TTFT, SLO misses."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines import _tracking as tracking
-from pipelines._loop_report import fallback_lines
+from pipelines._loop_report import fallback_lines, water_over_budget
 from pipelines.config import Config
 from pipelines.loop import EXPERIMENT, MODEL_URI, forecaster_choice, load_suite, log_run, prepare, run_loop, run_params
 
@@ -53,6 +53,10 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
         print_kpis(f"{controller} ({out.forecaster})", out.kpis)
         for line in fallback_lines(out.per_step):
             print(line)
+        over = water_over_budget(out.sites, s.plant)
+        if over is not None:
+            print(f"\nwater over budget ({len(over)} site-days; on-site + off-site litres per UTC day):")
+            print(over.to_string())
         print(f"\nMLflow run {run.info.run_id} in experiment '{EXPERIMENT}'; plots in {out_dir}/; "
               "browse with `greenllm ui`")
     return out.kpis

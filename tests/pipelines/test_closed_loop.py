@@ -184,3 +184,16 @@ def test_ui_serves_and_leaves_no_server_behind(store, tmp_path):
     time.sleep(1.0)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_simulate_prints_litres_over_budget_per_site_and_day(store, tmp_path, capsys):
+    """A DE budget of 50 L/day is far below what DE uses: simulate names the site-day, its use,
+    budget and excess, and the excess equals the per-step records' sum."""
+    rc = main(["simulate", "configs/smoke.yaml", "--forecaster", "perfect", "--steps", str(STEPS),
+               "--set", "sites.DE.water_budget_l_per_day=50", "--out", str(tmp_path / "plots")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "water over budget (1 site-days" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("DE   2018-12-14"))
+    used, budget, over = (float(v) for v in line.split()[2:5])
+    assert budget == 50.0 and over == pytest.approx(used - budget, abs=1.0) and over > 0
