@@ -7,10 +7,9 @@ blocks of ``tail_block_steps`` plant steps), active GPUs ``n``, grid import ``g`
 sites only), unserved req/s ``u``/``ua`` per stream, end-of-step backlog ``q``/``qa`` per
 deferrable stream, GPU starts ``st``, litres over budget ``wo`` per (site, UTC day), headroom
 shortfalls ``zr``/``zb`` and, with group shares, the applied step's split ``share0`` per (region
-group, pool, class). Parameters are the coefficients that multiply decisions (PUE, WUE, EWIF,
-price, carbon, provisioning ratio, day mask, value of the backlog per step end, objective
-weights); additive data (load, renewables, initial state, deadlines) enter as constraint and
-variable bounds. Nothing here is rebuilt per solve.
+group, pool, class). Parameters multiply decisions (PUE, WUE, EWIF, price, carbon, provisioning
+ratio, day mask, backlog value per step end, objective weights); additive data (load, renewables,
+initial state, deadlines) are row and variable bounds. Nothing here is rebuilt per solve.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from control.plant import PlantParams
 __all__ = ["Blocks", "KEPT_ROWS", "LinearProgram", "OBJECTIVES"]
 
 OBJECTIVES = ("cost", "carbon", "delay", "water")
-KEPT_ROWS = (*OBJECTIVES, "unserved")  # stage rows: each objective, and requests left unserved
+KEPT_ROWS = (*OBJECTIVES, "unserved", "headroom")  # stage rows: each objective, unserved requests, headroom risk
 
 
 class Blocks:
@@ -84,8 +83,7 @@ class Dims:
 
 
 def step_hours(horizon: int, exact_steps: int | None, block_steps: int) -> np.ndarray:
-    """Length of each LP step in plant steps: the exact ones 1, the pooled tail in blocks of
-    ``block_steps`` (the last block shorter when the tail does not divide)."""
+    """Length of each LP step in plant steps: exact ones 1, the tail in blocks of ``block_steps`` (the last shorter)."""
     E = horizon if exact_steps is None else min(int(exact_steps), horizon)
     tail = horizon - E
     blocks = [block_steps] * (tail // block_steps) + ([tail % block_steps] if tail % block_steps else [])
@@ -252,8 +250,10 @@ class LinearProgram:
         return out
 
     def _objective_rows(self) -> Any:
-        """Each objective's stage expression, then the requests left unserved (``KEPT_ROWS``)."""
-        return ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req())
+        """Each objective's stage expression, the requests left unserved and the headroom risk in
+        request equivalents (its EUR ÷ the drop price), in ``KEPT_ROWS`` order."""
+        risk_req = self.terms["risk_eur"] / (self.plant.penalties.drop_eur_per_request or 1.0)
+        return ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req(), risk_req)
 
     def _step_rows(self) -> defaultdict[str, list[Any]]:
         """The rows of each LP step by block name (``burst`` and ``group_shares``: step 0 only)."""

@@ -242,16 +242,17 @@ class AllocationMPC:
 
     # ------------------------------------------------------------------ solving
     def _stage_weights(self, stage: str) -> np.ndarray:
-        """Weights on the kept rows (``control._lp.KEPT_ROWS``: the objectives, then unserved)."""
+        """Weights on the kept rows (``control._lp.KEPT_ROWS``: the objectives, unserved, headroom);
+        the unserved stage minimises unserved requests and the headroom risk together."""
         if stage == "weighted":
             carbon, water, delay = self.prices
-            return np.array([1.0, carbon, delay, water, 0.0])
-        return np.array([1.0 if o == stage else 0.0 for o in KEPT_ROWS])
+            return np.array([1.0, carbon, delay, water, 0.0, 0.0])
+        return np.array([1.0 if o == stage or (stage, o) == ("unserved", "headroom") else 0.0 for o in KEPT_ROWS])
 
     def _stages(self) -> tuple[str, ...]:
         """The stages solved in order. When cost (which prices drops) is not first, a first
-        stage minimises the requests left unserved and keeps them there: carbon or delay are
-        never bought with dropped requests."""
+        stage minimises the requests left unserved and the headroom risk and keeps both: carbon,
+        water or delay are never bought with dropped requests or the headroom against them."""
         if self.objective != "lexicographic":
             return ("weighted",)
         return self.order if self.order[0] == "cost" else ("unserved", *self.order)
@@ -329,9 +330,11 @@ class AllocationMPC:
         if stage in OBJECTIVES:
             row = obj_rows.start + OBJECTIVES.index(stage)
             self.backend.set_row_upper(row, self._kept(values[-1], self.epsilon))
-        if stage in ("cost", "unserved"):  # later stages may not buy carbon or delay with drops
-            unserved = float(kept[-1])
-            self.backend.set_row_upper(obj_rows.stop - 1, unserved * (1 + 1e-9) + UNSERVED_SLACK_REQ)
+        # later stages may not buy carbon, water or delay with drops (nor, when cost is not first,
+        # with the headroom against them: cost keeps that within its ε)
+        for row in ("unserved", "headroom") if stage == "unserved" else ("unserved",) if stage == "cost" else ():
+            i = KEPT_ROWS.index(row)
+            self.backend.set_row_upper(obj_rows.start + i, float(kept[i]) * (1 + 1e-9) + UNSERVED_SLACK_REQ)
 
     def solve_whole_gpus(self, state: PlantState, forecast: ControlForecast, *, end_step: int | None = None,
                          mip_rel_gap: float = 1e-3, start_gpus: np.ndarray | None = None,

@@ -196,6 +196,20 @@ def test_headroom_beyond_capacity_is_priced_never_bought_with_dropped_load(solve
     assert result.terms.cost_eur == pytest.approx(result.terms.energy_cost_eur + result.terms.risk_eur, rel=1e-9)
 
 
+@pytest.mark.parametrize("order", [("carbon", "cost", "delay"), ("water", "cost", "carbon")])
+def test_carbon_or_water_first_keeps_the_headroom_cost_first_keeps(solver, order):
+    """Idle GPUs emit CO2 and use water: a carbon- or water-first plan would run GPUs for the median
+    load only. The unserved stage keeps the headroom risk at its optimum, so the GPUs for the
+    provisioning level (12 req/s) and the burst (16 req/s) stay, as cost-first runs them."""
+    plant = tiny_plant(gpus=20.0, idle_kw_per_gpu=np.array([0.5, 0.5]))
+    fc = flat_forecast(plant, 1, price=np.array([40.0, 60.0]), **_loads(plant, 8.0, 12.0, 16.0))
+    cost_first = _solve(plant, fc, solver)
+    other = _solve(plant, fc, solver, order=order)
+    assert other.terms.risk_eur <= cost_first.terms.risk_eur * (1 + 1e-6) + SOLVER
+    assert other.plan.gpus[0].sum() >= 12.0 * (1 - SOLVER)
+    np.testing.assert_allclose(other.plan.dropped_req_per_s, 0.0, atol=SOLVER_PRIMAL)
+
+
 def test_carbon_first_still_serves_every_request_it_can(solver):
     """Dropping a request emits nothing; carbon-first must not buy carbon with drops: it serves
     all 10 req/s on the cleaner site, then cost and delay break ties."""
