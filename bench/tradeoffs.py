@@ -1,0 +1,180 @@
+"""Trade-offs and policies on the default scenario (m-large, fleet scale) → bench/results/tradeoffs.md, .json.
+
+1. ε-constraint fronts in closed loop (``pipelines.tradeoff.tradeoff_front``), primary window:
+   cost → carbon and cost → water, ε = 0, 0.5, 1, 2, 3, 5, 10 % of the planned cost optimum, with
+   the learned forecaster and with perfect forecasts; the Green-LLM check at ε = 3 %.
+2. Water budgets: the calibration the YAML's budgets come from — the cost-first July-week run with
+   perfect forecasts and no budgets; per site its hottest day (highest daily mean temperature) and
+   the litres it used then; a budget binds when that run uses at least the budget on some day. Then
+   the July week with the configured budgets, cost-first and water-first (order water → cost →
+   carbon → delay): litres over budget, water and cost.
+3. Routing policies on the primary window, learned forecaster: free routing, EU-only (every site
+   but CH) and national rules (Stockholm → SE, Vienna → AT): cost, CO2, drops.
+
+Run: ``.venv/bin/python bench/tradeoffs.py --model PATH_OR_URI [--quick]`` (about 15 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.closed_loop import load_suite, prepare, run_loop
+from pipelines.config import Config, load_config
+from pipelines.tradeoff import DEFAULT_EPS_PCT, green_llm_line, tradeoff_front
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+CONFIG = "configs/default.yaml"
+#: the configured budgets are this share of each site's use on its hottest July day (section 2)
+BUDGET_FRACTION = 0.8
+
+
+def _fronts(model: str, steps: int | None, eps: tuple[float, ...]) -> dict:
+    cfg = load_config(CONFIG)
+    suite = load_suite(model, cfg.control)[0]
+    s = prepare(cfg, "primary", steps)
+    out: dict = {}
+    for metric in ("carbon", "water"):
+        print(f"front cost → {metric}", flush=True)
+        table = tradeoff_front(s, metric, "eps", eps, ("learned", "perfect"), suite, show_progress=False)
+        out[metric] = {"table": table.to_dict(orient="records"), "green_llm": green_llm_line(table)}
+    return out
+
+
+def _daily(sites: pd.DataFrame) -> pd.DataFrame:
+    frame = sites.assign(day=pd.to_datetime(sites["ts"]).dt.strftime("%Y-%m-%d"),
+                         used_l=sites["water_onsite_l"] + sites["water_offsite_l"])
+    return frame.groupby(["site", "day"]).agg(used_l=("used_l", "sum"), temp_c=("temp_c", "mean"),
+                                              over_l=("water_over_budget_l", "sum"))
+
+
+def _water_calibration(steps: int | None) -> dict:
+    """Section 2's calibration: per site the hottest July day's use and the budget it implies."""
+    base = load_config(CONFIG)
+    free = load_config(CONFIG, [f"sites.{s.name}.water_budget_l_per_day=1e12" for s in base.scenario.sites])
+    out = run_loop(prepare(free, "july", steps), "mpc", "perfect", show_progress=False)
+    daily = _daily(out.sites)
+    rows = {}
+    configured = {s.name: s.water_budget_l_per_day for s in base.scenario.sites}
+    for site, part in daily.groupby(level="site"):
+        hot = part["temp_c"].idxmax()[1]
+        used_hot = float(part.loc[(site, hot), "used_l"])
+        rows[site] = {"hottest_day": hot, "temp_c": float(part["temp_c"].max()), "used_on_hottest_l": used_hot,
+                      "max_daily_l": float(part["used_l"].max()),
+                      "suggested_budget_l": float(f"{BUDGET_FRACTION * used_hot:.2g}"),
+                      "configured_budget_l": configured[site],
+                      "binds": bool(part["used_l"].max() >= configured[site])}
+    return {"cost_eur": out.kpis["cost_eur"], "water_l": out.kpis["water_l"], "sites": rows,
+            "binding_sites": sorted(k for k, v in rows.items() if v["binds"])}
+
+
+def _water_orders(steps: int | None) -> dict:
+    """The July week with the configured budgets: cost-first against water-first."""
+    res = {}
+    for name, order in (("cost-first", None), ("water-first", "[water, cost, carbon, delay]")):
+        cfg = load_config(CONFIG, [f"control.order={order}"] if order else [])
+        out = run_loop(prepare(cfg, "july", steps), "mpc", "perfect", show_progress=False)
+        daily = _daily(out.sites)
+        res[name] = {"cost_eur": out.kpis["cost_eur"], "water_l": out.kpis["water_l"],
+                     "co2_kg": out.kpis["co2_kg"], "over_budget_l": float(daily["over_l"].sum()),
+                     "drops": out.kpis["drops"],
+                     "waiting_at_end_req": out.kpis["deferred_req"],
+                     "site_days_over": int((daily["over_l"] > 0).sum())}
+        print(f"  july {name}: {res[name]}", flush=True)
+    return res
+
+
+def _policies(model: str, steps: int | None) -> dict:
+    base = load_config(CONFIG)
+    eu = "[" + ", ".join(s.name for s in base.scenario.sites if s.entsoe_country != "CH") + "]"
+    policies = {"free": [],
+                "EU-only (all but CH)": [f"regions.{r.name}.allowed_sites={eu}" for r in base.scenario.regions],
+                "national (Stockholm → SE, Vienna → AT)": ["regions.Stockholm.allowed_sites=[SE]",
+                                                          "regions.Vienna.allowed_sites=[AT]"]}
+    suite = load_suite(model, base.control)[0]
+    res = {}
+    for name, sets in policies.items():
+        cfg: Config = load_config(CONFIG, sets)
+        out = run_loop(prepare(cfg, "primary", steps), "mpc", "learned", suite, show_progress=False)
+        res[name] = {k: out.kpis[k] for k in ("cost_eur", "co2_kg", "water_l", "drops", "slo_misses")}
+        print(f"  policy {name}: {res[name]}", flush=True)
+    free = res["free"]["cost_eur"]
+    for v in res.values():
+        v["cost_vs_free_pct"] = 100.0 * (v["cost_eur"] / free - 1.0)
+    return res
+
+
+def _md(frame: pd.DataFrame, index: bool = True) -> str:
+    """A DataFrame as a Markdown table (numbers to 2 decimals)."""
+    frame = frame.reset_index() if index else frame
+    cell = lambda v: f"{v:,.2f}" if isinstance(v, float | np.floating) else str(v)  # noqa: E731
+    rows = ["| " + " | ".join(str(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    rows += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(rows)
+
+
+def _render(r: dict) -> str:
+    lines = ["# Trade-offs and policies (default scenario, m-large, fleet scale)", "",
+             f"Machine: {r['machine']}. Written by `bench/tradeoffs.py`; wall time {r['wall_s']:.0f} s. "
+             f"Learned forecaster: {r['model']}. Realised closed-loop KPIs (the MPC plans on forecasts; ε bounds "
+             "the *planned* cost of each hour, the table reports what was realised).", ""]
+    for metric, front in r["fronts"].items():
+        t = pd.DataFrame(front["table"])
+        lines += [f"## ε-constraint front cost → {metric}, primary window (14–16 Dec 2018, 72 h)", "",
+                  _md(t, index=False), "", front["green_llm"], ""]
+    w = r["water"]["calibration"]
+    lines += ["## Water budgets (July week 16–22 Jul 2018, cost-first, perfect forecasts)", "",
+              f"Calibration run without budgets: cost {w['cost_eur']:.2f} EUR, water {w['water_l']:.0f} L. "
+              f"Budget = {BUDGET_FRACTION:g} × the site's use on its hottest day (2 significant digits); a budget "
+              f"binds when that run uses at least the budget on some day. Binding sites with the configured "
+              f"budgets: {', '.join(w['binding_sites']) or 'none'} ({len(w['binding_sites'])}).", "",
+              _md(pd.DataFrame(w["sites"]).T), ""]
+    o = r["water"]["orders"]
+    lines += ["With the configured budgets:", "", _md(pd.DataFrame(o).T), ""]
+    cf, wf = o["cost-first"], o["water-first"]
+    lines += [f"Water-first cuts water by {100 * (1 - wf['water_l'] / cf['water_l']):.1f} % at "
+              f"{100 * (wf['cost_eur'] / cf['cost_eur'] - 1):+.1f} % cost against cost-first.", ""]
+    lines += ["## Routing policies (primary window, learned forecaster)", "",
+              _md(pd.DataFrame(r["policies"]).T), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="the m-large forecaster (models:/… URI or bundle folder)")
+    ap.add_argument("--quick", action="store_true", help="12-h windows and three ε points (smoke run)")
+    args = ap.parse_args()
+    steps = 12 if args.quick else None
+    eps = (0.0, 3.0, 10.0) if args.quick else DEFAULT_EPS_PCT
+    t0 = time.perf_counter()
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+              "model": args.model}
+    result["fronts"] = _fronts(args.model, steps, eps)
+    print("water calibration", flush=True)
+    result["water"] = {"calibration": _water_calibration(steps), "orders": _water_orders(steps)}
+    print("policies", flush=True)
+    result["policies"] = _policies(args.model, steps)
+    result["wall_s"] = time.perf_counter() - t0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "tradeoffs_quick" if args.quick else "tradeoffs"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, default=_json_default))
+    (RESULTS / f"{name}.md").write_text(_render(result))
+    print(f"→ {RESULTS / name}.md")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    main()
