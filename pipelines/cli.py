@@ -99,6 +99,9 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--checkpoint-every", type=count_at_least(0), default=0, metavar="N",
                      help="write OUT/checkpoint.npz every N steps (default: 0, never)")
     sim.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    sim.add_argument("--state-out", type=Path, default=None, metavar="FILE",
+                     help="write the plant's state after the last step as JSON (plan --state reads it; "
+                          "with --steps N: the state N hours in)")
     sim.add_argument("--force", action="store_true",
                      help="with --resume: resume a checkpoint written by another code version")
     cmp_ = sub.add_parser("compare", help="every controller and the hindsight optimum on identical data")
@@ -111,14 +114,23 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--steps", type=count_at_least(1), default=None,
                       help="hours per window, ≥ 1 (default: the window's)")
     cmp_.add_argument("--out", type=Path, default=Path("out/compare"), help="folder for the plots")
+    _add_plan(sub, model)
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over mlruns/ (Ctrl-C stops it)")
+    _add_debug(ui)
+    ui.add_argument("--port", type=count_at_least(1), default=5000, help="port, 1–65535 (default: 5000)")
+
+
+def _add_plan(sub: argparse._SubParsersAction, model: str) -> None:
+    """``plan``: one hour's allocation, from an empty plant or a live state."""
     plan = sub.add_parser("plan", help="the allocation the MPC would apply in the hour starting at T")
     _add_common(plan)
     plan.add_argument("--at", required=True, type=utc_hour_arg("--at"),
                       help="start of the hour, UTC, e.g. 2018-12-14T08:00Z")
     plan.add_argument("--forecaster", default=model, help=f"as for simulate (default: {model})")
-    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over mlruns/ (Ctrl-C stops it)")
-    _add_debug(ui)
-    ui.add_argument("--port", type=count_at_least(1), default=5000, help="port, 1–65535 (default: 5000)")
+    plan.add_argument("--state", type=Path, default=None, metavar="FILE",
+                      help="the live state as JSON (GPUs on, backlog by age, battery, water used today; "
+                           "see pipelines/live_state.py; default: an empty plant)")
+    plan.add_argument("--out", type=Path, default=None, help="folder for plan.json and plan.csv")
 
 
 def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
@@ -126,7 +138,7 @@ def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
         from pipelines.simulate import run_simulate
 
         run_simulate(cfg, args.controller, args.forecaster, args.window, args.steps, args.out,
-                     args.checkpoint_every, args.resume, args.force)
+                     args.checkpoint_every, args.resume, args.force, args.state_out)
     elif args.command == "compare":
         from pipelines.compare import run_compare
 
@@ -134,7 +146,7 @@ def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
     elif args.command == "plan":
         from pipelines.plan import run_plan
 
-        run_plan(cfg, args.at, args.forecaster)
+        run_plan(cfg, args.at, args.forecaster, args.state, args.out)
     elif args.command == "tradeoff":
         from pipelines.tradeoff import run_tradeoff
 
@@ -156,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_ui(args.port)
     cfg = load_config(args.config, args.overrides)
-    if args.command in ("train", "simulate", "compare", "tradeoff"):
+    if args.command in ("train", "simulate", "compare", "tradeoff", "plan"):
         from pipelines._tracking import tracking_uri
 
         tracking_uri()  # a store MLflow cannot use is an error now, not after the run

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from pipelines import _tracking as tracking
 from pipelines._loop_report import fallback_lines, water_over_budget
 from pipelines.config import Config
+from pipelines.live_state import write_state
 from pipelines.loop import EXPERIMENT, MODEL_URI, forecaster_choice, load_suite, log_run, prepare, run_loop, run_params
 
 __all__ = ["print_kpis", "run_simulate"]
@@ -31,10 +34,10 @@ def print_kpis(name: str, k: dict[str, float]) -> None:
 
 def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_URI, window: str = "primary",
                  steps: int | None = None, out_dir: Path = Path("out/simulate"), checkpoint_every: int = 0,
-                 resume: bool = False, force: bool = False) -> dict[str, float]:
+                 resume: bool = False, force: bool = False, state_out: Path | None = None) -> dict[str, float]:
     """``greenllm simulate``: one closed-loop run, printed and tracked (checkpointed every N steps
     to ``out_dir/checkpoint.npz`` when asked; ``resume`` continues from it, ``force`` accepts a
-    checkpoint written by another code version)."""
+    checkpoint written by another code version; ``state_out``: the final state as JSON for ``plan --state``)."""
     if force and not resume:
         raise ValueError("--force: only with --resume (it accepts a checkpoint of another code version)")
 
@@ -53,6 +56,10 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
         print_kpis(f"{controller} ({out.forecaster})", out.kpis)
         for line in fallback_lines(out.per_step):
             print(line)
+        if state_out is not None:
+            at = s.t0 + pd.Timedelta(hours=s.steps)
+            print(f"state at {at:%Y-%m-%d %H:%M} UTC → {write_state(state_out, s.plant, out.episode.final_state, at)} "
+                  f"(plan onward: greenllm plan CONFIG --at {at:%Y-%m-%dT%H:%MZ} --state {state_out})")
         over = water_over_budget(out.sites, s.plant)
         if over is not None:
             print(f"\nwater over budget ({len(over)} site-days; on-site + off-site litres per UTC day):")
