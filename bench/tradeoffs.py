@@ -86,7 +86,7 @@ def _water_orders(steps: int | None) -> dict:
         res[name] = {"cost_eur": out.kpis["cost_eur"], "water_l": out.kpis["water_l"],
                      "co2_kg": out.kpis["co2_kg"], "over_budget_l": float(daily["over_l"].sum()),
                      "drops": out.kpis["drops"],
-                     "waiting_at_end_req": out.kpis["deferred_req"],
+                     "deferred_req": out.kpis["deferred_req"],
                      "site_days_over": int((daily["over_l"] > 0).sum())}
         print(f"  july {name}: {res[name]}", flush=True)
     return res

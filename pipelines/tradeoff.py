@@ -4,7 +4,7 @@
 [cost, METRIC]`` and ``control.epsilon = ε``: each hour the cost stage is solved first, then the
 metric is minimised with the planned cost kept within (1 + ε) of its optimum. ε = 0 is the
 cost-first baseline (the metric only breaks ties). The table reports what was *realised*: cost,
-CO2, water, drops, SLO misses and the work left waiting at the episode's end, and the cost increase
+CO2, water, drops (work left at the episode's end counts), SLO misses, requests deferred, and the cost increase
 and metric cut against the ε = 0 run of the same forecaster — for the learned forecaster and for
 perfect forecasts. Weighted mode: the MPC's single weighted objective with the metric priced
 (``control.carbon_price_eur_per_kg`` or ``control.water_price_eur_per_l``) at each ``--prices`` value.
@@ -56,7 +56,7 @@ def _point_row(out: Any, forecaster: str, value: float) -> dict[str, float | str
     k = out.kpis
     return {"forecaster": forecaster, "point": value, "cost_eur": k["cost_eur"],
             "energy_cost_eur": k["energy_cost_eur"], "co2_kg": k["co2_kg"], "water_l": k["water_l"],
-            "drops": k["drops"], "slo_misses": k["slo_misses"], "waiting_at_end_req": k["deferred_req"]}
+            "drops": k["drops"], "slo_misses": k["slo_misses"], "deferred_req": k["deferred_req"]}
 
 
 def tradeoff_front(s: Setup, metric: Literal["carbon", "water"], mode: str, values: tuple[float, ...],
