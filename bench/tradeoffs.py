@@ -57,23 +57,28 @@ def _daily(sites: pd.DataFrame) -> pd.DataFrame:
 
 
 def _water_calibration(steps: int | None) -> dict:
-    """Section 2's calibration: per site the hottest July day's use and the budget it implies."""
+    """Section 2's calibration on both load tiers at the default fleet scale: per site and tier the
+    hottest July day's use; the budget is ``BUDGET_FRACTION`` × the larger of the two."""
     base = load_config(CONFIG)
-    free = load_config(CONFIG, [f"sites.{s.name}.water_budget_l_per_day=1e12" for s in base.scenario.sites])
-    out = run_loop(prepare(free, "july", steps), "mpc", "perfect", show_progress=False)
-    daily = _daily(out.sites)
-    rows = {}
     configured = {s.name: s.water_budget_l_per_day for s in base.scenario.sites}
-    for site, part in daily.groupby(level="site"):
-        hot = part["temp_c"].idxmax()[1]
-        used_hot = float(part.loc[(site, hot), "used_l"])
-        rows[site] = {"hottest_day": hot, "temp_c": float(part["temp_c"].max()), "used_on_hottest_l": used_hot,
-                      "max_daily_l": float(part["used_l"].max()),
-                      "suggested_budget_l": float(f"{BUDGET_FRACTION * used_hot:.2g}"),
-                      "configured_budget_l": configured[site],
-                      "binds": bool(part["used_l"].max() >= configured[site])}
-    return {"cost_eur": out.kpis["cost_eur"], "water_l": out.kpis["water_l"], "sites": rows,
-            "binding_sites": sorted(k for k, v in rows.items() if v["binds"])}
+    off = [f"sites.{s.name}.water_budget_l_per_day=1e12" for s in base.scenario.sites]
+    rows: dict[str, dict] = {name: {} for name in configured}
+    totals = {}
+    for tier, extra in (("m-large", []), ("m-mid", ["data.load_tier=m-mid"])):
+        out = run_loop(prepare(load_config(CONFIG, extra + off), "july", steps), "mpc", "perfect", show_progress=False)
+        totals[tier] = {"cost_eur": out.kpis["cost_eur"], "water_l": out.kpis["water_l"]}
+        for site, part in _daily(out.sites).groupby(level="site"):
+            hot = part["temp_c"].idxmax()[1]
+            rows[site] |= {f"{tier} hottest day": hot, f"{tier} used then L": float(part.loc[(site, hot), "used_l"]),
+                           f"{tier} max daily L": float(part["used_l"].max())}
+    for site, row in rows.items():
+        hottest = max(row["m-large used then L"], row["m-mid used then L"])
+        row |= {"suggested budget L": float(f"{BUDGET_FRACTION * hottest:.2g}"),
+                "configured budget L": configured[site]}
+        for tier in ("m-large", "m-mid"):
+            row[f"binds {tier}"] = bool(row[f"{tier} max daily L"] >= configured[site])
+    return {"totals": totals, "sites": rows,
+            "binding_sites": {t: sorted(k for k, v in rows.items() if v[f"binds {t}"]) for t in ("m-large", "m-mid")}}
 
 
 def _water_orders(steps: int | None) -> dict:
@@ -131,11 +136,13 @@ def _render(r: dict) -> str:
         lines += [f"## ε-constraint front cost → {metric}, primary window (14–16 Dec 2018, 72 h)", "",
                   _md(t, index=False), "", front["green_llm"], ""]
     w = r["water"]["calibration"]
+    bind = "; ".join(f"{t}: {', '.join(v) or 'none'} ({len(v)})" for t, v in w["binding_sites"].items())
     lines += ["## Water budgets (July week 16–22 Jul 2018, cost-first, perfect forecasts)", "",
-              f"Calibration run without budgets: cost {w['cost_eur']:.2f} EUR, water {w['water_l']:.0f} L. "
-              f"Budget = {BUDGET_FRACTION:g} × the site's use on its hottest day (2 significant digits); a budget "
-              f"binds when that run uses at least the budget on some day. Binding sites with the configured "
-              f"budgets: {', '.join(w['binding_sites']) or 'none'} ({len(w['binding_sites'])}).", "",
+              "Calibration runs without budgets: " + ", ".join(f"{t} cost {v['cost_eur']:.2f} EUR, water "
+                                                              f"{v['water_l']:.0f} L" for t, v in w["totals"].items())
+              + f". Budget = {BUDGET_FRACTION:g} × the larger of the two tiers' use on the site's hottest day "
+              "(highest daily mean temperature; 2 significant digits); a budget binds when a run uses at least "
+              f"the budget on some day. Binding sites with the configured budgets: {bind}.", "",
               _md(pd.DataFrame(w["sites"]).T), ""]
     o = r["water"]["orders"]
     lines += ["With the configured budgets:", "", _md(pd.DataFrame(o).T), ""]
