@@ -16,13 +16,6 @@ from pipelines.cli import main
 STEPS = 6
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 def _runs(uri: str) -> pd.DataFrame:
     mlflow.set_tracking_uri(uri)
     return mlflow.search_runs(experiment_names=[closed_loop.EXPERIMENT])

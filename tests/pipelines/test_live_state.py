@@ -20,11 +20,6 @@ SMOKE = "configs/smoke.yaml"
 AT = pd.Timestamp("2018-12-14T10:00Z")
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-
-
 def test_a_replayed_state_survives_the_json_round_trip(smoke_data, tmp_path):
     s = prepare(load_config(SMOKE), "primary", 10, data=smoke_data)
     state = run_loop(s, "mpc", "perfect", show_progress=False).episode.final_state

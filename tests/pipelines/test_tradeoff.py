@@ -16,13 +16,6 @@ from pipelines.tradeoff import tradeoff_front
 STEPS = 4
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 def test_tradeoff_end_to_end_one_child_per_point_and_the_green_llm_line(store, tmp_path, capsys):
     rc = main(["tradeoff", "configs/smoke.yaml", "--forecaster", "seasonal-naive", "--eps", "0,3",
                "--steps", str(STEPS), "--out", str(tmp_path / "out")])
