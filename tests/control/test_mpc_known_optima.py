@@ -264,3 +264,24 @@ def test_water_is_a_stage_in_any_order(solver):
     litres = float(pl.wue_l_per_kwh(5.0)) * 10.0 * 2   # 10 kW IT at S1 for 2 h
     assert water_first.stage_values[0] == pytest.approx(litres, rel=SOLVER)
     assert water_first.terms.water_l <= AllocationMPC._kept(litres, 1e-3) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("metric", ["carbon", "water"])
+def test_an_epsilon_front_on_one_lp_keeps_cost_at_zero_and_is_monotone(solver, metric):
+    """The tradeoff's points on one horizon LP: ε = 0 keeps cost-first's cost (solver tolerance);
+    as ε grows the metric never rises and the cost stays within (1 + ε) of the optimum."""
+    plant, fc, state = random_instance(3)
+    cost_only = AllocationMPC(plant, policy(fc.horizon, order=("cost",)), solver=solver).solve(state, fc)
+    best = cost_only.stage_values[0]
+    values = []
+    for eps in (0.0, 0.01, 0.05, 0.2):
+        mpc = AllocationMPC(plant, policy(fc.horizon, order=("cost", metric), epsilon=eps), solver=solver)
+        r = mpc.solve(state, fc)
+        assert r.success
+        planned_cost = r.terms.cost_eur
+        assert planned_cost <= AllocationMPC._kept(best, eps) + SOLVER * max(1.0, abs(best))
+        if eps == 0.0:
+            assert planned_cost == pytest.approx(best, rel=2 * SOLVER)   # the kept bound: ε + the solver slack
+        values.append(r.stage_values[1])
+    assert all(b <= a * (1 + SOLVER) + SOLVER for a, b in zip(values, values[1:], strict=False))
+    assert values[-1] < values[0]
