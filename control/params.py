@@ -79,7 +79,9 @@ class ControlSettings:
             class total at its burst level (fitted on group totals) instead of one stream's.
         solver_time_limit_s: HiGHS time limit of each LP stage of a step (a lexicographic step
             solves up to four), s; a stage that hits it fails the step (or keeps the earlier
-            stage's plan) and the controller falls back. The hindsight optimum gets it too.
+            stage's plan) and the controller falls back.
+        hindsight_time_limit_s: HiGHS time limit of the hindsight LP of ``compare``'s references
+            (``cost_bound``; the whole episode at 10-min routing, ~1 min on 2 cores), s.
         milp_time_limit_s: time limit of the whole-GPU MILP hindsight (``control.reference``), s;
             it keeps its best whole-GPU plan when it stops early, and reports so.
         max_plan_reuse_steps: how many steps in a row a failed solve may apply the previous plan
@@ -118,6 +120,7 @@ class ControlSettings:
     solver_time_limit_s: float = field(default=60.0, metadata=rng(1e-6, 3600.0))
     max_plan_reuse_steps: int = 1   # range 0 … horizon_steps − 1, checked below
     milp_time_limit_s: float = field(default=20.0, metadata=rng(1e-3, 3600.0))
+    hindsight_time_limit_s: float = field(default=600.0, metadata=rng(1e-6, 7200.0))
     provision_headroom: float = field(default=0.0, metadata=rng(0.0, 1.0))
 
     def __post_init__(self) -> None:

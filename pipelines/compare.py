@@ -38,14 +38,14 @@ def _hindsight(s: Setup, window: str) -> Reference:
     """The hindsight bound and realised reference of the run ``s`` (printed)."""
     control = s.cfg.control
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
-    limit = control.solver_time_limit_s
+    limit = control.hindsight_time_limit_s
     try:
         ref = hindsight_reference(s.plant, s.realised, s.steps, state, time_limit_s=limit,
                                   headroom=control.provision_headroom, milp_time_limit_s=control.milp_time_limit_s)
     except HindsightFailed as exc:
         raise ValueError(f"hindsight optimum of window {window} ({s.steps} h): the solver found no solution "
-                         f"({exc.status}); with control.solver_time_limit_s = {limit:g} s per stage "
-                         "(valid 1e-06 … 3600), a larger limit may let it finish") from None
+                         f"({exc.status}); with control.hindsight_time_limit_s = {limit:g} s "
+                         "(valid 1e-06 … 7200), a larger limit may let it finish") from None
     print(f"  {BOUND_ROW:42s} cost {ref.cost_bound_eur:10.2f} EUR ({ref.sub_steps} sub-steps per hour)\n"
           f"  {REF_ROW:42s} cost {ref.cost_ref_eur:10.2f} EUR (the {ref.ref_source}; replays: LP plan "
           f"{ref.lp_replay_eur:.2f}, LP with hourly shares {ref.shares_lp_replay_eur:.2f}, whole-GPU MILP "
