@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.closed_loop import load_suite, prepare, run_loop
+from pipelines.closed_loop import daily_water, load_suite, prepare, run_loop
 from pipelines.config import Config, load_config
 from pipelines.tradeoff import DEFAULT_EPS_PCT, green_llm_line, tradeoff_front
 
@@ -49,13 +49,6 @@ def _fronts(model: str, steps: int | None, eps: tuple[float, ...]) -> dict:
     return out
 
 
-def _daily(sites: pd.DataFrame) -> pd.DataFrame:
-    frame = sites.assign(day=pd.to_datetime(sites["ts"]).dt.strftime("%Y-%m-%d"),
-                         used_l=sites["water_onsite_l"] + sites["water_offsite_l"])
-    return frame.groupby(["site", "day"]).agg(used_l=("used_l", "sum"), temp_c=("temp_c", "mean"),
-                                              over_l=("water_over_budget_l", "sum"))
-
-
 def _water_calibration(steps: int | None) -> dict:
     """Section 2's calibration on both load tiers at the default fleet scale: per site and tier the
     hottest July day's use; the budget is ``BUDGET_FRACTION`` × the larger of the two."""
@@ -67,7 +60,7 @@ def _water_calibration(steps: int | None) -> dict:
     for tier, extra in (("m-large", []), ("m-mid", ["data.load_tier=m-mid"])):
         out = run_loop(prepare(load_config(CONFIG, extra + off), "july", steps), "mpc", "perfect", show_progress=False)
         totals[tier] = {"cost_eur": out.kpis["cost_eur"], "water_l": out.kpis["water_l"]}
-        for site, part in _daily(out.sites).groupby(level="site"):
+        for site, part in daily_water(out.sites).groupby(level="site"):
             hot = part["temp_c"].idxmax()[1]
             rows[site] |= {f"{tier} hottest day": hot, f"{tier} used then L": float(part.loc[(site, hot), "used_l"]),
                            f"{tier} max daily L": float(part["used_l"].max())}
@@ -87,12 +80,12 @@ def _water_orders(steps: int | None) -> dict:
     for name, order in (("cost-first", None), ("water-first", "[water, cost, carbon, delay]")):
         cfg = load_config(CONFIG, [f"control.order={order}"] if order else [])
         out = run_loop(prepare(cfg, "july", steps), "mpc", "perfect", show_progress=False)
-        daily = _daily(out.sites)
+        daily = daily_water(out.sites)
         res[name] = {"cost_eur": out.kpis["cost_eur"], "water_l": out.kpis["water_l"],
-                     "co2_kg": out.kpis["co2_kg"], "over_budget_l": float(daily["over_l"].sum()),
+                     "co2_kg": out.kpis["co2_kg"], "over_budget_l": float(daily["over_budget_l"].sum()),
                      "drops": out.kpis["drops"],
                      "deferred_req": out.kpis["deferred_req"],
-                     "site_days_over": int((daily["over_l"] > 0).sum())}
+                     "site_days_over": int((daily["over_budget_l"] > 0).sum())}
         print(f"  july {name}: {res[name]}", flush=True)
     return res
 

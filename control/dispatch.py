@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from control.plant import PlantParams
+from control.plant import PlantParams, site_total
 
 __all__ = ["Dispatch", "dispatch", "marginal_eur_per_req", "power_room_kw"]
 
@@ -126,8 +126,7 @@ def power_room_kw(plant: PlantParams, gpus: np.ndarray, pue_value: np.ndarray) -
     of its running GPUs (≥ 0; +inf without a cap); None when no site has a cap."""
     if not np.isfinite(plant.power_cap_kw).any():
         return None
-    idle = np.bincount(plant.pool_site, weights=plant.idle_kw_per_gpu * np.asarray(gpus, dtype=float),
-                       minlength=plant.n_sites)
+    idle = site_total(plant, plant.idle_kw_per_gpu * np.asarray(gpus, dtype=float))
     return np.maximum(plant.power_cap_kw / np.asarray(pue_value, dtype=float) - idle, 0.0)
 
 
@@ -136,11 +135,12 @@ def _power_capacity_gpu_s(plant: PlantParams, cap_gpu_s: np.ndarray, room_kw: np
     """Each pool's capacity within its site's power room (module docstring), GPU-seconds ``(P,)``."""
     kw_per_busy_gpu = (plant.it_kw_per_req_per_s / plant.gpu_s_per_req).max(axis=1)    # (P,)
     full_kw = cap_gpu_s / sub_s * kw_per_busy_gpu
-    site_full_kw = np.bincount(plant.pool_site, weights=full_kw, minlength=plant.n_sites)
-    part = np.divide(full_kw, site_full_kw[plant.pool_site], out=np.zeros_like(full_kw),
-                     where=site_full_kw[plant.pool_site] > 0)
-    room = np.where(np.isfinite(room_kw), room_kw, np.inf)[plant.pool_site] * part
-    return np.minimum(cap_gpu_s, np.where(np.isfinite(room), room * sub_s / kw_per_busy_gpu, np.inf))
+    site_full_kw = site_total(plant, full_kw)[plant.pool_site]
+    part = np.divide(full_kw, site_full_kw, out=np.zeros_like(full_kw), where=site_full_kw > 0)
+    capped = np.isfinite(room_kw)[plant.pool_site]    # pools at sites without a cap keep cap_gpu_s
+    room_kw_pool = np.where(capped, room_kw[plant.pool_site], 0.0) * part
+    room_gpu_s = np.divide(room_kw_pool * sub_s, kw_per_busy_gpu, out=np.full_like(part, np.inf), where=capped)
+    return np.minimum(cap_gpu_s, room_gpu_s)
 
 
 def _serve_classes(plant: PlantParams, routed: np.ndarray, offered_req: np.ndarray, unrouted: np.ndarray,

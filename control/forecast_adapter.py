@@ -26,7 +26,7 @@ import pandas as pd
 
 from control._headroom import combined_excess, group_matrix
 from control.from_data import SITE_SIGNALS
-from control.inputs import ControlForecast
+from control.inputs import ControlForecast, utc_day_index
 from control.plant import PlantParams
 from forecast.output import Forecast
 
@@ -37,7 +37,6 @@ LOAD = "load_req_per_s"
 TAIL_DAYS = 2
 TAIL_FACTOR_RANGE = (1.0, 50.0)   # a burst is at least the provisioning level
 PEAK_TRAIN_DAYS = 9   # the load model's training days 0 … 8 (forecast.load_train_days; the bootstrap's donors)
-_DAY = pd.Timedelta(days=1)
 
 
 def _nearest_q(fc: Forecast, q: float) -> float:
@@ -85,7 +84,7 @@ def control_forecast(fc: Forecast, plant: PlantParams, load_quantile: float,
         peak = np.broadcast_to(np.asarray(peak_factor, dtype=float).reshape(shape[1:])[None], shape)
         prov = prov * peak
         burst = None if burst is None else burst * peak
-    days = ((fc.timestamps - pd.Timestamp("1970-01-01", tz="UTC")) // _DAY).to_numpy().astype(int)
+    days = utc_day_index(fc.timestamps)
     return ControlForecast(**arrays, load_req_per_s=load, load_provision_req_per_s=prov,
                            day_index=days, load_burst_req_per_s=burst, load_peak_factor=peak).validate(plant)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from control.inputs import ControlForecast
+from control.inputs import ControlForecast, utc_day_index
 from control.plant import PlantParams
 from control.sizing import TokenStats, fleet_load_factor, size_plant
 from forecast.dataset import Dataset, build_dataset
@@ -28,7 +28,6 @@ __all__ = ["SITE_SIGNALS", "fleet_dataset", "peak_load_req_per_s", "plant_for", 
 
 SITE_SIGNALS = ("price_eur_per_mwh", "carbon_g_per_kwh", "ewif_l_per_kwh", "temp_c", "wetbulb_c",
                 "solar_cf", "wind_cf")
-_DAY = pd.Timedelta(days=1)
 
 
 def token_stats(dataset: Dataset) -> dict[str, TokenStats]:
@@ -128,6 +127,6 @@ def realised_inputs(dataset: Dataset, plant: PlantParams, start: pd.Timestamp | 
     M = int(round(pd.Timedelta(hours=1) / every))
     sub = ten[[f"{r}/{k}" for r in plant.region_names for k in plant.class_names]].reindex(
         pd.date_range(t0, periods=steps * M, freq=every)).to_numpy().reshape(steps, M, R, K)
-    days = ((index - pd.Timestamp("1970-01-01", tz="UTC")) // _DAY).to_numpy().astype(int)
+    days = utc_day_index(index)
     return ControlForecast(**arrays, load_req_per_s=load, load_provision_req_per_s=load,
                            day_index=days, load_sub_req_per_s=sub).validate(plant)

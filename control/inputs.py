@@ -12,11 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
+import pandas as pd
 
 from control.plant import PlantParams
 from control.state import check_array
 
-__all__ = ["ControlForecast"]
+__all__ = ["ControlForecast", "utc_day_index"]
+
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def utc_day_index(times: pd.DatetimeIndex) -> np.ndarray:
+    """UTC day numbers (days since 1970-01-01) of tz-aware times: ``ControlForecast.day_index``."""
+    return ((times - _EPOCH) // pd.Timedelta(days=1)).to_numpy().astype(int)
 
 _SITE_SIGNALS = ("price_eur_per_mwh", "carbon_g_per_kwh", "ewif_l_per_kwh", "temp_c", "wetbulb_c",
                  "solar_cf", "wind_cf")

@@ -54,8 +54,7 @@ def _within_power_cap(plant: PlantParams, gpus: np.ndarray, pue_value: np.ndarra
     alone would draw more scales its pools down by one factor (whole GPUs rounded down)."""
     if not np.isfinite(plant.power_cap_kw).any():
         return gpus
-    idle_kw = np.bincount(plant.pool_site, weights=plant.idle_kw_per_gpu * gpus, minlength=plant.n_sites)
-    fac_kw = np.asarray(pue_value, dtype=float) * idle_kw
+    fac_kw = np.asarray(pue_value, dtype=float) * pl.site_total(plant, plant.idle_kw_per_gpu * gpus)
     over = fac_kw > plant.power_cap_kw
     scale = np.where(over, plant.power_cap_kw / np.where(over, fac_kw, 1.0), 1.0)[plant.pool_site]
     n = gpus * scale
@@ -136,12 +135,11 @@ def _sub_step_arrivals_req(plant: PlantParams, x: ControlForecast) -> np.ndarray
 
 
 def _dispatch_hour(plant: PlantParams, state: PlantState, share: np.ndarray, gpus: np.ndarray,
-                   x: ControlForecast) -> _Hour:
+                   x: ControlForecast, pue_value: np.ndarray) -> _Hour:
     """Run the dispatcher over the hour's sub-steps (the module docstring defines the offers)."""
     arrivals = _sub_step_arrivals_req(plant, x)
     M = arrivals.shape[0]
     sub_s = plant.step_s / M
-    pue_value = pl.pue(plant, x.temp_c[0])
     marginal = marginal_eur_per_req(plant, x.price_eur_per_mwh[0], pue_value)
     room = power_room_kw(plant, gpus, pue_value)
     from_backlog = np.where(plant.deferrable[None, :], state.backlog_req / M, 0.0)
@@ -216,11 +214,11 @@ def _water(plant: PlantParams, state: PlantState, day: int, water_step_l: np.nda
 
 
 def _site_power_kw(plant: PlantParams, state: PlantState, decision: Allocation, x: ControlForecast,
-                   x_pairs: np.ndarray, gpus: np.ndarray) -> tuple[np.ndarray, ...]:
+                   x_pairs: np.ndarray, gpus: np.ndarray, pue_value: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per-site IT, facility and renewable power, battery charge and discharge, grid import and
     curtailment, kW, of the step's served req/s per pair ``x_pairs`` on ``gpus``."""
     it = pl.site_total(plant, pl.pool_it_kw(plant, x_pairs, gpus))
-    fac = pl.facility_kw(pl.pue(plant, x.temp_c[0]), it)
+    fac = pl.facility_kw(pue_value, it)
     ren = pl.renewable_kw(plant, x.solar_cf[0], x.wind_cf[0])
     charge, discharge = _battery(plant, state.soc_kwh, decision)
     net = fac - ren + charge - discharge
@@ -262,13 +260,14 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     """
     decision.validate(plant)
     x = realised.window(0, 1)
-    gpus = _within_power_cap(plant, _applied_gpus(plant, decision.gpus, state.gpus_active),
-                             pl.pue(plant, x.temp_c[0]))
-    hour = _dispatch_hour(plant, state, np.asarray(decision.share), gpus, x)
+    pue_value = pl.pue(plant, x.temp_c[0])
+    gpus = _within_power_cap(plant, _applied_gpus(plant, decision.gpus, state.gpus_active), pue_value)
+    hour = _dispatch_hour(plant, state, np.asarray(decision.share), gpus, x, pue_value)
     arrivals, served = hour.arrivals_req, hour.served_req
     dropped, backlog, history = _backlog(plant, state, arrivals, served)
     x_pairs = served[plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]] / plant.step_s
-    it, fac, ren, charge, discharge, grid, curtailed = _site_power_kw(plant, state, decision, x, x_pairs, gpus)
+    it, fac, ren, charge, discharge, grid, curtailed = _site_power_kw(plant, state, decision, x, x_pairs, gpus,
+                                                                      pue_value)
     day = int(x.day_index[0])
     onsite, offsite, used_after, over = _site_water_l(plant, state, x, day, it, grid)
     starts = np.maximum(gpus - state.gpus_active, 0.0)

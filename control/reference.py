@@ -223,7 +223,10 @@ def _plan_replays(plant: PlantParams, realised: ControlForecast, steps: int, sta
     plants = (plant, replace(plant, backlog_fill=False)) if plant.backlog_fill else (plant,)
     replays: dict[str, tuple[EpisodeResult, str]] = {}
     for name, result in results.items():
-        if result.success and result.plan is not None:
+        same = next((other for other, r in results.items() if r is result and other in replays), None)
+        if same is not None:         # M = 1: the shares plan is the bound's own; replayed once
+            replays[name] = replays[same]
+        elif result.success and result.plan is not None:
             hourly = hourly_plan(plant, result.plan, realised, state, M)
             runs = [(_replay(p, hourly, realised, steps, state, f"hindsight-{name}", headroom),
                      "" if p.backlog_fill == plant.backlog_fill else " (fill off)") for p in plants]

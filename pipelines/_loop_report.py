@@ -41,17 +41,24 @@ def site_frame(plant: PlantParams, ep: EpisodeResult, realised: ControlForecast,
     return frame
 
 
+def daily_water(sites: pd.DataFrame) -> pd.DataFrame:
+    """Per (site, UTC day) of a ``site_frame``: litres used (on site + off site), litres over the
+    day's budget and the mean temperature."""
+    frame = sites.assign(day=pd.to_datetime(sites["ts"]).dt.strftime("%Y-%m-%d"),
+                         used_l=sites["water_onsite_l"] + sites["water_offsite_l"])
+    return frame.groupby(["site", "day"], sort=False).agg(
+        used_l=("used_l", "sum"), over_budget_l=("water_over_budget_l", "sum"), temp_c=("temp_c", "mean"))
+
+
 def water_over_budget(sites: pd.DataFrame, plant: PlantParams) -> pd.DataFrame | None:
     """Litres used and over budget per (site, UTC day) where a day went over (None: none did)."""
-    day = pd.to_datetime(sites["ts"]).dt.strftime("%Y-%m-%d")
-    frame = sites.assign(day=day, used_l=sites["water_onsite_l"] + sites["water_offsite_l"])
-    daily = frame.groupby(["site", "day"], sort=False)[["used_l", "water_over_budget_l"]].sum()
-    daily = daily[daily["water_over_budget_l"] > 0]
+    daily = daily_water(sites)[["used_l", "over_budget_l"]]
+    daily = daily[daily["over_budget_l"] > 0]
     if daily.empty:
         return None
     budget = dict(zip(plant.site_names, plant.water_budget_l_per_day, strict=True))
     daily.insert(1, "budget_l", [budget[site] for site, _ in daily.index])
-    return daily.rename(columns={"water_over_budget_l": "over_budget_l"}).round(0)
+    return daily.round(0)
 
 
 def flow_frame(plant: PlantParams, ep: EpisodeResult, t0: pd.Timestamp) -> pd.DataFrame:

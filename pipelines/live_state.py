@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from control.inputs import utc_day_index
 from control.plant import PlantParams
 from control.state import PlantState
 
@@ -157,5 +158,5 @@ def read_state(path: Path, plant: PlantParams, at: pd.Timestamp) -> PlantState:
     soc = reader.table("battery_soc_kwh", plant.site_names, plant.battery_kwh)
     water = reader.table("water_used_today_l", plant.site_names)
     backlog, history = _read_backlog(reader, plant, PlantState.history_len(plant))
-    day = int((at.tz_convert("UTC").normalize() - pd.Timestamp("1970-01-01", tz="UTC")).days)
+    day = int(utc_day_index(pd.DatetimeIndex([at]))[0])
     return PlantState(gpus, soc, backlog, history, water, day).validate(plant)
