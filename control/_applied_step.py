@@ -20,6 +20,7 @@ from control import plant as pl
 from control._headroom import certain_totals
 from control._lp import LinearProgram
 from control._mpc_result import Plan
+from control.batch_modes import fixed_mode_gpus
 from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.realised import slo_aware_decision_gpus
@@ -55,7 +56,7 @@ def share_cap(plant: PlantParams, lp: LinearProgram, cap: float) -> tuple[np.nda
     each share (the cap binds only where that total's forecast has spread)."""
     keys = np.array(lp.group_keys)                                       # (group, pool, class)
     first = np.array([np.flatnonzero(plant.region_groups == g)[0] for g in keys[:, 0]])
-    fair = capacity_shares(plant, plant.gpus_max)[first, keys[:, 1], keys[:, 2]]
+    fair = capacity_shares(plant, fixed_mode_gpus(plant))[first, keys[:, 1], keys[:, 2]]
     return np.minimum(cap * fair, 1.0), keys[:, 0] * len(plant.class_names) + keys[:, 2]
 
 
@@ -73,7 +74,7 @@ def gpu_floor(plant: PlantParams, lp: LinearProgram, min_gpus: float, slo_aware:
     """Lower bounds of the GPUs ``(H, P)``: ``min_gpus`` at every pool that may serve an
     interactive class; with SLO-aware GPUs in the planned steps only."""
     interactive = plant.allowed[:, :, ~plant.deferrable].any(axis=(0, 2))   # (P,)
-    floor = np.where(interactive, np.minimum(min_gpus, plant.gpus_max), 0.0)
+    floor = np.where(interactive & plant.fixed_mode, np.minimum(min_gpus, plant.gpus_max), 0.0)   # one mode a device
     # with SLO-aware GPUs the applied step's count is the plant's own rule; the floor stands in
     # for it in the planned steps (and keeps the LP as quick to solve as with a floor everywhere)
     first_step = 1 if slo_aware else 0

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from control import plant as pl
+from control.batch_modes import shared_device_groups
 from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.state import PlantState
@@ -29,7 +30,7 @@ from control.state import PlantState
 if TYPE_CHECKING:
     from control._lp import LinearProgram
 
-__all__ = ["FAMILIES", "ConstraintFamily", "DailyWaterBudget", "SitePowerCap"]
+__all__ = ["FAMILIES", "ConstraintFamily", "DailyWaterBudget", "SharedDevices", "SitePowerCap"]
 
 
 class ConstraintFamily(Protocol):
@@ -97,5 +98,27 @@ class DailyWaterBudget:
         return lo.ravel()[None, :], np.inf
 
 
+class SharedDevices:
+    """GPUs running over the batch modes of one site's edge devices ≤ the devices installed, in
+    every LP step: Σ_modes n[pool, t] ≤ ``gpus_max`` (``control.batch_modes``; devices without
+    modes have no row). Each mode's own bound ``n ≤ gpus_max`` stays the box bound."""
+
+    name = "shared_devices"
+
+    def applies(self, plant: PlantParams) -> bool:
+        return bool(shared_device_groups(plant))
+
+    def rows(self, lp: LinearProgram) -> list[Any]:
+        groups = shared_device_groups(lp.plant)
+        member = np.zeros((len(groups), lp.plant.n_pools))
+        for i, group in enumerate(groups):
+            member[i, group] = 1.0
+        return [ca.mtimes(ca.DM(member), lp.x("n", t)) for t in range(lp.d.H)]
+
+    def bounds(self, plant: PlantParams, lp: LinearProgram, state: PlantState,
+               fc: ControlForecast) -> tuple[ArrayLike, ArrayLike]:
+        return -np.inf, np.array([plant.gpus_max[g[0]] for g in shared_device_groups(plant)])
+
+
 #: The families every LP carries (those that apply to its plant).
-FAMILIES: tuple[ConstraintFamily, ...] = (DailyWaterBudget(), SitePowerCap())
+FAMILIES: tuple[ConstraintFamily, ...] = (DailyWaterBudget(), SitePowerCap(), SharedDevices())

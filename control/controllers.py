@@ -27,6 +27,7 @@ import numpy as np
 
 from control import plant as pl
 from control import saved_state, sizing
+from control.batch_modes import fixed_mode_gpus
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC, MPCResult, Plan
 from control.params import ControlSettings
@@ -98,7 +99,7 @@ class CapacityProportional:
         self.headroom = _check_headroom(provision_headroom)
 
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
-        share = capacity_shares(self.plant, self.plant.gpus_max)
+        share = capacity_shares(self.plant, fixed_mode_gpus(self.plant))
         gpus = provisioned_gpus(self.plant, share, state, forecast, self.headroom)
         return Allocation(share, gpus, *_idle_battery(self.plant), self.name)
 
@@ -170,7 +171,7 @@ class GreedyController:
         work = _stream_work(plant, state, forecast.load_provision_req_per_s[0])   # req/s
         share = np.zeros((R, plant.n_pools, K))
         rank = self._pool_rank(forecast)
-        installed = plant.rho_max * plant.gpus_max.astype(float)                  # GPU-s per s
+        installed = plant.rho_max * fixed_mode_gpus(plant)                        # GPU-s per s
         room = self._fill(work, rank, installed / (1.0 + self.headroom), share)
         if (work * np.maximum(1.0 - share.sum(axis=1), 0.0) > 1e-9 * np.maximum(work, 1.0)).any():
             used = installed / (1.0 + self.headroom) - room                     # the headroom itself

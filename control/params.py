@@ -11,7 +11,7 @@ from typing import Literal
 
 from forecast.schema import ConfigError, rng
 
-__all__ = ["ControlSettings", "Gpu", "HardwareCatalogue", "Penalties"]
+__all__ = ["ControlSettings", "EdgeMemory", "Gpu", "HardwareCatalogue", "Penalties"]
 
 STAGES = ("cost", "carbon", "delay", "water")   # the lexicographic stages a policy may order
 
@@ -151,6 +151,10 @@ class Gpu:
         decode_tok_per_s: output tokens generated per second at full use (at the given batch).
         prefill_j_per_token, decode_j_per_token: dynamic energy per token above idle, J.
         source: where the numbers come from (tags M measured, C configured, D derived).
+        batch: the batch size the decode figures are for (an edge device's fixed mode, the one
+            the baselines run when ``sizing.edge_batch_modes`` offers the MPC others).
+        memory_gb: device memory, GB (the batch modes' memory check; ``control.batch_modes``).
+        decode_tok_per_s_batch1: decode rate at batch 1 (the base of the batch modes' figures).
     """
 
     name: str
@@ -162,6 +166,9 @@ class Gpu:
     prefill_j_per_token: float = field(metadata=rng(0.0, 100.0))
     decode_j_per_token: float = field(metadata=rng(0.0, 100.0))
     source: str
+    batch: int = field(default=1, metadata=rng(1, 4096))
+    memory_gb: float | None = field(default=None, metadata=rng(0.1, 1e4))
+    decode_tok_per_s_batch1: float | None = field(default=None, metadata=rng(0.1, 1e6))
 
     def __post_init__(self) -> None:
         if self.busy_w < self.idle_w:
@@ -169,11 +176,33 @@ class Gpu:
 
 
 @dataclass(frozen=True)
+class EdgeMemory:
+    """The served model on an edge device, for the batch modes' memory check and decode rate.
+
+    Args:
+        weights_gb: the quantised weights, GB.
+        kv_bytes_per_token: KV cache per token of one sequence, bytes.
+        context_tokens: KV cache reserved per batch slot, tokens.
+        mean_kv_tokens: tokens in a slot's cache on average while it decodes.
+        runtime_reserve_gb: runtime, CUDA context and (unified memory) OS share, GB.
+        source: where the numbers come from.
+    """
+
+    weights_gb: float = field(metadata=rng(0.01, 1e4))
+    kv_bytes_per_token: float = field(metadata=rng(0.0, 1e9))
+    context_tokens: int = field(metadata=rng(1, 10_000_000))
+    mean_kv_tokens: float = field(metadata=rng(0.0, 1e7))
+    runtime_reserve_gb: float = field(metadata=rng(0.0, 1e4))
+    source: str
+
+
+@dataclass(frozen=True)
 class HardwareCatalogue:
-    """Every GPU type a pool may use, by name."""
+    """Every GPU type a pool may use, by name; ``edge_memory`` for edge batch modes."""
 
     model: str
     gpus: tuple[Gpu, ...]
+    edge_memory: EdgeMemory | None = None
 
     def get(self, name: str) -> Gpu:
         for gpu in self.gpus:

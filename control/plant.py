@@ -84,6 +84,9 @@ class PlantParams:
         power_cap_kw: most facility power per site, kW, ``(S,)`` (+inf: no cap; empty: none anywhere); the MPC
             plans within it (``control.constraints.SitePowerCap``), the plant runs no more GPUs
             than fit and the dispatcher serves no more than fits (``control.dispatch``).
+        pool_device: device group of each pool ``(P,)``: an edge device's batch-mode sub-pools
+            share one group and its ``gpus_max`` (``control.batch_modes``; empty: a group per pool).
+        fixed_mode: each pool is its device's fixed (catalogue) batch mode ``(P,)`` (empty: all).
     """
 
     site_names: tuple[str, ...]
@@ -119,6 +122,8 @@ class PlantParams:
     slo_wait_margin_services: float = 0.0
     backlog_fill: bool = False
     power_cap_kw: np.ndarray = field(default_factory=lambda: np.empty(0))
+    pool_device: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+    fixed_mode: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
 
     def __post_init__(self) -> None:
         S, P, R, K = self.n_sites, len(self.pool_gpu), len(self.region_names), len(self.class_names)
@@ -129,21 +134,23 @@ class PlantParams:
             "pv_kwp": (S,), "wind_kw": (S,), "grid_limit_kw": (S,), "battery_kwh": (S,),
             "battery_kw": (S,), "water_budget_l_per_day": (S,),
         }
-        if self.residency_ok is None:
-            object.__setattr__(self, "residency_ok", np.ones((R, S), dtype=bool))
-        if self.class_site_ok is None:
-            object.__setattr__(self, "class_site_ok", np.ones((S, K), dtype=bool))
-        shapes["residency_ok"], shapes["class_site_ok"] = (R, S), (S, K)
-        if self.gpu_ramp_per_step is None:
-            object.__setattr__(self, "gpu_ramp_per_step", np.array(self.gpus_max, dtype=float))
-        shapes["gpu_ramp_per_step"] = (P,)
-        if self.power_cap_kw is None or np.size(self.power_cap_kw) == 0:   # no cap anywhere
-            object.__setattr__(self, "power_cap_kw", np.full(S, np.inf))
-        shapes["power_cap_kw"] = (S,)
+        optional = {"residency_ok": np.ones((R, S), dtype=bool), "class_site_ok": np.ones((S, K), dtype=bool),
+                    "gpu_ramp_per_step": np.array(self.gpus_max, dtype=float), "power_cap_kw": np.full(S, np.inf),
+                    "pool_device": np.arange(P), "fixed_mode": np.ones(P, dtype=bool)}
+        for name, default in optional.items():
+            value = getattr(self, name)
+            if value is None or np.size(value) == 0:   # None or empty: the default (e.g. no cap anywhere)
+                object.__setattr__(self, name, default)
+            shapes[name] = default.shape
         for name, shape in shapes.items():
             object.__setattr__(self, name, _checked_field(name, getattr(self, name), shape))
         if not ((self.pool_site >= 0) & (self.pool_site < S)).all():
             raise ValueError(f"PlantParams.pool_site: indices must be in 0..{S - 1}")
+        for g in np.unique(self.pool_device):   # a device group: one site, one count, one fixed mode
+            members = self.pool_device == g
+            if np.ptp(self.pool_site[members]) or np.ptp(self.gpus_max[members]) or self.fixed_mode[members].sum() != 1:
+                raise ValueError(f"PlantParams.pool_device: group {g} must share one site and gpus_max and "
+                                 "have exactly one fixed_mode pool")
         if (self.gpu_s_per_req <= 0).any():
             raise ValueError("PlantParams.gpu_s_per_req: every entry must be > 0")
         if not (0 < self.charge_eff <= 1 and 0 < self.discharge_eff <= 1):

@@ -32,6 +32,7 @@ import numpy as np
 
 from control import plant as pl
 from control._queueing import erlang_c_late_fraction, erlang_c_probability, erlang_c_wait_s
+from control.batch_modes import within_shared_devices
 from control.dispatch import dispatch, marginal_eur_per_req, power_room_kw
 from control.inputs import ControlForecast
 from control.plant import PlantParams
@@ -42,11 +43,13 @@ __all__ = ["slo_aware_decision_gpus", "slo_aware_gpus", "step"]
 
 
 def _applied_gpus(plant: PlantParams, gpus: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """GPUs that run: rounded up (when whole GPUs), within the installed count and the ramp limit."""
+    """GPUs that run: rounded up (when whole GPUs), within the installed count, the ramp limit and
+    (batch modes) the devices their modes share."""
     n = np.clip(gpus, 0.0, plant.gpus_max)
     n = np.minimum(np.ceil(n - 1e-9), plant.gpus_max) if plant.round_gpus_up else n
     ramp = plant.gpu_ramp_per_step
-    return np.clip(n, np.maximum(active - ramp, 0.0), np.minimum(active + ramp, plant.gpus_max))
+    n = np.clip(n, np.maximum(active - ramp, 0.0), np.minimum(active + ramp, plant.gpus_max))
+    return within_shared_devices(plant, n)   # an edge device's batch modes share its devices
 
 
 def _within_power_cap(plant: PlantParams, gpus: np.ndarray, pue_value: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from control import batch_modes
 from control.params import ControlSettings, HardwareCatalogue, Penalties
 from control.plant import PlantParams, pue
 from control.site_policy import check_every_stream_has_a_pool, policy_masks
@@ -76,16 +77,6 @@ def _checked_peaks_req_per_s(K: int, peak_load_req_per_s: np.ndarray,
     return peak, edge_peak
 
 
-def _pools(scenario: Scenario) -> tuple[list[int], list[str]]:
-    """Each pool's site index and GPU name, site by site."""
-    pool_site, pool_gpu = [], []
-    for s, site in enumerate(scenario.sites):
-        for gpu in site.pools:
-            pool_site.append(s)
-            pool_gpu.append(gpu)
-    return pool_site, pool_gpu
-
-
 def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: ControlSettings,
                penalties: Penalties, peak_load_req_per_s: np.ndarray, tokens: dict[str, TokenStats],
                design_temp_c: float = 35.0, edge_peak_load_req_per_s: np.ndarray | None = None) -> PlantParams:
@@ -106,8 +97,8 @@ def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: Control
     peak, edge_peak = _checked_peaks_req_per_s(len(scenario.classes), peak_load_req_per_s,
                                                edge_peak_load_req_per_s)
     prompt, output = _class_tokens(scenario, tokens)
-    pool_site, pool_gpu = _pools(scenario)
-    gpus = [hardware.get(g) for g in pool_gpu]
+    pool_site, pool_gpu, pool_device, fixed = batch_modes.pools(scenario, hardware)
+    gpus = [batch_modes.gpu_for(hardware, g) for g in pool_gpu]
     gpu_s = np.array([prompt / g.prefill_tok_per_s + output / g.decode_tok_per_s for g in gpus])
     energy_kw = np.array([(prompt * g.prefill_j_per_token + output * g.decode_j_per_token) / 1000.0
                           for g in gpus])
@@ -117,12 +108,15 @@ def size_plant(scenario: Scenario, hardware: HardwareCatalogue, control: Control
     pool_peak = np.where(np.array([g.kind == "edge" for g in gpus])[:, None], edge_peak[None, :], peak[None, :])
     need = np.einsum("pk,pk->p", gpu_s, pool_peak)
     gpus_max = np.ceil(scenario.sizing.capacity_margin * per_pool * need / control.rho_max - 1e-9)
-    busy_kw = np.array([g.busy_w for g in gpus]) * gpus_max / 1000.0
-    S = len(scenario.sites)
-    site_it_kw = np.bincount(pool_site, weights=busy_kw, minlength=S)
-    return _assemble(scenario, control, penalties, np.array(pool_site), tuple(pool_gpu), gpus_max,
-                     np.array([g.idle_w for g in gpus]) / 1000.0, energy_kw, gpu_s,
-                     np.array([prompt / g.prefill_tok_per_s for g in gpus]), site_it_kw, design_temp_c)
+    gpus_max = gpus_max[np.flatnonzero(fixed)][pool_device]      # a device's modes: its fixed mode's count
+    busy_kw = np.where(fixed, [g.busy_w for g in gpus], 0.0) * gpus_max / 1000.0    # each device once
+    site_it_kw = np.bincount(pool_site, weights=busy_kw, minlength=len(scenario.sites))
+    prefill_s = np.array([batch_modes.mode_batch(n) * prompt / g.prefill_tok_per_s
+                          for n, g in zip(pool_gpu, gpus, strict=True)])
+    plant = _assemble(scenario, control, penalties, np.array(pool_site), tuple(pool_gpu), gpus_max,
+                      np.array([g.idle_w for g in gpus]) / 1000.0, energy_kw, gpu_s, prefill_s, site_it_kw,
+                      design_temp_c)
+    return replace(plant, pool_device=np.array(pool_device), fixed_mode=np.array(fixed))
 
 
 def _assemble(scenario: Scenario, control: ControlSettings, penalties: Penalties, pool_site: np.ndarray,
@@ -226,7 +220,8 @@ def fleet_load_factor(scenario: Scenario, hardware: HardwareCatalogue, control: 
     def installed(f: float) -> float:
         plant = size_plant(scenario, hardware, control, penalties, f * peak, tokens,
                            edge_peak_load_req_per_s=peak)
-        return float(plant.gpus_max[dc].sum())
+        return float(plant.gpus_max[[batch_modes.gpu_for(hardware, g).kind == "datacentre"
+                                     for g in plant.pool_gpu]].sum())
 
     if not dc.any() or installed(1.0) <= 0:
         raise ConfigError(f"sizing.target_datacentre_gpus={target}: the scenario has no datacentre pool "

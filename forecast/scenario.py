@@ -167,6 +167,9 @@ class Sizing:
         target_datacentre_gpus: installed datacentre GPUs (H100/A100 pools, not edge) over the
             sites that the fleet factor scales the load to (``control.sizing.fleet_load_factor``);
             0: no scaling (factor 1, the trace's own rates).
+        edge_batch_modes: batch sizes the MPC may run each edge device at (sub-pools of the same
+            devices, ``control.batch_modes``; those that fit the device's memory); empty: every
+            device runs its catalogue batch.
     """
 
     capacity_margin: float = field(default=1.3, metadata=rng(1.0, 10.0))
@@ -179,6 +182,13 @@ class Sizing:
     pv_azimuth_deg: float = field(default=180.0, metadata=rng(0.0, 360.0))
     pv_system_losses_pct: float = field(default=14.0, metadata=rng(0.0, 99.0))
     target_datacentre_gpus: int = field(default=0, metadata=rng(0, 10_000_000))
+    edge_batch_modes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        modes = self.edge_batch_modes
+        if len(set(modes)) < len(modes) or not all(1 <= b <= 4096 for b in modes):
+            raise ConfigError(f"sizing.edge_batch_modes: {list(modes)}; valid: distinct batch sizes in 1 … 4096 "
+                              "(or empty: each device's catalogue batch)")
 
 
 @dataclass(frozen=True)

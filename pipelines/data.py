@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from control.batch_modes import gpu_for
 from control.from_data import fleet_dataset, peak_load_req_per_s, plant_for
 from forecast.dataset import Dataset
 from forecast.schema import REPAIR_CAUSES
@@ -79,8 +80,10 @@ def _print_fleet(cfg: Config, data: Dataset) -> None:
     """The fleet factor as an assumption: tier, factor, target and resulting GPUs, 10-min peak."""
     sc = cfg.scenario
     plant = plant_for(cfg, data)
-    edge = np.array([cfg.hardware.get(g).kind == "edge" for g in plant.pool_gpu])
-    counts = pd.Series(plant.gpus_max[edge], index=np.array(plant.pool_gpu)[edge]).groupby(level=0).sum()
+    edge = np.array([gpu_for(cfg.hardware, g).kind == "edge" for g in plant.pool_gpu])
+    fixed = edge & plant.fixed_mode
+    counts = pd.Series(plant.gpus_max[fixed], index=[g.split("@b")[0] for g in np.array(plant.pool_gpu)[fixed]])
+    counts = counts.groupby(level=0).sum()
     peak = float(peak_load_req_per_s(data, sc.region_names, sc.class_names).sum())
     target = sc.sizing.target_datacentre_gpus
     why = (f"so that the plant installs sizing.target_datacentre_gpus = {target:,} datacentre GPUs"
@@ -91,6 +94,10 @@ def _print_fleet(cfg: Config, data: Dataset) -> None:
           + (", ".join(f"{int(n):,} {g}" for g, n in counts.items()) or "none")
           + f"; recorded 10-min peak {peak / data.load_factor:,.1f} req/s unscaled, {peak:,.1f} req/s scaled "
           f"(capacity at rho_max = {sc.sizing.capacity_margin:g} × it)")
+    if sc.sizing.edge_batch_modes:
+        modes = pd.Series(np.array(plant.pool_gpu)[edge]).drop_duplicates().tolist()
+        print(f"  edge batch modes (sizing.edge_batch_modes = {list(sc.sizing.edge_batch_modes)}; those that fit "
+              f"the device memory, the MPC chooses per hour): {', '.join(modes)}")
 
 
 def _print_repairs(data: Dataset) -> None:
