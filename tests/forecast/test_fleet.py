@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from control.batch_modes import gpu_for
 from control.from_data import fleet_dataset, peak_load_req_per_s, plant_for, token_stats
 from control.sizing import fleet_load_factor, size_plant
 from forecast.dataset import build_dataset
@@ -122,7 +123,7 @@ def test_the_10_min_peak_sizes_the_plant(smoke_cfg, smoke_data):
 
 
 def _kinds(cfg, plant) -> np.ndarray:
-    return np.array([cfg.hardware.get(g).kind for g in plant.pool_gpu])
+    return np.array([gpu_for(cfg.hardware, g).kind for g in plant.pool_gpu])
 
 
 def test_fleet_dataset_scales_every_load_series_and_nothing_else(smoke_data, capsys):
