@@ -22,10 +22,10 @@ the dispatcher
    still have (the same spill, cheapest first), so a reserve the load did not need serves waiting
    batch work instead of idling (work-conserving; a decision's GPUs are paid for either way).
 
-A site with a facility power cap (``plant.power_cap_kw``) lends its pools the dynamic power left
-under it (``room_kw``: cap ÷ PUE − the idle kW of the running GPUs), split in proportion to each
-pool's full-load dynamic power, as GPU-seconds at the pool's highest kW per busy GPU: a pool's
-capacity is the smaller of that and ``rho_max × GPUs``, so no sub-step draws more than the cap.
+A pool's capacity in a sub-step is ``rho_max × GPUs × sub-step seconds`` unless the caller passes
+it (``cap_gpu_s``): the plant passes ``control.constraints.pool_capacity_gpu_s``, where each
+constraint family that limits what running GPUs may serve (e.g. a site's facility power cap) has
+lowered it, so no sub-step breaks a family's limit.
 
 Marginal cost of a (pool, class) = price × PUE × dynamic kWh per request (``it_kw_per_req_per_s``
 kW per req/s is kW·s/3600 = kWh per request), in EUR per request (``marginal_eur_per_req``).
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from control.plant import PlantParams, site_total
+from control.plant import PlantParams
 
-__all__ = ["Dispatch", "dispatch", "marginal_eur_per_req", "power_room_kw"]
+__all__ = ["Dispatch", "dispatch", "marginal_eur_per_req"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,28 +121,6 @@ def _serve_pro_rata(plant: PlantParams, routed: np.ndarray, cap_gpu_s: np.ndarra
     return routed * scale[None, :, None]
 
 
-def power_room_kw(plant: PlantParams, gpus: np.ndarray, pue_value: np.ndarray) -> np.ndarray | None:
-    """Dynamic IT power each site may still draw under its cap, kW ``(S,)``: cap ÷ PUE − the idle kW
-    of its running GPUs (≥ 0; +inf without a cap); None when no site has a cap."""
-    if not np.isfinite(plant.power_cap_kw).any():
-        return None
-    idle = site_total(plant, plant.idle_kw_per_gpu * np.asarray(gpus, dtype=float))
-    return np.maximum(plant.power_cap_kw / np.asarray(pue_value, dtype=float) - idle, 0.0)
-
-
-def _power_capacity_gpu_s(plant: PlantParams, cap_gpu_s: np.ndarray, room_kw: np.ndarray,
-                          sub_s: float) -> np.ndarray:
-    """Each pool's capacity within its site's power room (module docstring), GPU-seconds ``(P,)``."""
-    kw_per_busy_gpu = (plant.it_kw_per_req_per_s / plant.gpu_s_per_req).max(axis=1)    # (P,)
-    full_kw = cap_gpu_s / sub_s * kw_per_busy_gpu
-    site_full_kw = site_total(plant, full_kw)[plant.pool_site]
-    part = np.divide(full_kw, site_full_kw, out=np.zeros_like(full_kw), where=site_full_kw > 0)
-    capped = np.isfinite(room_kw)[plant.pool_site]    # pools at sites without a cap keep cap_gpu_s
-    room_kw_pool = np.where(capped, room_kw[plant.pool_site], 0.0) * part
-    room_gpu_s = np.divide(room_kw_pool * sub_s, kw_per_busy_gpu, out=np.full_like(part, np.inf), where=capped)
-    return np.minimum(cap_gpu_s, room_gpu_s)
-
-
 def _serve_classes(plant: PlantParams, routed: np.ndarray, offered_req: np.ndarray, unrouted: np.ndarray,
                    cap_gpu_s: np.ndarray,
                    marginal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -170,7 +148,7 @@ def _serve_classes(plant: PlantParams, routed: np.ndarray, offered_req: np.ndarr
 
 
 def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpus: np.ndarray,
-             sub_s: float, marginal: np.ndarray, room_kw: np.ndarray | None = None) -> Dispatch:
+             sub_s: float, marginal: np.ndarray, cap_gpu_s: np.ndarray | None = None) -> Dispatch:
     """One sub-step of the dispatcher (module docstring).
 
     Args:
@@ -182,8 +160,8 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
         sub_s: the sub-step's length, s.
         marginal: marginal cost per (pool, class), EUR per request ``(P, K)``
             (``marginal_eur_per_req``); only the order matters.
-        room_kw: dynamic IT power each site may draw under its power cap, kW ``(S,)``
-            (``power_room_kw``; None: no cap).
+        cap_gpu_s: each pool's capacity in the sub-step, GPU-seconds ``(P,)``
+            (``control.constraints.pool_capacity_gpu_s``; None: ``rho_max × gpus × sub_s``).
 
     Returns:
         The sub-step's ``Dispatch``.
@@ -191,9 +169,7 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
     work = plant.gpu_s_per_req                                                 # (P, K)
     defer = plant.deferrable[None, :]
     routed = share * offered_req[:, None, :]                                   # (R, P, K)
-    cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s
-    if room_kw is not None:
-        cap = _power_capacity_gpu_s(plant, cap, room_kw, sub_s)
+    cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s if cap_gpu_s is None else np.asarray(cap_gpu_s)
     unrouted = np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req          # (R, K): no share holds it
     served, spilled, left, cap = _serve_classes(plant, routed, offered_req, unrouted, cap, marginal)
     if plant.backlog_fill:       # the deferred-by-decision rest fills the capacity still free

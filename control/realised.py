@@ -32,8 +32,8 @@ import numpy as np
 
 from control import plant as pl
 from control._queueing import erlang_c_late_fraction, erlang_c_probability, erlang_c_wait_s
-from control.batch_modes import within_shared_devices
-from control.dispatch import dispatch, marginal_eur_per_req, power_room_kw
+from control.constraints import pool_capacity_gpu_s, running_gpus
+from control.dispatch import dispatch, marginal_eur_per_req
 from control.inputs import ControlForecast
 from control.plant import PlantParams
 from control.shares import recent_arrivals_req
@@ -43,25 +43,12 @@ __all__ = ["slo_aware_decision_gpus", "slo_aware_gpus", "step"]
 
 
 def _applied_gpus(plant: PlantParams, gpus: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """GPUs that run: rounded up (when whole GPUs), within the installed count, the ramp limit and
-    (batch modes) the devices their modes share."""
+    """GPUs asked for: rounded up (when whole GPUs), within the installed count and the ramp limit
+    (``control.constraints.running_gpus`` then applies the constraint families' limits)."""
     n = np.clip(gpus, 0.0, plant.gpus_max)
     n = np.minimum(np.ceil(n - 1e-9), plant.gpus_max) if plant.round_gpus_up else n
     ramp = plant.gpu_ramp_per_step
-    n = np.clip(n, np.maximum(active - ramp, 0.0), np.minimum(active + ramp, plant.gpus_max))
-    return within_shared_devices(plant, n)   # an edge device's batch modes share its devices
-
-
-def _within_power_cap(plant: PlantParams, gpus: np.ndarray, pue_value: np.ndarray) -> np.ndarray:
-    """GPUs that fit under each site's facility power cap when idle: a site whose running GPUs
-    alone would draw more scales its pools down by one factor (whole GPUs rounded down)."""
-    if not np.isfinite(plant.power_cap_kw).any():
-        return gpus
-    fac_kw = np.asarray(pue_value, dtype=float) * pl.site_total(plant, plant.idle_kw_per_gpu * gpus)
-    over = fac_kw > plant.power_cap_kw
-    scale = np.where(over, plant.power_cap_kw / np.where(over, fac_kw, 1.0), 1.0)[plant.pool_site]
-    n = gpus * scale
-    return np.where(scale < 1.0, np.floor(n + 1e-9) if plant.round_gpus_up else n, gpus)
+    return np.clip(n, np.maximum(active - ramp, 0.0), np.minimum(active + ramp, plant.gpus_max))
 
 
 def _work_req(plant: PlantParams, arrivals_req: np.ndarray, backlog_req: np.ndarray) -> np.ndarray:
@@ -144,13 +131,13 @@ def _dispatch_hour(plant: PlantParams, state: PlantState, share: np.ndarray, gpu
     M = arrivals.shape[0]
     sub_s = plant.step_s / M
     marginal = marginal_eur_per_req(plant, x.price_eur_per_mwh[0], pue_value)
-    room = power_room_kw(plant, gpus, pue_value)
+    cap_gpu_s = pool_capacity_gpu_s(plant, gpus, pue_value, sub_s)   # within every family's limit
     from_backlog = np.where(plant.deferrable[None, :], state.backlog_req / M, 0.0)
     returned = np.zeros_like(from_backlog)
     served, spilled, wait_req_s, miss = (np.zeros(share.shape) for _ in range(4))
     returned_total, peak = np.zeros_like(returned), np.zeros(plant.n_pools)
     for m in range(M):
-        d = dispatch(plant, share, arrivals[m] + from_backlog + returned, gpus, sub_s, marginal, room)
+        d = dispatch(plant, share, arrivals[m] + from_backlog + returned, gpus, sub_s, marginal, cap_gpu_s)
         returned = d.returned_req
         wait, late = _late(plant, d.served_req / sub_s, gpus)
         wait_req_s += np.multiply(d.served_req, wait[None, :, None], out=np.zeros(share.shape),
@@ -264,7 +251,7 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     decision.validate(plant)
     x = realised.window(0, 1)
     pue_value = pl.pue(plant, x.temp_c[0])
-    gpus = _within_power_cap(plant, _applied_gpus(plant, decision.gpus, state.gpus_active), pue_value)
+    gpus = running_gpus(plant, _applied_gpus(plant, decision.gpus, state.gpus_active), pue_value)
     hour = _dispatch_hour(plant, state, np.asarray(decision.share), gpus, x, pue_value)
     arrivals, served = hour.arrivals_req, hour.served_req
     dropped, backlog, history = _backlog(plant, state, arrivals, served)

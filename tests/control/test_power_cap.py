@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from control import plant as pl
+from control.constraints import pool_capacity_gpu_s
 from control.controllers import MPCController
-from control.dispatch import dispatch, marginal_eur_per_req, power_room_kw
+from control.dispatch import dispatch, marginal_eur_per_req
 from control.from_data import plant_for
 from control.mpc import AllocationMPC
 from control.realised import step
@@ -65,15 +66,16 @@ def test_the_dispatcher_serves_what_fits_under_the_cap_and_spills_the_rest():
     plant = tiny_plant(gpus=20.0, power_cap_kw=np.array([CAP_KW, np.inf]))
     pue = pl.pue(plant, np.array([10.0, 10.0]))
     gpus = np.array([20.0, 20.0])
-    room = power_room_kw(plant, gpus, pue)
-    np.testing.assert_allclose(room, [CAP_KW / pue[0], np.inf], rtol=EXACT)
+    cap = pool_capacity_gpu_s(plant, gpus, pue, SUB_S)      # 1 kW per busy GPU: room kW × s = GPU-s
+    np.testing.assert_allclose(cap, [CAP_KW / pue[0] * SUB_S, 20.0 * SUB_S], rtol=EXACT)
     share = np.array([[[1.0], [0.0]]])
     d = dispatch(plant, share, np.array([[10.0 * SUB_S]]), gpus, SUB_S,
-                 marginal_eur_per_req(plant, np.array([10.0, 100.0]), pue), room)
+                 marginal_eur_per_req(plant, np.array([10.0, 100.0]), pue), cap)
     served = d.served_req[0, :, 0] / SUB_S
     np.testing.assert_allclose(served, [CAP_KW / pue[0], 10.0 - CAP_KW / pue[0]], rtol=EXACT)
     assert d.dropped_req.sum() == 0.0
-    assert power_room_kw(replace(plant, power_cap_kw=np.empty(0)), gpus, pue) is None
+    uncapped = replace(plant, power_cap_kw=np.empty(0))
+    np.testing.assert_array_equal(pool_capacity_gpu_s(uncapped, gpus, pue, SUB_S), uncapped.rho_max * gpus * SUB_S)
 
 
 def test_the_plant_runs_no_more_gpus_than_fit_and_never_draws_more_than_the_cap():
