@@ -235,17 +235,13 @@ class LinearProgram:
         """Every constraint row, block by block, the objective rows last (``_add`` records where)."""
         plant, rows = self.plant, self._step_rows()
         keys = ("demand", "backlog", "demand_a", "backlog_a", "capacity", "reserve", "burst", "group_shares")
-        blocks = [*((key, rows[key]) for key in keys), ("balance", self._per_block(rows["balance"])),
-                  ("battery", rows["battery"]), ("starts", rows["starts"]), *self._hold_rows()]
-        if plant.ramp_limited:  # ramp up is the bound st ≤ ramp; ramp down needs rows
-            blocks.append(("ramp", rows["ramp"]))
+        blocks = [(key, rows[key]) for key in keys]
+        blocks += [(f.name, f.rows(self)) for f in FAMILIES if f.applies(plant)]   # control.constraints
+        blocks += self._hold_rows()
         out: list[Any] = []
         for key, block in blocks:
             if block and int(block[0].numel()):
                 out += self._add(key, block)
-        for family in FAMILIES:   # control.constraints: each family's rows under its name
-            if family.applies(plant):
-                out += self._add(family.name, family.rows(self))
         out += self._add("objectives", [self._objective_rows()])
         return out
 
@@ -257,24 +253,16 @@ class LinearProgram:
 
     def _step_rows(self) -> defaultdict[str, list[Any]]:
         """The rows of each LP step by block name (``burst`` and ``group_shares``: step 0 only)."""
-        d, x = self.d, self.x
+        d = self.d
         rows: defaultdict[str, list[Any]] = defaultdict(list)
         # (pooled deferred streams, deferred streams): the regions' backlog into the pooled one
         to_pooled = ca.DM(self.stream_to_pooled[np.ix_(d.deferred_a, d.deferred)])
-        at_site = ca.DM(np.eye(d.S)[:, self.plant.battery_sites])  # (S, B): battery flows into site balances
         for t in range(d.H):
             sp, xt = self.step_plant(t)
             self._stream_rows(rows, t, sp, xt, to_pooled)
             ratio, short_gpu_s = self._capacity_rows(rows, t, sp, xt)
             if t == 0:
                 self._step0_rows(rows, xt, ratio, short_gpu_s)
-            fac_kw = pl.facility_kw(self.p("pue", t), self.it_kw(t))
-            rows["balance"].append(pl.power_balance_residual_kw(
-                fac_kw, x("g", t), 0, x("c", t), ca.mtimes(at_site, x("bc", t)), ca.mtimes(at_site, x("bd", t))))
-            soc_prev = x("soc", t - 1) if t else 0
-            rows["battery"].append(x("soc", t) - pl.soc_next_kwh(sp, soc_prev, x("bc", t), x("bd", t)))
-            rows["starts"].append(x("st", t) - x("n", t) + (x("n", t - 1) if t else 0))
-            rows["ramp"].append((x("n", t - 1) if t else 0) - x("n", t))  # GPUs stopped (≤ ramp)
         return rows
 
     def _stream_rows(self, rows: defaultdict[str, list[Any]], t: int, sp: PlantParams, xt: Any,
@@ -323,7 +311,7 @@ class LinearProgram:
         work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
         rows["burst"].append(ca.mtimes(to_pair, short_gpu_s) + burst * work * xt - x("zb"))
 
-    def _per_block(self, per_step: list[Any]) -> list[Any]:
+    def per_block(self, per_step: list[Any]) -> list[Any]:
         """Rows per step summed over each hold block (unchanged without holds)."""
         if self.hold_steps == 1:
             return per_step

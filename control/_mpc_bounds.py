@@ -1,6 +1,6 @@
 """Bounds of ``control.mpc.AllocationMPC``'s LP: the variables' (the plant's limits, fixed once;
-the FIFO deadline rule, per solve) and the rows' (the state and forecast: demand, backlog, power
-balance, battery, GPU starts and ramps, daily water), and routing by one share per hold block
+the FIFO deadline rule, per solve) and the rows' (the state and forecast: demand, backlog, holds;
+each constraint family's own in ``control.constraints``), and routing by one share per hold block
 (the hindsight references' rows ``block_shares``). The applied step's own rules are in
 ``control._applied_step``.
 """
@@ -84,15 +84,12 @@ def row_bounds(plant: PlantParams, lp: LinearProgram, horizon_map: HorizonMap, s
     _load_rows(rows, plant, lp, horizon_map, state, fc)
     for key in ("capacity", "reserve", "burst"):
         rows.put(key, -np.inf, 0.0)
-    ren = -fc.renewable_kw(plant)
-    if lp.hold_steps > 1:   # balanced per block: the block's renewable energy
-        ren = np.add.reduceat(ren, np.flatnonzero(lp.block_start), axis=0)
-    rows.put("balance", ren, ren)
     if "hold" in lp.rows:
         rows.put("hold", 0.0, 0.0)
     if "block_shares" in lp.rows:   # routing by one share per block, or free rows
         rows.put("block_shares", 0.0 if block_shares else -np.inf, 0.0 if block_shares else np.inf)
-    _state_rows(rows, plant, lp, state, fc)
+    if "continue" in lp.rows:   # the first block's GPUs are those running
+        rows.put("continue", state.gpus_active, state.gpus_active)
     if "group_shares" in lp.rows:   # only where the group's forecast has spread (bursts to spread)
         rows.put("group_shares", *group_share_bounds(plant, lp, fc))
     for family in FAMILIES:   # control.constraints
@@ -120,26 +117,6 @@ def _load_rows(rows: _Rows, plant: PlantParams, lp: LinearProgram, horizon_map: 
     if "backlog_a" in lp.rows:
         rhs = load_a[:, d.deferred_a] * plant.step_s * horizon_map.hours[d.E:, None]   # a block's arrivals
         rows.put("backlog_a", rhs, rhs)
-
-
-def _state_rows(rows: _Rows, plant: PlantParams, lp: LinearProgram, state: PlantState, fc: ControlForecast
-                ) -> None:
-    """Rows that start from the state: running GPUs, battery charge, GPU starts and ramps."""
-    d = lp.d
-    if "continue" in lp.rows:
-        rows.put("continue", state.gpus_active, state.gpus_active)
-    if "battery" in lp.rows:
-        soc = np.zeros((d.H, d.B))
-        soc[0] = state.soc_kwh[plant.battery_sites]
-        rows.put("battery", soc, soc)
-    start = np.zeros((d.H, d.P))
-    start[0] = -state.gpus_active
-    rows.put("starts", start, np.inf)
-    if "ramp" in lp.rows:
-        assert plant.gpu_ramp_per_step is not None   # filled in by PlantParams.__post_init__
-        stop = lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :]
-        stop[0] -= state.gpus_active
-        rows.put("ramp", -np.inf, stop)
 
 
 def share_routing(plant: PlantParams, lp: LinearProgram, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray,

@@ -12,9 +12,9 @@ the dispatcher's ``pool_capacity_gpu_s``); both default to no limit. A new limit
 (``control.plant.PlantParams``) and one family here: the MPC, the simulator, the dispatcher and the
 hindsight references then honour it alike.
 
-The LP's structural rows (demand, backlog, capacity, balance, battery, starts, ramp, holds) are
-built in ``_lp._rows`` and bounded in ``_mpc_bounds``: they define the decision variables rather
-than limit them.
+The LP's routing rows (demand and backlog balances per stream, pool capacity and the headroom
+rows, group shares) and the move-blocking rows of the hindsight references (holds) are built in
+``_lp._rows`` and bounded in ``_mpc_bounds``: they define what the decision variables mean.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from control.state import PlantState
 if TYPE_CHECKING:
     from control._lp import LinearProgram
 
-__all__ = ["FAMILIES", "ConstraintFamily", "DailyWaterBudget", "SharedDevices", "SitePowerCap",
-           "pool_capacity_gpu_s", "running_gpus"]
+__all__ = ["FAMILIES", "BatteryEnergy", "ConstraintFamily", "DailyWaterBudget", "GpuRamp", "GpuStarts",
+           "PowerBalance", "SharedDevices", "SitePowerCap", "pool_capacity_gpu_s", "running_gpus"]
 
 
 class ConstraintFamily:
@@ -64,6 +64,86 @@ class ConstraintFamily:
                              pue_value: np.ndarray, sub_s: float) -> np.ndarray:
         """Each pool's capacity in a sub-step under the limit, GPU-seconds ``(P,)``."""
         return cap_gpu_s
+
+
+class PowerBalance(ConstraintFamily):
+    """Each site's power balance in every LP step, kW: facility power − grid import + curtailment −
+    battery charge + discharge = −renewable (on-site PV and contracted wind); with holds, summed
+    over each block (the block's renewable energy)."""
+
+    name = "balance"
+
+    def rows(self, lp: LinearProgram) -> list[Any]:
+        x, d = lp.x, lp.d
+        at_site = ca.DM(np.eye(d.S)[:, lp.plant.battery_sites])  # (S, B): battery flows into site balances
+        per_step = [pl.power_balance_residual_kw(pl.facility_kw(lp.p("pue", t), lp.it_kw(t)), x("g", t), 0,
+                                                 x("c", t), ca.mtimes(at_site, x("bc", t)),
+                                                 ca.mtimes(at_site, x("bd", t))) for t in range(d.H)]
+        return lp.per_block(per_step)
+
+    def bounds(self, plant: PlantParams, lp: LinearProgram, state: PlantState,
+               fc: ControlForecast) -> tuple[ArrayLike, ArrayLike]:
+        ren_kw = -fc.renewable_kw(plant)
+        if lp.hold_steps > 1:   # balanced per block: the block's renewable energy
+            ren_kw = np.add.reduceat(ren_kw, np.flatnonzero(lp.block_start), axis=0)
+        return ren_kw, ren_kw
+
+
+class BatteryEnergy(ConstraintFamily):
+    """Each battery's state of charge, kWh: soc[t] = soc[t − 1] + charged × η_c − discharged ÷ η_d,
+    from the state's charge at step 0 (sites with a battery only)."""
+
+    name = "battery"
+
+    def rows(self, lp: LinearProgram) -> list[Any]:
+        x = lp.x
+        return [x("soc", t) - pl.soc_next_kwh(lp.step_plant(t)[0], x("soc", t - 1) if t else 0, x("bc", t),
+                                              x("bd", t)) for t in range(lp.d.H)]
+
+    def bounds(self, plant: PlantParams, lp: LinearProgram, state: PlantState,
+               fc: ControlForecast) -> tuple[ArrayLike, ArrayLike]:
+        soc_kwh = np.zeros((lp.d.H, lp.d.B))
+        soc_kwh[0] = state.soc_kwh[plant.battery_sites]
+        return soc_kwh, soc_kwh
+
+
+class GpuStarts(ConstraintFamily):
+    """GPUs started per pool and LP step ≥ GPUs running − GPUs running one step before (from the
+    state's running GPUs at step 0); starts are priced by ``penalties.gpu_start_eur`` and bounded by
+    the ramp-up limit (``control._mpc_bounds.plant_bounds``)."""
+
+    name = "starts"
+
+    def rows(self, lp: LinearProgram) -> list[Any]:
+        x = lp.x
+        return [x("st", t) - x("n", t) + (x("n", t - 1) if t else 0) for t in range(lp.d.H)]
+
+    def bounds(self, plant: PlantParams, lp: LinearProgram, state: PlantState,
+               fc: ControlForecast) -> tuple[ArrayLike, ArrayLike]:
+        start = np.zeros((lp.d.H, lp.d.P))
+        start[0] = -state.gpus_active
+        return start, np.inf
+
+
+class GpuRamp(ConstraintFamily):
+    """GPUs stopped per pool and LP step ≤ the ramp limit × the step's hours (ramp-up is the bound on
+    the starts; plants whose ramp is the installed count have no rows)."""
+
+    name = "ramp"
+
+    def applies(self, plant: PlantParams) -> bool:
+        return plant.ramp_limited
+
+    def rows(self, lp: LinearProgram) -> list[Any]:
+        x = lp.x
+        return [(x("n", t - 1) if t else 0) - x("n", t) for t in range(lp.d.H)]
+
+    def bounds(self, plant: PlantParams, lp: LinearProgram, state: PlantState,
+               fc: ControlForecast) -> tuple[ArrayLike, ArrayLike]:
+        assert plant.gpu_ramp_per_step is not None   # filled in by PlantParams.__post_init__
+        stop = lp.step_hours[:, None] * plant.gpu_ramp_per_step[None, :]
+        stop[0] -= state.gpus_active
+        return -np.inf, stop
 
 
 class SitePowerCap(ConstraintFamily):
@@ -166,7 +246,8 @@ class SharedDevices(ConstraintFamily):
 
 
 #: The families every LP carries (those that apply to its plant).
-FAMILIES: tuple[ConstraintFamily, ...] = (DailyWaterBudget(), SitePowerCap(), SharedDevices())
+FAMILIES: tuple[ConstraintFamily, ...] = (PowerBalance(), BatteryEnergy(), GpuStarts(), GpuRamp(), DailyWaterBudget(),
+                                          SitePowerCap(), SharedDevices())
 
 
 def running_gpus(plant: PlantParams, gpus: np.ndarray, pue_value: np.ndarray) -> np.ndarray:
