@@ -71,7 +71,7 @@ class PowerBalance(ConstraintFamily):
     battery charge + discharge = −renewable (on-site PV and contracted wind); with holds, summed
     over each block (the block's renewable energy)."""
 
-    name = "balance"
+    name = "power_balance_kw"
 
     def rows(self, lp: LinearProgram) -> list[Any]:
         x, d = lp.x, lp.d
@@ -93,7 +93,7 @@ class BatteryEnergy(ConstraintFamily):
     """Each battery's state of charge, kWh: soc[t] = soc[t − 1] + charged × η_c − discharged ÷ η_d,
     from the state's charge at step 0 (sites with a battery only)."""
 
-    name = "battery"
+    name = "battery_soc_kwh"
 
     def rows(self, lp: LinearProgram) -> list[Any]:
         x = lp.x
@@ -112,7 +112,7 @@ class GpuStarts(ConstraintFamily):
     state's running GPUs at step 0); starts are priced by ``penalties.gpu_start_eur`` and bounded by
     the ramp-up limit (``control._mpc_bounds.plant_bounds``)."""
 
-    name = "starts"
+    name = "gpus_started"
 
     def rows(self, lp: LinearProgram) -> list[Any]:
         x = lp.x
@@ -129,7 +129,7 @@ class GpuRamp(ConstraintFamily):
     """GPUs stopped per pool and LP step ≤ the ramp limit × the step's hours (ramp-up is the bound on
     the starts; plants whose ramp is the installed count have no rows)."""
 
-    name = "ramp"
+    name = "gpus_stopped"
 
     def applies(self, plant: PlantParams) -> bool:
         return plant.ramp_limited
