@@ -15,15 +15,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "CALENDAR_FEATURES",
-    "History",
-    "Scaling",
-    "as_history",
-    "calendar_features",
-    "gather_windows",
-    "lookback_frame",
-]
+__all__ = ["CALENDAR_FEATURES", "History", "Scaling", "as_history", "calendar_features", "gather_windows",
+           "long_history", "lookback_frame"]
 
 CALENDAR_FEATURES = ("hour_sin", "hour_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos")
 History = Mapping[str, pd.DataFrame]
@@ -38,6 +31,18 @@ def as_history(obj: object) -> dict[str, pd.DataFrame]:
                 for sig, g in obj.groupby("signal", sort=False)}
     raise TypeError("history: expected {signal: wide DataFrame} or a long table with columns "
                     f"site, ts, signal, value; got {type(obj).__name__}")
+
+
+def long_history(history: Mapping[str, pd.DataFrame], naive_utc: bool = True) -> pd.DataFrame:
+    """The long table ``site | ts | signal | value`` of ``{signal: wide frame}`` (``as_history``'s
+    inverse; ``naive_utc``: times in UTC without a zone, MLflow's datetime type)."""
+    parts = [w.rename_axis("ts").reset_index().melt(id_vars="ts", var_name="site", value_name="value").assign(signal=s)
+             for s, w in history.items()]
+    out = pd.concat(parts, ignore_index=True)[["site", "ts", "signal", "value"]].dropna(subset=["value"])
+    out["site"] = out["site"].astype(str)
+    if naive_utc:
+        out["ts"] = pd.to_datetime(out["ts"], utc=True).dt.tz_localize(None)
+    return out.reset_index(drop=True)
 
 
 def calendar_features(times: pd.DatetimeIndex, tz: str) -> np.ndarray:

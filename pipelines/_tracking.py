@@ -3,8 +3,9 @@ here; ``forecast/`` and ``control/`` never touch it).
 
 Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlruns/mlflow.db`` (relative to the
 working directory); artifacts of a SQLite store go to an ``artifacts/`` folder beside the database
-(so ``mlruns/artifacts`` by default). ``resolve_model`` turns ``models:/…`` or ``runs:/…`` URIs
-into a local folder that ``forecast.models.ForecasterSuite.load`` reads.
+(so ``mlruns/artifacts`` by default). The model registry (the forecaster as a pyfunc model, the
+``champion`` alias, URIs back to bundle folders) is ``pipelines._tracking_registry``. Experiments
+are tagged for the UI's model-training view; every run carries the git commit it ran from.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_TRACKING_URI", "MODEL_NAME", "child_run", "flatten", "lightning_logger", "log_artifact",
-           "log_artifacts", "log_json", "log_metric", "log_metrics", "log_params", "log_step_metrics", "log_text",
-           "model_lineage", "register_folder", "resolve_model", "start_run", "store_client", "tracking_uri"]
+__all__ = ["DEFAULT_TRACKING_URI", "child_run", "flatten", "git_commit", "lightning_logger", "log_artifact",
+           "log_artifacts", "log_dataset", "log_json", "log_metric", "log_metrics", "log_params", "log_step_metrics",
+           "log_text", "start_run", "store_client", "tracking_uri"]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-MODEL_NAME = "greenllm-forecaster"
+#: the experiment tag that makes the MLflow UI open an experiment in its model-training view
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 # Stores MLflow 3.17 accepts for runs and the model registry (a plain folder or file: URI is refused).
@@ -73,9 +75,37 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(
-        experiment, artifact_location=_artifact_location(uri))
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=dict(tags or {})) as run:
+        experiment, artifact_location=_artifact_location(uri), tags=EXPERIMENT_KIND)
+    if exp is not None and not EXPERIMENT_KIND.items() <= exp.tags.items():   # made by an older version
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(exp_id, key, value)
+    run_tags = {"git_commit": git_commit()} | dict(tags or {})
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=run_tags) as run:
         yield run
+
+
+def git_commit() -> str:
+    """The commit of the working tree this code runs from (``unknown`` outside a git checkout),
+    with ``+dirty`` when tracked files have changed."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def log_dataset(frame: Any, name: str, source: str, context: str = "training") -> None:
+    """``frame`` (a pandas DataFrame) as a dataset input of the active run, with MLflow's digest."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    mlflow.log_input(from_pandas(frame, source=source, name=name), context=context)
 
 
 @contextmanager
@@ -166,66 +196,6 @@ def log_artifacts(folder: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
 
     mlflow.log_artifacts(str(folder), artifact_path)
-
-
-def register_folder(folder: Path, artifact_path: str = "forecaster", name: str = MODEL_NAME) -> str:
-    """Log ``folder`` as run artifacts and register it as a new version of ``name``; returns it."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    mlflow.log_artifacts(str(folder), artifact_path)
-    client = mlflow.MlflowClient()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="greenllm forecasters: state dict + JSON spec")
-    run = mlflow.active_run()
-    mv = client.create_model_version(name, source=mlflow.get_artifact_uri(artifact_path),
-                                     run_id=run.info.run_id if run else None)
-    return str(mv.version)
-
-
-def resolve_model(uri: str = f"models:/{MODEL_NAME}/latest") -> Path:
-    """A local folder holding the model bundle for a ``models:/``, ``runs:/`` URI or a path.
-
-    Raises:
-        FileNotFoundError: the model or run does not exist in the tracking store.
-    """
-    if "://" not in uri and ":/" not in uri:
-        return Path(uri)
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    _setup()
-    try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except MlflowException as exc:
-        raise FileNotFoundError(f"model {uri} not found in the MLflow store {tracking_uri()} "
-                                f"(run `greenllm train CONFIG` first): {exc.message[:200]}") from None
-
-
-def model_lineage(model_uri: str, folder: str) -> dict[str, str]:
-    """The forecaster model's URI, local folder, registry version and MLflow run id (lineage)."""
-    out = {"forecaster_model_uri": model_uri, "forecaster_model_path": folder}
-    if model_uri.startswith("runs:/"):
-        out["forecaster_model_run_id"] = model_uri[len("runs:/"):].split("/")[0]
-    if model_uri.startswith("models:/"):
-        import mlflow
-
-        name, _, ver = model_uri[len("models:/"):].partition("/")
-        client = mlflow.MlflowClient()
-        try:
-            versions = client.search_model_versions(f"name='{name}'")
-            if ver == "latest" and versions:
-                out["forecaster_model_version"] = str(max(int(v.version) for v in versions))
-            elif ver:
-                out["forecaster_model_version"] = ver
-            if out.get("forecaster_model_version", "").isdigit():
-                mv = client.get_model_version(name, out["forecaster_model_version"])
-                out["forecaster_model_run_id"] = str(mv.run_id)
-        except Exception:  # noqa: BLE001 — lineage is informative; the run still goes on
-            pass
-    return out
 
 
 def store_client(uri: str) -> Any:

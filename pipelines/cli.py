@@ -43,15 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--week", default="2018-12-10",
                          help="first day (UTC) of the plotted week (default: 2018-12-10, recorded load)")
     train = sub.add_parser("train", help="train the forecasters, score them against the baselines, "
-                                          "log to MLflow and register greenllm-forecaster")
+                                          "log to MLflow, register greenllm-forecaster-<scenario>-<tier> "
+                                          "and move its alias champion when the new version is better")
     _add_common(train)
     train.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bar")
     fc = sub.add_parser("forecast", help="print and plot the next H steps from the registered forecaster")
     _add_common(fc)
     fc.add_argument("--at", required=True, type=utc_hour_arg("--at"),
                     help="issue time, UTC with a zone, e.g. 2018-12-14T00:00Z")
-    fc.add_argument("--model", default="models:/greenllm-forecaster/latest",
-                    help="model URI or bundle folder (default: models:/greenllm-forecaster/latest)")
+    fc.add_argument("--model", default="champion",
+                    help="model URI or bundle folder (default: champion, i.e. "
+                         "models:/greenllm-forecaster-<scenario>-<tier>@champion)")
     fc.add_argument("--plots", type=Path, default=Path("out/forecast"),
                     help="folder for the PNG plots (default: out/forecast)")
     _add_loop_commands(sub)
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_tradeoff(sub: argparse._SubParsersAction) -> None:
     """``tradeoff``: the cost → carbon or water front in closed loop."""
-    model = "models:/greenllm-forecaster/latest"
+    model = "champion"
     tr = sub.add_parser("tradeoff", help="the ε-constraint front of cost against carbon or water, in closed loop")
     _add_common(tr)
     tr.add_argument("--metric", choices=("carbon", "water"), default="carbon",
@@ -84,12 +86,13 @@ def _add_tradeoff(sub: argparse._SubParsersAction) -> None:
 
 def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     """``simulate``, ``compare``, ``plan`` and ``ui`` (the closed loop and its tracking)."""
-    model = "models:/greenllm-forecaster/latest"
+    model = "champion"
     sim = sub.add_parser("simulate", help="run the closed loop (forecaster → controller → plant) on real data")
     _add_common(sim)
     sim.add_argument("--controller", default="mpc", help=f"{' | '.join(CONTROLLERS)} (default: mpc)")
     sim.add_argument("--forecaster", default=model,
-                     help=f"model URI or folder, or seasonal-naive, or perfect (default: {model})")
+                     help=f"model URI or folder, or seasonal-naive, or perfect (default: {model}: "
+                          "models:/greenllm-forecaster-<scenario>-<tier>@champion)")
     sim.add_argument("--window", default="primary", type=window_arg,
                      help="primary (14–16 Dec 2018) | july | nov-19 | nov-26 | dec-17 | an ISO start time")
     sim.add_argument("--steps", type=count_at_least(1), default=None,

@@ -16,6 +16,7 @@ from control.reference import HindsightFailed, Reference, hindsight_reference
 from control.state import PlantState
 from pipelines import _loop_plots as plots
 from pipelines import _tracking as tracking
+from pipelines import _tracking_registry as registry
 from pipelines._args import SECONDARY
 from pipelines._controllers import compare_plan
 from pipelines._loop_compare import (
@@ -29,7 +30,18 @@ from pipelines._loop_compare import (
     reference_metrics,
 )
 from pipelines.config import Config
-from pipelines.loop import EXPERIMENT, MODEL_URI, RunOutput, Setup, load_suite, log_run, prepare, run_loop, run_params
+from pipelines.loop import (
+    EXPERIMENT,
+    MODEL_URI,
+    RunOutput,
+    Setup,
+    forecaster_choice,
+    load_suite,
+    log_run,
+    prepare,
+    run_loop,
+    run_params,
+)
 
 __all__ = ["compare_runs", "comparison_table", "run_compare"]
 
@@ -61,7 +73,7 @@ def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | N
     suite, lineage, main = None, {}, "seasonal-naive"
     if model_uri:
         suite, folder = load_suite(model_uri, cfg.control)
-        lineage, main = tracking.model_lineage(model_uri, folder), "learned"
+        lineage, main = registry.model_lineage(model_uri, folder), "learned"
     s = prepare(cfg, window, steps)
     runs: dict[str, RunOutput] = {}
     for ctrl, kind in compare_plan(main):
@@ -103,7 +115,8 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
                 forecaster: str | None = MODEL_URI, out_dir: Path = Path("out/compare"),
                 windows: bool = False) -> pd.DataFrame:
     """``greenllm compare``: all controllers on identical data, one table, plots; parent + child runs."""
-    model_uri = forecaster if forecaster and forecaster not in ("seasonal-naive", "perfect") else None
+    model_uri = forecaster_choice(forecaster, cfg)[1] if forecaster and forecaster not in (
+        "seasonal-naive", "perfect") else None
     if model_uri:
         load_suite(model_uri, cfg.control)  # a missing model is an error before the parent run starts
     names = list(SECONDARY) if windows else [window]

@@ -31,17 +31,18 @@ from forecast.schema import ConfigError
 from pipelines import _checkpoint as ckpt
 from pipelines import _loop_plots as plots
 from pipelines import _tracking as tracking
+from pipelines import _tracking_registry as registry
 from pipelines._args import WINDOWS
 from pipelines._controllers import controller_state, make_controller, restore_state
 from pipelines._loop_forecasts import forecaster_for
 from pipelines._loop_report import dispatch_columns, fallback_columns, flow_frame, kpis, site_frame
 from pipelines.config import Config
 
-__all__ = ["EXPERIMENT", "MODEL_URI", "RunOutput", "Setup", "burst_group_correlation", "forecaster_choice",
-           "load_suite", "log_run", "prepare", "run_loop", "run_params"]
+__all__ = ["EXPERIMENT", "MODEL_URI", "RunOutput", "Setup", "burst_group_correlation", "champion_uri",
+           "forecaster_choice", "load_suite", "log_run", "prepare", "run_loop", "run_params"]
 
 EXPERIMENT = "closed-loop"
-MODEL_URI = "models:/greenllm-forecaster/latest"
+MODEL_URI = "champion"   # the scenario and load tier's registered forecaster under the alias champion
 STEP_METRICS = ("cost_eur", "co2_kg", "water_l", "grid_kw", "dropped_req", "decide_ms")   # step.* in MLflow
 
 
@@ -84,7 +85,7 @@ def load_suite(model_uri: str, control: ControlSettings) -> tuple[Any, str]:
     settings it will feed (horizon, provisioning quantile): a ``ConfigError`` names the value."""
     from forecast.models import ForecasterSuite
 
-    folder = tracking.resolve_model(model_uri)
+    folder = registry.resolve_model(model_uri)
     suite = ForecasterSuite.load(folder)
     try:
         suite.check_covers(control.horizon_steps, control.load_quantile)
@@ -101,11 +102,18 @@ def burst_group_correlation(control: ControlSettings) -> float | None:
     return None
 
 
-def forecaster_choice(forecaster: str) -> tuple[str, str]:
-    """(kind, model URI) from the CLI value: perfect, seasonal-naive, or a model URI / folder."""
+def champion_uri(cfg: Config) -> str:
+    """``models:/greenllm-forecaster-<scenario>-<tier>@champion``: the model in service for ``cfg``."""
+    name = registry.model_name(cfg.scenario.name, cfg.scenario.data.resolved_load_tier())
+    return f"models:/{name}@{registry.CHAMPION}"
+
+
+def forecaster_choice(forecaster: str, cfg: Config) -> tuple[str, str]:
+    """(kind, model URI) from the CLI value: perfect, seasonal-naive, ``champion`` (the config's
+    scenario and load tier's model in service) or a model URI / folder."""
     if forecaster in ("perfect", "seasonal-naive"):
         return forecaster, ""
-    return "learned", forecaster
+    return "learned", champion_uri(cfg) if forecaster == MODEL_URI else forecaster
 
 
 @dataclass
@@ -237,6 +245,7 @@ def log_run(out: RunOutput, s: Setup, params: dict[str, str], plot_dir: Path) ->
     """One run into the active MLflow run: the config (``config.*``) and ``params``, the KPIs, the
     per-step metrics ``step.*``, the tables (parquet), ``config.yaml`` and the plots (also in ``plot_dir``)."""
     tracking.log_params(tracking.flatten(s.cfg.raw, "config.") | params)
+    registry.link_model(params)   # the forecaster's MLflow model as the run's input (learned runs)
     tracking.log_metrics({k: float(v) for k, v in out.kpis.items() if np.isfinite(v)})
     series: dict[str, Any] = {f"step.{col}": out.per_step[col].to_numpy() for col in STEP_METRICS}
     series["step.fallback"] = [float(bool(used)) for used in out.per_step["fallback"]]

@@ -99,7 +99,7 @@ def run_plan(cfg: Config, at: str, forecaster: str = MODEL_URI, state_file: Path
     """``greenllm plan``: the allocation the MPC would apply in the hour starting at ``at``, and its
     plan; from the live state in ``state_file`` (``pipelines.live_state``) or an empty plant; with
     ``out_dir`` the plan as JSON and CSV too; tracked as an MLflow run."""
-    kind, uri = forecaster_choice(forecaster)
+    kind, uri = forecaster_choice(forecaster, cfg)
     suite = load_suite(uri, cfg.control)[0] if kind == "learned" else None
     s = prepare(cfg, at, 1)
     fc_fn, note = forecaster_for(kind, s.data, s.plant, s.realised, s.t0, s.horizon,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines import _tracking as tracking
+from pipelines import _tracking_registry as registry
 from pipelines._loop_report import fallback_lines, water_over_budget
 from pipelines.config import Config
 from pipelines.live_state import write_state
@@ -41,11 +42,11 @@ def run_simulate(cfg: Config, controller: str = "mpc", forecaster: str = MODEL_U
     if force and not resume:
         raise ValueError("--force: only with --resume (it accepts a checkpoint of another code version)")
 
-    kind, uri = forecaster_choice(forecaster)
+    kind, uri = forecaster_choice(forecaster, cfg)
     suite, lineage = None, {}
     if kind == "learned":
         suite, folder = load_suite(uri, cfg.control)
-        lineage = tracking.model_lineage(uri, folder)
+        lineage = registry.model_lineage(uri, folder)
     s = prepare(cfg, window, steps)
     print(f"greenllm simulate: {controller} with {forecaster} forecasts, {s.steps} h from {s.t0:%Y-%m-%d %H:%M} UTC "
           f"({s.plant.n_sites} sites, {s.plant.n_pools} pools, H = {s.horizon})")

@@ -131,7 +131,7 @@ def run_tradeoff(cfg: Config, metric: Literal["carbon", "water"] = "carbon", val
     """``greenllm tradeoff``: the front for the forecaster given (learned, or seasonal-naive) and
     for perfect forecasts; table, plot, MLflow parent with a child per point."""
     values = values if values is not None else (DEFAULT_EPS_PCT if mode == "eps" else DEFAULT_PRICES[metric])
-    kind, uri = forecaster_choice(forecaster)
+    kind, uri = forecaster_choice(forecaster, cfg)
     suite = load_suite(uri, cfg.control)[0] if kind == "learned" else None
     forecasters = tuple(dict.fromkeys((kind, "perfect")))
     s = prepare(cfg, window, steps)

@@ -4,8 +4,10 @@
 split (Lightning: progress bar, early stopping, checkpoints in a temp dir), scores it and every
 baseline on the test period, prints the table, and logs everything to MLflow (params, per-epoch
 losses, test metrics per signal and horizon step, fan charts, resolved config) and registers the
-bundle as ``greenllm-forecaster``. ``forecast``: loads the registered model and prints/plots the
-next H steps for every site and stream.
+bundle as a pyfunc model (``greenllm-forecaster-<scenario>-<tier>``; the alias ``champion`` moves to
+it when it beats the version in service on newer data, ``pipelines._champion``), with the
+training data as dataset inputs. ``forecast``: loads the registered model and prints/plots the next
+H steps for every site and stream.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from forecast.models import ForecasterSuite, LearnedForecaster
 from forecast.sources.humidity import rh_climatology
 from forecast.splits import SignalSplit, product_history, split_signal
 from pipelines import _tracking as tracking
+from pipelines import _tracking_registry as registry
+from pipelines._champion import decide, train_end_tags
 from pipelines._fancharts import fan_chart, plot_forecast
 from pipelines.config import Config
+from pipelines.loop import MODEL_URI, champion_uri
 
 __all__ = ["EXPERIMENT", "print_table", "run_forecast", "run_train"]
 
@@ -137,17 +142,49 @@ def run_train(cfg: Config, progress: bool = True) -> dict[str, Any]:
         results = {sig: _score_and_log(sig, models[sig], split, cfg, tmp) for sig, split in splits.items()}
         predict_ms = _time_predict(suite, product_history(data, sc), pd.Timestamp("2018-12-14T00:00Z"),
                                    fs.horizon_steps)
-        version = tracking.register_folder(suite.save(Path(tmp) / "bundle"))
+        _log_datasets(cfg, splits)
+        name = registry.model_name(sc.name, sc.data.resolved_load_tier())
+        reg = registry.log_forecaster(suite.save(Path(tmp) / "bundle"), name,
+                                      train_end_tags(splits) | {"training_run_id": run.info.run_id})
+        decision = _champion_step(reg, models, splits, cfg)
         summary = {"train_seconds": train_s, "predict_ms": predict_ms, "run_id": run.info.run_id,
-                   "model_version": version, "tracking_uri": tracking.tracking_uri(),
+                   "model_name": name, "model_version": reg.version, "model_id": reg.model_id,
+                   "champion": decision, "tracking_uri": tracking.tracking_uri(),
                    "architecture": fs.architecture, "signals": results}
         tracking.log_metrics({"train_seconds": train_s, "predict_ms": predict_ms})
         tracking.log_json(summary, "results/forecast_results.json")
     print_table(results)
     print(f"\ntrained in {train_s:.1f} s; one forecast of every series: {predict_ms:.1f} ms; "
-          f"registered {tracking.MODEL_NAME} version {version} (run {summary['run_id']}, "
-          f"store {summary['tracking_uri']})")
+          f"registered {name} version {reg.version} (model {reg.model_id}, run {summary['run_id']}, "
+          f"store {summary['tracking_uri']})\nchampion: {decision}")
     return summary
+
+
+def _log_datasets(cfg: Config, splits: dict[str, SignalSplit]) -> None:
+    """Each signal's training and validation data as MLflow dataset inputs (with digests)."""
+    for sig, split in splits.items():
+        frame = split.upto(1).reset_index()
+        frame.columns = [str(c) for c in frame.columns]
+        tracking.log_dataset(frame, f"{sig}-train", f"{cfg.path}: {sig}, train {split.spans['train']}, "
+                             f"validation {split.spans['valid']}")
+
+
+def _champion_step(reg: registry.Registered, models: dict[str, LearnedForecaster],
+                   splits: dict[str, SignalSplit], cfg: Config) -> str:
+    """Move the alias ``champion`` to the new version when it beats the champion on newer data
+    (``pipelines._champion``); the decision is tagged on the new version and returned in words."""
+    champ = registry.champion(reg.name)
+    champ_models = None
+    if champ is not None:
+        champ_models = dict(ForecasterSuite.load(registry.resolve_model(champ.uri)).models)
+    d = decide(models, champ_models, champ.version if champ else "", champ.tags if champ else {}, splits,
+               cfg.forecast.horizon_steps, cfg.forecast.eval_stride_h)
+    if d.promote:
+        registry.set_champion(reg.name, reg.version)
+    registry.tag_version(reg.name, reg.version, "champion_decision", d.text)
+    if np.isfinite(d.new_skill) and np.isfinite(d.champion_skill):
+        tracking.log_metrics({"champion.new_mean_skill": d.new_skill, "champion.old_mean_skill": d.champion_skill})
+    return f"v{reg.version} {d.text}"
 
 
 def start_run_for(cfg: Config) -> Any:
@@ -160,7 +197,8 @@ def run_forecast(cfg: Config, at: str, model_uri: str, plots: Path) -> Any:
     t0 = pd.Timestamp(at)
     if t0.tzinfo is None:
         raise ValueError(f"--at {at!r}: give a UTC time with a zone, e.g. 2018-12-14T00:00Z")
-    suite = ForecasterSuite.load(tracking.resolve_model(model_uri))
+    model_uri = champion_uri(cfg) if model_uri == MODEL_URI else model_uri
+    suite = ForecasterSuite.load(registry.resolve_model(model_uri))
     torch.set_num_threads(cfg.forecast.num_threads)
     data = fleet_dataset(cfg)
     fc = suite.predict(product_history(data, cfg.scenario), t0.tz_convert("UTC"), cfg.forecast.horizon_steps)

@@ -82,7 +82,7 @@ def test_plan_prints_the_hour_and_the_plan(store, capsys):
 
 
 def test_a_missing_model_is_a_clear_error(store, capsys):
-    rc = main(["simulate", "configs/smoke.yaml", "--forecaster", "models:/greenllm-forecaster/latest",
+    rc = main(["simulate", "configs/smoke.yaml", "--forecaster", "champion",
                "--steps", "2"])
     assert rc == 2
     assert "greenllm train" in capsys.readouterr().err
