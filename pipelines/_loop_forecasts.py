@@ -4,9 +4,10 @@
 
 * ``perfect``: the realised signals (reads the future; the perfect-foresight reference).
 * ``seasonal-naive``: every signal's value 24 h earlier (``forecast.baselines.SeasonalNaive``).
-* ``models:/greenllm-forecaster/latest`` (or ``runs:/…``, or a folder): the registered learned
-  forecasters (``forecast.models.ForecasterSuite``); a signal the bundle does not forecast (e.g.
-  the off-site water intensity) is filled by the seasonal-naive baseline, and the run says so.
+* ``models:/greenllm-forecaster-<scenario>-<tier>@champion`` (or another ``models:/``, ``runs:/…``,
+  or a folder): the registered learned forecasters (``forecast.models.ForecasterSuite``); a signal
+  the bundle does not forecast (e.g. the off-site water intensity) is filled by the seasonal-naive
+  baseline, and the run says so.
 
 This module wires config, data and models; turning a ``Forecast`` into the controller's
 ``ControlForecast`` (levels, burst and peak factors) is ``control.forecast_adapter``.

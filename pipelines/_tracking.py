@@ -113,7 +113,8 @@ def child_run(run_name: str, parent: Any) -> Iterator[Any]:
     """A run nested in the active run ``parent`` (same experiment)."""
     import mlflow
 
-    with mlflow.start_run(run_name=run_name, nested=True, experiment_id=parent.info.experiment_id) as run:
+    with mlflow.start_run(run_name=run_name, nested=True, experiment_id=parent.info.experiment_id,
+                          tags={"git_commit": git_commit()}) as run:
         yield run
 
 

@@ -132,15 +132,13 @@ def resolve_model(uri: str) -> Path:
 
 
 def link_model(lineage: dict[str, str]) -> None:
-    """Link the active (control) run to the forecaster it used: the MLflow model as the run's model
-    input, and tags with the registered name, version and training run (from ``model_lineage``)."""
+    """Link the active (control) run to the forecaster it used: tags with the registered name and
+    version, the MLflow model id and the training run (from ``model_lineage``; a run's model inputs
+    are Databricks-only in MLflow 3.17)."""
     import mlflow
-    from mlflow.entities import LoggedModelInput
 
     keys = ("forecaster_model_name", "forecaster_model_version", "forecaster_model_run_id", "forecaster_model_id")
     mlflow.set_tags({k: lineage[k] for k in keys if k in lineage})
-    if lineage.get("forecaster_model_id"):
-        mlflow.log_inputs(models=[LoggedModelInput(lineage["forecaster_model_id"])])
 
 
 def model_lineage(model_uri: str, folder: str) -> dict[str, str]:
@@ -169,6 +167,8 @@ def _registry_lineage(ref: str) -> dict[str, str]:
     mv = client.get_model_version(name, ver)
     out = {"forecaster_model_name": name, "forecaster_model_version": ver,
            "forecaster_model_run_id": str(mv.run_id)}
-    if getattr(mv, "model_id", None):
-        out["forecaster_model_id"] = str(mv.model_id)
+    source = str(mv.source or "")
+    model_id = mv.model_id or (source[len("models:/"):] if source.startswith("models:/m-") else "")
+    if model_id:   # the MLflow model the version was registered from (its source models:/m-…)
+        out["forecaster_model_id"] = str(model_id)
     return out

@@ -245,7 +245,7 @@ def log_run(out: RunOutput, s: Setup, params: dict[str, str], plot_dir: Path) ->
     """One run into the active MLflow run: the config (``config.*``) and ``params``, the KPIs, the
     per-step metrics ``step.*``, the tables (parquet), ``config.yaml`` and the plots (also in ``plot_dir``)."""
     tracking.log_params(tracking.flatten(s.cfg.raw, "config.") | params)
-    registry.link_model(params)   # the forecaster's MLflow model as the run's input (learned runs)
+    registry.link_model(params)   # tags naming the forecaster's model, version and training run
     tracking.log_metrics({k: float(v) for k, v in out.kpis.items() if np.isfinite(v)})
     series: dict[str, Any] = {f"step.{col}": out.per_step[col].to_numpy() for col in STEP_METRICS}
     series["step.fallback"] = [float(bool(used)) for used in out.per_step["fallback"]]

@@ -1,4 +1,5 @@
-"""Check the MLflow UI as a person would: runs, metric charts, artifacts and the registered model.
+"""Check the MLflow UI as a person would: runs, metric charts, artifacts, the registered model and
+its alias, the training data as dataset inputs, and the link from a control run to its model.
 
 ``python -m pipelines.ui_check --out out/ui-check`` builds a small tracking store in a temporary
 folder (``greenllm train`` and ``greenllm compare`` on configs/smoke.yaml), starts ``greenllm ui``
@@ -85,6 +86,9 @@ class _Store:
     child: Any                 # its MPC child run
     train_experiment_id: str
     train_metrics: list[str]   # two per-epoch loss metrics of the training run
+    train_run_id: str
+    model_name: str            # the registered forecaster the training run made
+    dataset: str               # one of its dataset inputs (``<signal>-train``)
 
 
 def _read_store(tracking_uri: str) -> _Store:
@@ -104,7 +108,11 @@ def _read_store(tracking_uri: str) -> _Store:
         raise RuntimeError(f"ui-check: the store made for the check has no '{TRAIN_EXPERIMENT}' experiment")
     train_run = client.search_runs([train_exp.experiment_id], max_results=1)[0]
     train_metrics = sorted(k for k in train_run.data.metrics if "loss" in k)[:2]  # per-epoch losses
-    return _Store(client, loop.experiment_id, child, train_exp.experiment_id, train_metrics)
+    datasets = [d.dataset.name for d in train_run.inputs.dataset_inputs]
+    if not datasets or "forecaster_model_name" not in child.data.tags:
+        raise RuntimeError("ui-check: the training run has no dataset inputs or the control run names no model")
+    return _Store(client, loop.experiment_id, child, train_exp.experiment_id, train_metrics, train_run.info.run_id,
+                  child.data.tags["forecaster_model_name"], datasets[0])
 
 
 def _pages(store: _Store, base: str) -> list[tuple[str, str, list[str]]]:
@@ -116,10 +124,13 @@ def _pages(store: _Store, base: str) -> list[tuple[str, str, list[str]]]:
         ("runs", f"{base}/#/experiments/{exp}/runs?{q}", [parent.info.run_name]),
         ("metric-charts", f"{base}/#/experiments/{store.train_experiment_id}/runs?{q}&compareRunsMode=CHART",
          ["Model metrics", *store.train_metrics]),
-        ("run", f"{base}/#/experiments/{exp}/runs/{run}?{q}", [child.info.run_name, "cost_eur"]),
+        ("run", f"{base}/#/experiments/{exp}/runs/{run}?{q}",   # the control run names its model
+         [child.info.run_name, "cost_eur", store.model_name, "forecaster_model_run_id"]),
         ("artifacts", f"{base}/#/experiments/{exp}/runs/{run}/artifacts?{q}",
          ["plots", "tables", "config.yaml"]),
-        ("registered-model", f"{base}/#/models/greenllm-forecaster?{q}", ["greenllm-forecaster", "Version 1"]),
+        ("training-run", f"{base}/#/experiments/{store.train_experiment_id}/runs/{store.train_run_id}?{q}",
+         ["Datasets", "-train (", "git_commit", store.model_name]),   # the UI lists one dataset and "+N"
+        ("registered-model", f"{base}/#/models/{store.model_name}?{q}", [store.model_name, "Version 1", "champion"]),
     ]
 
 
@@ -171,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"ui-check: FAILED pages: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print("ui-check: every page shows its runs, metrics, artifacts and model")
+    print("ui-check: every page shows its runs, metrics, artifacts, datasets, model, alias and model link")
     return 0
 
 

@@ -53,7 +53,8 @@ def _after_retraining(tmp: Path) -> Invocation:
     """The issue's case: a learned run checkpointed, the forecaster retrained, then ``--resume``
     (accepted before, it logged 40,750 EUR where the uninterrupted run costs 19,806)."""
     train = ["train", SMOKE, "--no-progress"]
-    learned = ["simulate", SMOKE, "--steps", "4", "--out", "{tmp}/sim"]
+    latest = "models:/greenllm-forecaster-smoke-m-large/latest"   # not the champion: retraining moves latest
+    learned = ["simulate", SMOKE, "--forecaster", latest, "--steps", "4", "--out", "{tmp}/sim"]
     _greenllm(tmp, "mlflow.db", train, [*learned, "--checkpoint-every", "2"], train)
     return Invocation([*learned, "--resume"])
 
