@@ -26,7 +26,7 @@ from forecast.distributed import BatchShare
 from forecast.features import gather_windows
 from forecast.nets import ForecastNet
 
-__all__ = ["QuantileModule", "WindowBatches", "WindowData", "pinball_loss", "train_net"]
+__all__ = ["QuantileModule", "WindowBatches", "WindowData", "lightning_strategy", "pinball_loss", "train_net"]
 
 
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
@@ -152,6 +152,17 @@ class WindowData(L.LightningDataModule):
         return DataLoader(self._share(self.valid), batch_size=None, shuffle=False)
 
 
+def lightning_strategy(strategy: str, processes: int) -> str:
+    """Lightning's name for ``forecast.strategy`` (``auto`` with several processes is ``ddp``).
+
+    DDP must look for parameters outside the loss: the MLP core's last backcast layer is one
+    (N-HiTS's last residual is never used), and its gradient stays None as with one process.
+    """
+    if strategy == "auto":
+        return "auto" if processes == 1 else "ddp_find_unused_parameters_true"
+    return f"{strategy}_find_unused_parameters_true"
+
+
 def _restore_best(trainer: L.Trainer, module: QuantileModule, ckpt: ModelCheckpoint) -> float:
     """Load the best checkpoint into ``module``; its validation loss (NaN without one).
 
@@ -191,7 +202,8 @@ def train_net(net: ForecastNet, train: WindowBatches, valid: WindowBatches, *,
                                filename=f"{prefix.strip('.') or 'net'}-{{epoch}}")
         trainer = L.Trainer(
             max_epochs=max_epochs, limit_train_batches=min(batches_per_epoch, len(train)),
-            accelerator="cpu", strategy=strategy, devices=devices, num_nodes=num_nodes,
+            accelerator="cpu", strategy=lightning_strategy(strategy, devices * num_nodes),
+            devices=devices, num_nodes=num_nodes,
             use_distributed_sampler=False, logger=logger if logger is not None else False,
             callbacks=[EarlyStopping(monitor=monitor, patience=patience, mode="min"), ckpt],
             enable_progress_bar=progress, enable_model_summary=False, deterministic=True,
