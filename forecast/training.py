@@ -209,6 +209,7 @@ def train_net(net: ForecastNet, train: WindowBatches, valid: WindowBatches, *,
             enable_progress_bar=progress, enable_model_summary=False, deterministic=True,
             num_sanity_val_steps=0, default_root_dir=ckpt_dir, log_every_n_steps=1)
         trainer.fit(module, datamodule=WindowData(train, valid, seed, num_threads))
+        epochs = float(module.epochs_run)   # before the best checkpoint (an earlier epoch's) is loaded
         best = _restore_best(trainer, module, ckpt)
     net.eval()
-    return {"best_val_loss": best, "epochs": float(module.epochs_run)}
+    return {"best_val_loss": best, "epochs": epochs}

@@ -3,7 +3,11 @@ it is a worker; no processes are started here (tests/pipelines/test_train_ddp.py
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -93,3 +97,20 @@ def test_lightning_strategy_names():
     assert lightning_strategy("auto", 2) == "ddp_find_unused_parameters_true"
     assert lightning_strategy("ddp", 4) == "ddp_find_unused_parameters_true"
     assert lightning_strategy("ddp_spawn", 2) == "ddp_spawn_find_unused_parameters_true"
+
+
+def test_one_process_training_reports_epochs_run_and_the_best_epochs_loss():
+    from lightning.pytorch.loggers import CSVLogger
+
+    from forecast.nets import ForecastNet, NetSpec
+    from forecast.training import train_net
+
+    train, valid = _batches(n_windows=96, batch_size=16), _batches(n_windows=40, batch_size=16)
+    net = ForecastNet(NetSpec("mlp", 24, 6, 4, 3, 3, 24, 8, 2, 0.0))
+    with tempfile.TemporaryDirectory() as tmp:
+        logger = CSVLogger(tmp, name="t")
+        report = train_net(net, train, valid, quantiles=(0.1, 0.5, 0.9), learning_rate=1.0, max_epochs=4,
+                           patience=100, batches_per_epoch=3, seed=0, logger=logger, progress=False)
+        logged = pd.read_csv(Path(logger.log_dir) / "metrics.csv")["val_loss"].dropna().to_numpy()
+    assert report["epochs"] == 4.0 == len(logged)   # epochs run, even when an earlier one was best
+    assert report["best_val_loss"] == pytest.approx(logged.min(), rel=1e-6)
