@@ -54,7 +54,7 @@ class ForecastSettings:
         seed: seed of weights, batch order and dropout (same seed, same model).
         num_threads: torch CPU threads (per training process).
         strategy: Lightning's training strategy: ``auto`` (one process when ``devices`` and
-            ``num_nodes`` are 1: today's training), ``ddp`` (one process per device, started by
+            ``num_nodes`` are 1, the default; ``ddp`` otherwise), ``ddp`` (one process per device, started by
             Lightning or by an external launcher such as ``torchrun``; rank 0 tracks) or
             ``ddp_spawn`` (processes spawned for each fit, results back in the calling process).
         devices: training processes per node (CPU processes; gloo backend).
