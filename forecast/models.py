@@ -40,7 +40,7 @@ from forecast.features import CALENDAR_FEATURES, Scaling, as_history, calendar_f
 from forecast.interface import STEP, Forecaster
 from forecast.nets import ForecastNet, NetSpec
 from forecast.output import DEFAULT_QUANTILES, Forecast
-from forecast.settings import ForecastSettings
+from forecast.settings import PROCESS_KEYS, ForecastSettings
 from forecast.sources.humidity import saturation_vp_hpa, wetbulb_c
 from forecast.training import WindowBatches, train_net
 
@@ -185,7 +185,8 @@ class LearnedForecaster(Forecaster):
                 net, train_b, valid_b, quantiles=self.quantiles, learning_rate=s.learning_rate,
                 max_epochs=s.max_epochs, patience=s.patience, batches_per_epoch=s.batches_per_epoch,
                 seed=s.seed + k, prefix=f"{self.signal}." if k == 0 else f"{self.signal}.member{k}.",
-                logger=logger, progress=progress)
+                logger=logger, progress=progress, strategy=s.strategy, devices=s.devices,
+                num_nodes=s.num_nodes, num_threads=s.num_threads)
             if k == 0:
                 self.fit_report = report
             else:
@@ -268,7 +269,7 @@ class LearnedForecaster(Forecaster):
                 "scaling": self.scaling.to_json(), "features": list(CALENDAR_FEATURES),
                 "quantiles": list(self.quantiles), "step_s": self.step.total_seconds(),
                 "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                             for k, v in self.settings.__dict__.items()},
+                             for k, v in self.settings.__dict__.items() if k not in PROCESS_KEYS},
                 "fit_report": self.fit_report,
                 "calibration": None if self.calibration is None else {
                     "method": "split-conformal scaling of each quantile's distance from the median, "

@@ -12,11 +12,16 @@ from typing import Literal
 
 from forecast.schema import SIGNALS, ConfigError, rng
 
-__all__ = ["ForecastSettings", "LEARNED_SIGNALS"]
+__all__ = ["ForecastSettings", "LEARNED_SIGNALS", "PROCESS_KEYS", "STRATEGIES"]
 
 # Signals with a learned model; ``wetbulb_c`` is derived from the temperature forecast.
 LEARNED_SIGNALS = ("load_req_per_s", "price_eur_per_mwh", "carbon_g_per_kwh", "ewif_l_per_kwh",
                    "solar_cf", "wind_cf", "temp_c")
+
+# Lightning strategies a training can run under (``auto``: one process unless devices/nodes say more).
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+# How a training is spread over processes: not part of the model (kept out of its saved spec).
+PROCESS_KEYS = ("strategy", "devices", "num_nodes")
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,15 @@ class ForecastSettings:
             so that validation forecasts reach their nominal levels (split-conformal,
             ``forecast.calibration``); the median is unchanged.
         seed: seed of weights, batch order and dropout (same seed, same model).
-        num_threads: torch CPU threads.
+        num_threads: torch CPU threads (per training process).
+        strategy: Lightning's training strategy: ``auto`` (one process when ``devices`` and
+            ``num_nodes`` are 1, the default; ``ddp`` otherwise), ``ddp`` (one process per device, started by
+            Lightning or by an external launcher such as ``torchrun``; rank 0 tracks) or
+            ``ddp_spawn`` (processes spawned for each fit, results back in the calling process).
+        devices: training processes per node (CPU processes; gloo backend).
+        num_nodes: machines taking part. ``batch_size`` is the global batch: each of the
+            ``devices × num_nodes`` processes trains on ``batch_size ÷ (devices × num_nodes)``
+            windows of every batch, so it must divide evenly.
         grid_train_end: first UTC date of grid validation (training is before it).
         grid_valid_end: first UTC date of the grid test period.
         load_train_days: recorded load days used for training (days 0 … n−1).
@@ -77,6 +90,9 @@ class ForecastSettings:
     calibrate_intervals: bool = True
     seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
     num_threads: int = field(default=2, metadata=rng(1, 256))
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    devices: int = field(default=1, metadata=rng(1, 1024))
+    num_nodes: int = field(default=1, metadata=rng(1, 1024))
     grid_train_end: str = "2018-10-01"
     grid_valid_end: str = "2018-11-01"
     load_train_days: int = field(default=9, metadata=rng(1, 13))
@@ -107,6 +123,25 @@ class ForecastSettings:
         if not a < b:
             raise ConfigError(f"forecast.grid_valid_end: {self.grid_valid_end} must be after "
                               f"grid_train_end {self.grid_train_end}")
+        self._check_processes()
+
+    @property
+    def processes(self) -> int:
+        """Training processes in all: ``devices × num_nodes``."""
+        return self.devices * self.num_nodes
+
+    def _check_processes(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"forecast.strategy: {self.strategy!r} is not one of {list(STRATEGIES)}")
+        n = self.processes
+        if self.batch_size % n:
+            below = self.batch_size // n * n
+            near = " or ".join(str(k) for k in (below, below + n) if k >= 8)
+            raise ConfigError(
+                f"forecast.batch_size: {self.batch_size} windows do not split evenly over "
+                f"forecast.devices × forecast.num_nodes = {self.devices} × {self.num_nodes} = {n} "
+                f"processes (batch_size is the global batch, shared out); valid: a multiple of {n} "
+                f"(e.g. {near}), or devices × num_nodes dividing {self.batch_size}")
 
     def architecture_of(self, signal: str) -> str:
         """The core architecture of a signal's model (``tcn_signals`` override ``architecture``)."""

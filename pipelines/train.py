@@ -6,8 +6,10 @@ baseline on the test period, prints the table, and logs everything to MLflow (pa
 losses, test metrics per signal and horizon step, fan charts, resolved config) and registers the
 bundle as a pyfunc model (``greenllm-forecaster-<scenario>-<tier>``; the alias ``champion`` moves to
 it when it beats the version in service on newer data, ``pipelines._champion``), with the
-training data as dataset inputs. ``forecast``: loads the registered model and prints/plots the next
-H steps for every site and stream.
+training data as dataset inputs. With ``forecast.strategy=ddp`` every process runs this command
+(started by Lightning or by ``torchrun``); only global rank 0 opens the MLflow run, scores and
+registers, the others train their share of each batch and stop. ``forecast``: loads the
+registered model and prints/plots the next H steps for every site and stream.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import yaml
 
 from control.from_data import fleet_dataset
 from forecast.baselines import baselines_for
+from forecast.distributed import launched_as_worker
 from forecast.evaluate import Scores, evaluate, evaluation_origins, skill
 from forecast.models import ForecasterSuite, LearnedForecaster
 from forecast.sources.humidity import rh_climatology
@@ -104,6 +107,14 @@ def _fit_all(data: Any, cfg: Config, logger: Any,
     return models, splits
 
 
+def _train_as_worker(data: Any, cfg: Config) -> dict[str, Any]:
+    """A DDP process other than global rank 0 (``forecast.strategy=ddp``): it trains its share of
+    every fit, with no MLflow run; rank 0 tracks, scores and registers the model."""
+    _fit_all(data, cfg, None, progress=False)
+    print("greenllm train: DDP worker done (rank 0 tracks, scores and registers the model)", flush=True)
+    return {"worker": True}
+
+
 def _score_and_log(sig: str, model: LearnedForecaster, split: SignalSplit, cfg: Config, tmp: str) -> dict[str, Any]:
     """A signal's test scores against the baselines and skill (logged, with its fan chart)."""
     fs = cfg.forecast
@@ -130,6 +141,8 @@ def run_train(cfg: Config, progress: bool = True) -> dict[str, Any]:
     print(f"greenllm train: scenario {sc.name!r} from {cfg.path}: {fs.architecture} models for "
           f"{', '.join(fs.signals)}", flush=True)
     data = fleet_dataset(cfg, progress=progress)
+    if launched_as_worker():
+        return _train_as_worker(data, cfg)
     with start_run_for(cfg) as run, tempfile.TemporaryDirectory(prefix="greenllm-train-") as tmp:
         tracking.log_params(tracking.flatten(cfg.raw)
                             | {"forecast.resolved." + k: str(v) for k, v in fs.__dict__.items()})
