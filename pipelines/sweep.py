@@ -24,6 +24,7 @@ import pandas as pd
 
 from pipelines import _tracking as tracking
 from pipelines._sweep_cells import (
+    Cell,
     CellResult,
     SweepSpec,
     TrackingTarget,
@@ -34,11 +35,11 @@ from pipelines._sweep_cells import (
     parse_grid,
     write_result,
 )
-from pipelines._sweep_ray import check_options, ray_session, run_cells
+from pipelines._sweep_ray import RayOptions, check_options, ray_session, run_cells
 from pipelines.config import Config
 from pipelines.loop import EXPERIMENT, forecaster_choice
 
-__all__ = ["SUMMARY_KPIS", "SweepOutcome", "run_sweep", "summary_table", "sweep_spec"]
+__all__ = ["SUMMARY_KPIS", "SweepOutcome", "cell_forecaster", "run_sweep", "summary_table", "sweep_spec"]
 
 SUMMARY_KPIS = ("cost_eur", "co2_kg", "water_l", "drops", "slo_misses")
 
@@ -60,7 +61,7 @@ def sweep_spec(cfg: Config, steps: int | None, tracking_target: TrackingTarget |
     return SweepSpec(str(Path(cfg.path).resolve()), cfg.raw, steps, str(Path.cwd()), tracking_target)
 
 
-def _cell_forecaster(forecaster: str) -> str:
+def cell_forecaster(forecaster: str) -> str:
     """``perfect``, ``seasonal-naive`` or the learned bundle's local folder (resolved here, once)."""
     kind, uri = forecaster_choice(forecaster)
     return kind if kind != "learned" else str(tracking.resolve_model(uri).resolve())
@@ -122,6 +123,18 @@ def _log_tables(outcome: SweepOutcome, out_dir: Path) -> None:
         tracking.log_artifacts(tmp, "sweep")
 
 
+def _run_all(driver: _Driver, keyed: list[tuple[str, Cell]], done: dict[str, CellResult], ray: RayOptions) -> None:
+    """The done cells to ``driver`` as they are, the others as Ray tasks (no Ray when none is left)."""
+    for result in done.values():
+        driver(result)
+    todo = [c for k, c in keyed if k not in done]
+    if todo:
+        with ray_session(ray.address, ray.workers) as where:
+            driver.bar.write(f"  on {where}")
+            run_cells(driver.spec, todo, driver)
+    driver.bar.close()
+
+
 def run_sweep(cfg: Config, grid: list[str], windows: tuple[str, ...] = ("primary",),
               controllers: tuple[str, ...] = ("mpc",), forecaster: str = "perfect", steps: int | None = None,
               out_dir: Path = Path("out/sweep"), address: str | None = None,
@@ -142,24 +155,17 @@ def run_sweep(cfg: Config, grid: list[str], windows: tuple[str, ...] = ("primary
     parsed = parse_grid(grid)
     check_options(address, workers)
     base = sweep_spec(cfg, steps)
-    cells = grid_cells(parsed, windows, controllers, (_cell_forecaster(forecaster),))
+    cells = grid_cells(parsed, windows, controllers, (cell_forecaster(forecaster),))
     keyed = [(cell_key(base, c), c) for c in cells]
     done = load_done(out_dir / "cells", keyed)
-    todo = [c for k, c in keyed if k not in done]
-    print(f"greenllm sweep: {len(cells)} cells ({len(done)} done before, {len(todo)} to run) — "
+    print(f"greenllm sweep: {len(cells)} cells ({len(done)} done before, {len(cells) - len(done)} to run) — "
           f"{len(parsed)} grid key(s) × {len(windows)} window(s) × {len(controllers)} controller(s), {forecaster}")
     uri = tracking.tracking_uri()
     with tracking.start_run(EXPERIMENT, f"sweep-{cfg.scenario.name}") as parent:
         target = TrackingTarget(uri, parent.info.experiment_id, parent.info.run_id)
         spec = sweep_spec(cfg, steps, target if tracking.is_server(uri) else None)
         driver = _Driver(spec, target, len(cells), out_dir / "cells")
-        for result in done.values():
-            driver(result)
-        if todo:
-            with ray_session(address, workers) as where:
-                driver.bar.write(f"  on {where}")
-                run_cells(spec, todo, driver)
-        driver.bar.close()
+        _run_all(driver, keyed, done, RayOptions(address, workers))
         results = [driver.results[k] for k, _ in keyed]
         outcome = SweepOutcome(tuple(results), summary_table(results, [k for k, _ in parsed]))
         _log_tables(outcome, out_dir)
@@ -174,7 +180,7 @@ def _print_end(outcome: SweepOutcome, run_id: str, out_dir: Path) -> None:
     """The summary table, the failed cells again, and where everything is."""
     pd.set_option("display.width", 220)
     if not outcome.table.empty:
-        print("\nmean and spread (std) over the windows, per grid setting:")
+        print("\nmean and spread (std) over the windows, per grid setting and controller:")
         print(outcome.table.round(3).to_string(na_rep="n/a"))
     for r in outcome.failed:
         print(f"FAILED {r.cell.label()} (cell {r.key}): {r.error}")

@@ -133,3 +133,11 @@ def test_bad_sweep_options_are_refused_before_any_work(argv, message, capsys):
 def test_workers_with_a_cluster_address_is_refused(store, capsys):
     assert main(["sweep", SMOKE, "--workers", "2", "--address", "ray://head:10001"]) == 2
     assert "only for a local Ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("uri", "server"), [("http://127.0.0.1:5000", True), ("https://mlflow.example", True),
+                                             ("sqlite:///mlruns/mlflow.db", False), ("postgresql://db/x", False)])
+def test_only_an_mlflow_server_lets_the_workers_write_their_own_cells(uri, server):
+    from pipelines._tracking import is_server
+
+    assert is_server(uri) is server
