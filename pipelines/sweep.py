@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from control.params import ControlSettings
 from pipelines import _tracking as tracking
 from pipelines._sweep_cells import (
     Cell,
@@ -37,7 +38,7 @@ from pipelines._sweep_cells import (
 )
 from pipelines._sweep_ray import RayOptions, check_options, ray_session, run_cells
 from pipelines.config import Config
-from pipelines.loop import EXPERIMENT, forecaster_choice
+from pipelines.loop import EXPERIMENT, forecaster_choice, load_suite
 
 __all__ = ["SUMMARY_KPIS", "SweepOutcome", "cell_forecaster", "run_sweep", "summary_table", "sweep_spec"]
 
@@ -61,10 +62,11 @@ def sweep_spec(cfg: Config, steps: int | None, tracking_target: TrackingTarget |
     return SweepSpec(str(Path(cfg.path).resolve()), cfg.raw, steps, str(Path.cwd()), tracking_target)
 
 
-def cell_forecaster(forecaster: str) -> str:
-    """``perfect``, ``seasonal-naive`` or the learned bundle's local folder (resolved here, once)."""
+def cell_forecaster(forecaster: str, control: ControlSettings) -> str:
+    """``perfect``, ``seasonal-naive`` or the learned bundle's local folder, loaded and checked here
+    once (a missing or damaged model is one error before any cell starts)."""
     kind, uri = forecaster_choice(forecaster)
-    return kind if kind != "learned" else str(tracking.resolve_model(uri).resolve())
+    return kind if kind != "learned" else str(Path(load_suite(uri, control)[1]).resolve())
 
 
 class _Driver:
@@ -155,7 +157,7 @@ def run_sweep(cfg: Config, grid: list[str], windows: tuple[str, ...] = ("primary
     parsed = parse_grid(grid)
     check_options(address, workers)
     base = sweep_spec(cfg, steps)
-    cells = grid_cells(parsed, windows, controllers, (cell_forecaster(forecaster),))
+    cells = grid_cells(parsed, windows, controllers, (cell_forecaster(forecaster, cfg.control),))
     keyed = [(cell_key(base, c), c) for c in cells]
     done = load_done(out_dir / "cells", keyed)
     print(f"greenllm sweep: {len(cells)} cells ({len(done)} done before, {len(cells) - len(done)} to run) — "
