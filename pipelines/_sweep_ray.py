@@ -55,7 +55,7 @@ def check_options(address: str | None, workers: int | None) -> str | None:
         raise ValueError(f"--workers {workers}: out of range (accepted: a whole number ≥ 1)")
     if where is not None and workers is not None:
         raise ValueError(f"--workers {workers}: only for a local Ray; the cluster at {where} has its own CPUs "
-                         "(drop --workers, or --address / RAY_ADDRESS for a local Ray)")
+                         "(drop --workers; or, for a local Ray, drop --address and unset RAY_ADDRESS)")
     return where
 
 

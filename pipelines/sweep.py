@@ -16,7 +16,6 @@ controller, the mean and spread (standard deviation) of the KPIs over the window
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,12 +116,11 @@ def _log_tables(outcome: SweepOutcome, out_dir: Path) -> None:
     cells = pd.DataFrame([{"cell_key": r.key, "overrides": " ".join(r.cell.overrides), "window": r.cell.window,
                            "controller": r.cell.controller, "forecaster": r.cell.forecaster, "error": r.error,
                            "reused": r.reused, "wall_s": r.wall_s, **r.kpis} for r in outcome.results])
+    out_dir.mkdir(parents=True, exist_ok=True)
     cells.to_csv(out_dir / "cells.csv", index=False)
     outcome.table.to_csv(out_dir / "summary.csv")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in ("cells.csv", "summary.csv"):
-            (Path(tmp) / name).write_bytes((out_dir / name).read_bytes())
-        tracking.log_artifacts(tmp, "sweep")
+    for name in ("cells.csv", "summary.csv"):
+        tracking.log_artifact(out_dir / name, "sweep")
 
 
 def _run_all(driver: _Driver, keyed: list[tuple[str, Cell]], done: dict[str, CellResult], ray: RayOptions) -> None:

@@ -22,7 +22,7 @@ SMOKE = "configs/smoke.yaml"
 TIMING = ("median_step_ms", "p95_step_ms", "max_step_ms")   # wall-clock KPIs: differ between any two runs
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for the module (its start-up takes seconds); ``ray_session`` uses it as it is."""
     import ray
@@ -38,8 +38,9 @@ def _same_kpis(a: dict[str, float], b: dict[str, float]) -> None:
     assert {k: v for k, v in a.items() if k not in TIMING} == {k: v for k, v in b.items() if k not in TIMING}
 
 
+@pytest.mark.slow   # a local Ray's workers start in seconds each
 def test_a_two_cell_sweep_equals_the_serial_runs_and_tracks_a_parent_with_a_child_per_cell(
-        store, tmp_path, smoke_data, capsys):
+        local_ray, store, tmp_path, smoke_data, capsys):
     outcome = run_sweep(load_config(SMOKE), ["control.epsilon=0.001,0.03"], ("primary",), ("mpc",), "perfect",
                         STEPS, tmp_path / "out")
     assert not outcome.failed and len(outcome.results) == 2
@@ -61,7 +62,8 @@ def test_a_two_cell_sweep_equals_the_serial_runs_and_tracks_a_parent_with_a_chil
     assert "mean and spread" in capsys.readouterr().out
 
 
-def test_a_rerun_skips_the_done_cells_and_runs_only_the_new_ones(store, tmp_path):
+@pytest.mark.slow   # a local Ray's workers start in seconds each
+def test_a_rerun_skips_the_done_cells_and_runs_only_the_new_ones(local_ray, store, tmp_path):
     cfg, out = load_config(SMOKE), tmp_path / "out"
     first = run_sweep(cfg, ["control.epsilon=0.03"], ("primary",), ("nearest-site",), "perfect", STEPS, out)
     again = run_sweep(cfg, ["control.epsilon=0.03,0.05"], ("primary",), ("nearest-site",), "perfect", STEPS, out)
@@ -70,7 +72,8 @@ def test_a_rerun_skips_the_done_cells_and_runs_only_the_new_ones(store, tmp_path
     assert len(list((out / "cells").glob("*.json"))) == 2
 
 
-def test_a_failed_cell_is_reported_and_the_other_finishes_with_a_nonzero_exit(store, tmp_path, capsys):
+@pytest.mark.slow   # a local Ray's workers start in seconds each
+def test_a_failed_cell_is_reported_and_the_other_finishes_with_a_nonzero_exit(local_ray, store, tmp_path, capsys):
     rc = main(["sweep", SMOKE, "--grid", "control.epsilon=0.03,abc", "--controllers", "nearest-site",
                "--steps", str(STEPS), "--out", str(tmp_path / "out")])
     assert rc == 1
@@ -81,7 +84,8 @@ def test_a_failed_cell_is_reported_and_the_other_finishes_with_a_nonzero_exit(st
     assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 1   # the failed cell is retried next time
 
 
-def test_tradeoff_points_on_ray_equal_the_serial_points(smoke_data, capsys):
+@pytest.mark.slow   # a local Ray's workers start in seconds each
+def test_tradeoff_points_on_ray_equal_the_serial_points(local_ray, smoke_data, capsys):
     s = prepare(load_config(SMOKE), "primary", STEPS, data=smoke_data)
     serial = tradeoff_front(s, "carbon", "eps", (0.0, 3.0), ("perfect",), show_progress=False)
     on_ray = tradeoff_front(s, "carbon", "eps", (0.0, 3.0), ("perfect",), show_progress=False, ray=RayOptions())
