@@ -103,7 +103,7 @@ def _window_kpis(cfg: Config, suite: object, steps: int | None, runs: list[tuple
                 plant = setups[window].plant
             yield run_loop(setups[window], ctrl, kind, suite if kind == "learned" else None, show_progress=False).kpis
         return
-    folder = cell_forecaster(model, cfg.control) if model else ""
+    folder = cell_forecaster(model, cfg) if model else ""
     cells = [Cell((), window, ctrl, folder if kind == "learned" else kind) for window, ctrl, kind in runs]
     got: dict[Cell, CellResult] = {}
     with ray_session(ray.address, ray.workers):

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from control.params import ControlSettings
 from pipelines import _tracking as tracking
 from pipelines._sweep_cells import (
     Cell,
@@ -61,11 +60,11 @@ def sweep_spec(cfg: Config, steps: int | None, tracking_target: TrackingTarget |
     return SweepSpec(str(Path(cfg.path).resolve()), cfg.raw, steps, str(Path.cwd()), tracking_target)
 
 
-def cell_forecaster(forecaster: str, control: ControlSettings) -> str:
+def cell_forecaster(forecaster: str, cfg: Config) -> str:
     """``perfect``, ``seasonal-naive`` or the learned bundle's local folder, loaded and checked here
-    once (a missing or damaged model is one error before any cell starts)."""
+    once against ``cfg``'s control settings (a missing or damaged model is one error before any cell)."""
     kind, uri = forecaster_choice(forecaster)
-    return kind if kind != "learned" else str(Path(load_suite(uri, control)[1]).resolve())
+    return kind if kind != "learned" else str(Path(load_suite(uri, cfg.control)[1]).resolve())
 
 
 class _Driver:
@@ -155,7 +154,7 @@ def run_sweep(cfg: Config, grid: list[str], windows: tuple[str, ...] = ("primary
     parsed = parse_grid(grid)
     check_options(address, workers)
     base = sweep_spec(cfg, steps)
-    cells = grid_cells(parsed, windows, controllers, (cell_forecaster(forecaster, cfg.control),))
+    cells = grid_cells(parsed, windows, controllers, (cell_forecaster(forecaster, cfg),))
     keyed = [(cell_key(base, c), c) for c in cells]
     done = load_done(out_dir / "cells", keyed)
     print(f"greenllm sweep: {len(cells)} cells ({len(done)} done before, {len(cells) - len(done)} to run) — "
