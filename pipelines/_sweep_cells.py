@@ -177,7 +177,7 @@ def _dataset(cfg: Any) -> Any:
 
 def run_cell(spec: SweepSpec, cell: Cell) -> CellResult:
     """Run ``cell`` in this process (a Ray task or a serial run); a failure is returned, not raised."""
-    from pipelines.loop import forecaster_choice, load_suite, prepare, run_loop
+    from pipelines.loop import load_suite, prepare, run_loop
 
     start = time.perf_counter()
     key = cell_key(spec, cell)
@@ -185,8 +185,8 @@ def run_cell(spec: SweepSpec, cell: Cell) -> CellResult:
         os.chdir(spec.cwd)
     try:
         cfg = config_from_raw(apply_overrides(dict(spec.raw), cell.overrides), spec.config_path)
-        kind, folder = forecaster_choice(cell.forecaster)
-        suite = load_suite(folder, cfg.control)[0] if kind == "learned" else None
+        kind = cell.forecaster_kind
+        suite = load_suite(cell.forecaster, cfg.control)[0] if kind == "learned" else None
         s = prepare(cfg, cell.window, spec.steps, data=_dataset(cfg))
         out = run_loop(s, cell.controller, kind, suite, show_progress=False)
     except Exception as exc:  # noqa: BLE001 - one cell's failure is reported; the others go on
