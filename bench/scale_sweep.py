@@ -3,7 +3,7 @@ thread each, Ray's start-up included) against one process running them one after
 
 The cells: MPC with perfect forecasts on configs/default.yaml (m-large, fleet scale), a grid of
 ``control.epsilon`` (0.001, 0.01, 0.03, 0.1) × two fortnights from 12 and 26 Nov 2018 (336 h):
-8 cells of 30–60 s (120 h took 28–35 s on a busy 2-core machine; each cell builds its dataset, as
+8 cells of 25–45 s (one took 41 s on the busy 2-core dev machine; each cell builds its dataset, as
 the fleet factor depends on the control settings). The result says whether every cell took ≥ 20 s
 (the issue's floor); if not, rerun with a larger ``--steps``. Both
 sides run ``pipelines._sweep_cells.run_cell``, the function a ``greenllm sweep`` task runs, with
@@ -11,7 +11,7 @@ one BLAS / OpenMP / torch thread; the serial side starts after its imports, the 
 includes ``ray.init`` and the workers' start-up. The data's parquet caches are warmed first. The
 KPIs of both sides must be equal (wall-clock step times aside). Target: Ray ÷ serial ≤ 0.65.
 
-Run from the repository root on a quiet machine (about 8–10 min on 2 cores; up to 15 when busy)::
+Run from the repository root on a quiet machine (about 7–8 min on 2 cores; up to 15 when busy)::
 
     .venv/bin/python -m bench.scale_sweep
 
