@@ -12,7 +12,7 @@
 3. Temperature: aware vs unaware MPC on a July week with perfect forecasts for both.
 4. Carbon: cost-first vs carbon-first, and the weighted mode over carbon prices (Pareto plot).
 
-Run: ``.venv/bin/python bench/closed_loop.py [--quick] [--model m-mid=FOLDER ...]`` →
+Run: ``.venv/bin/python bench/closed_loop.py [--quick] [--ray [--workers N]] [--model m-mid=FOLDER ...]`` →
 bench/results/closed_loop.md, .json and closed_loop_pareto.png. ``--quick``: 12-h windows (a smoke
 run, not a result). The rules of the MPC's applied step are chosen by ``bench/rules.py``.
 """
@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +35,8 @@ import matplotlib.pyplot as plt  # noqa: E402 - after the backend
 import numpy as np
 
 from control.from_data import fleet_dataset
+from pipelines._sweep_cells import Cell, CellResult
+from pipelines._sweep_ray import RayOptions, ray_session, run_cells
 from pipelines.closed_loop import (
     MODEL_URI,
     SECONDARY,
@@ -45,6 +48,7 @@ from pipelines.closed_loop import (
     run_loop,
 )
 from pipelines.config import Config, load_config
+from pipelines.sweep import cell_forecaster, sweep_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -87,25 +91,41 @@ def _tier_primary(cfg: Config, model: str | None, steps: int | None) -> dict:
             "load_factor": s.data.load_factor, "wall_s": time.perf_counter() - t0}
 
 
-def _tier_windows(cfg: Config, model: str | None, suite: object, steps: int | None) -> dict:
-    """The secondary windows: cost of a few controllers per window, mean and spread."""
+def _window_kpis(cfg: Config, suite: object, steps: int | None, runs: list[tuple[str, str, str]],
+                 ray: RayOptions | None, model: str | None) -> Iterator[dict[str, float]]:
+    """The KPIs of each (window, controller, forecaster kind) run in order: here one after the other
+    on one dataset, or all as Ray tasks (``greenllm sweep``'s engine; ``model``: the learned URI)."""
+    if ray is None:
+        data, plant, setups = fleet_dataset(cfg), None, {}
+        for window, ctrl, kind in runs:
+            if window not in setups:
+                setups[window] = prepare(cfg, window, steps, data=data, plant=plant)
+                plant = setups[window].plant
+            yield run_loop(setups[window], ctrl, kind, suite if kind == "learned" else None, show_progress=False).kpis
+        return
+    folder = cell_forecaster(model, cfg) if model else ""
+    cells = [Cell((), window, ctrl, folder if kind == "learned" else kind) for window, ctrl, kind in runs]
+    got: dict[Cell, CellResult] = {}
+    with ray_session(ray.address, ray.workers):
+        run_cells(sweep_spec(cfg, steps), cells, lambda r: got.__setitem__(r.cell, r))
+    for cell in cells:
+        if not got[cell].ok:
+            raise RuntimeError(f"{cell.label()}: {got[cell].error}")
+        yield got[cell].kpis
+
+
+def _tier_windows(cfg: Config, model: str | None, suite: object, steps: int | None,
+                  ray: RayOptions | None = None) -> dict:
+    """The secondary windows: cost of a few controllers per window, mean and spread (``ray``: as Ray tasks)."""
     main_kind = "learned" if model else "seasonal-naive"
-    data = fleet_dataset(cfg)
-    plant = None
+    runs = [(window, ctrl, kind or main_kind) for window in SECONDARY for ctrl, kind in WINDOW_CONTROLLERS]
     rows: dict[str, dict[str, float]] = {}
-    for window in SECONDARY:
-        sw = prepare(cfg, window, steps, data=data, plant=plant)
-        plant = sw.plant
-        for ctrl, kind in WINDOW_CONTROLLERS:
-            kind = kind or main_kind
-            out = run_loop(sw, ctrl, kind, suite if kind == "learned" else None, show_progress=False)
-            rows.setdefault(f"{ctrl} [{kind}]", {})[window] = out.kpis["cost_eur"]
-            rows.setdefault(f"{ctrl} [{kind}] drops", {})[window] = out.kpis["drops"]
-            print(f"   {window} {ctrl} [{kind}]: {out.kpis['cost_eur']:.2f} EUR, "
-                  f"drops {out.kpis['drops']:.0f}", flush=True)
+    for (window, ctrl, kind), k in zip(runs, _window_kpis(cfg, suite, steps, runs, ray, model), strict=True):
+        rows.setdefault(f"{ctrl} [{kind}]", {})[window] = k["cost_eur"]
+        rows.setdefault(f"{ctrl} [{kind}] drops", {})[window] = k["drops"]
+        print(f"   {window} {ctrl} [{kind}]: {k['cost_eur']:.2f} EUR, drops {k['drops']:.0f}", flush=True)
     return {label: {"per_window": v, "mean": float(np.mean(list(v.values()))),
                     "spread": float(np.std(list(v.values())))} for label, v in rows.items()}
-
 
 
 def write_markdown(result: dict) -> None:
@@ -189,6 +209,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="12-h windows (smoke run)")
     ap.add_argument("--render", action="store_true", help="only rebuild closed_loop.md from closed_loop.json")
+    ap.add_argument("--ray", action="store_true", help="the secondary windows' runs as Ray tasks (greenllm sweep's "
+                    "engine: a local Ray, or RAY_ADDRESS)")
+    ap.add_argument("--workers", type=int, default=None, help="with --ray: CPUs of the local Ray (default: all cores)")
     ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
                     help="a tier's learned forecaster (default m-large: the registered one); a tier without "
                          "one runs the MPC on seasonal-naive forecasts and says so")
@@ -212,7 +235,8 @@ def main() -> None:
         print(f"1. {tier}: primary window, every controller and the references")
         tiers[tier] = _tier_primary(cfg, model, steps)
         print(f"2. {tier}: secondary windows {SECONDARY}")
-        tiers[tier]["secondary"] = _tier_windows(cfg, model, suite, steps)
+        tiers[tier]["secondary"] = _tier_windows(cfg, model, suite, steps,
+                                                 RayOptions(None, args.workers) if args.ray else None)
     cfg = load_config(ROOT / "configs" / "default.yaml")
     data = fleet_dataset(cfg)
     s = prepare(cfg, "primary", steps, data=data)

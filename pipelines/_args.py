@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["SECONDARY", "WINDOWS", "count_at_least", "hour_utc", "out_folder", "utc_hour_arg",
-           "week_in_year", "window_arg"]
+__all__ = ["SECONDARY", "WINDOWS", "count_at_least", "hour_utc", "name_list", "number_list", "out_folder",
+           "utc_hour_arg", "week_in_year", "window_arg", "window_list"]
 
 # Evaluation windows (DESIGN §5): name → (start, hours). Primary: the 3 recorded test days; July:
 # temperature comparison; secondary: Nov–Dec weeks on resampled load (in-sample for the load model).
@@ -137,3 +137,29 @@ def number_list(low: float, high: float):  # noqa: ANN201 - an argparse type
         return tuple(values)
     parse.__name__ = f"list of numbers in [{low:g}, {high:g}]"
     return parse
+
+
+def _distinct(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",")]
+    if "" in parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty item; give names separated by commas")
+    if len(set(parts)) != len(parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: an item repeats")
+    return parts
+
+
+def name_list(valid: tuple[str, ...]):  # noqa: ANN201 - an argparse type
+    """An argparse ``type=`` for a comma-separated list of distinct names out of ``valid``."""
+    def parse(text: str) -> tuple[str, ...]:
+        parts = _distinct(text)
+        for part in parts:
+            if part not in valid:
+                raise argparse.ArgumentTypeError(f"{part!r} in {text!r}: not one of {', '.join(valid)}")
+        return tuple(parts)
+    parse.__name__ = "list of names"
+    return parse
+
+
+def window_list(text: str) -> tuple[str, ...]:
+    """An argparse ``type=`` for comma-separated windows, each as :func:`window_arg` accepts it."""
+    return tuple(dict.fromkeys(window_arg(part) for part in _distinct(text)))

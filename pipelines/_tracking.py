@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_TRACKING_URI", "child_run", "flatten", "git_commit", "lightning_logger", "log_artifact",
-           "log_artifacts", "log_dataset", "log_json", "log_metric", "log_metrics", "log_params", "log_step_metrics",
-           "log_text", "start_run", "store_client", "tracking_uri"]
+__all__ = ["DEFAULT_TRACKING_URI", "child_run", "flatten", "git_commit", "is_server", "lightning_logger",
+           "log_artifact", "log_artifacts", "log_child_run", "log_dataset", "log_json", "log_metric", "log_metrics",
+           "log_params", "log_step_metrics", "log_text", "start_run", "store_client", "tracking_uri"]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 #: the experiment tag that makes the MLflow UI open an experiment in its model-training view
@@ -116,6 +116,29 @@ def child_run(run_name: str, parent: Any) -> Iterator[Any]:
     with mlflow.start_run(run_name=run_name, nested=True, experiment_id=parent.info.experiment_id,
                           tags={"git_commit": git_commit()}) as run:
         yield run
+
+
+def is_server(uri: str) -> bool:
+    """Whether the store at ``uri`` is an MLflow server (many writers at once), not a database file."""
+    return uri.split(":", 1)[0] in ("http", "https", "databricks")
+
+
+def log_child_run(uri: str, experiment_id: str, parent_run_id: str, run_name: str, params: Mapping[str, str],
+                  metrics: Mapping[str, float]) -> str:
+    """A finished child of run ``parent_run_id`` with ``params`` and ``metrics``, written through a
+    client (no active run is needed, so a sweep's worker process can log its own cell); its run id."""
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    _setup(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.create_run(experiment_id, run_name=run_name, tags={"mlflow.parentRunId": parent_run_id})
+    now = int(time.time() * 1000)
+    client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                     params=[Param(k, str(v)[:500]) for k, v in params.items()],
+                     tags=[RunTag("mlflow.runName", run_name)])
+    client.set_terminated(run.info.run_id)
+    return str(run.info.run_id)
 
 
 def lightning_logger(run: Any, experiment: str) -> Any:

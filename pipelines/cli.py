@@ -8,7 +8,16 @@ import traceback
 from pathlib import Path
 
 from forecast.schema import ConfigError, DataError
-from pipelines._args import count_at_least, number_list, out_folder, utc_hour_arg, week_in_year, window_arg
+from pipelines._args import (
+    count_at_least,
+    name_list,
+    number_list,
+    out_folder,
+    utc_hour_arg,
+    week_in_year,
+    window_arg,
+    window_list,
+)
 from pipelines._controllers import CONTROLLERS
 from pipelines.config import Config, load_config
 
@@ -58,7 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder for the PNG plots (default: out/forecast)")
     _add_loop_commands(sub)
     _add_tradeoff(sub)
+    _add_sweep(sub)
     return parser
+
+
+def _add_ray(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help=f"run the {what} on the Ray cluster at ADDR (e.g. ray://head:10001; default: "
+                        "RAY_ADDRESS if set, else a local Ray started here)")
+    p.add_argument("--workers", type=count_at_least(1), default=None, metavar="N",
+                   help="CPUs of the local Ray, one thread each (default: all cores)")
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    """``sweep``: grid × windows × controllers as Ray tasks."""
+    sw = sub.add_parser("sweep", help="every (grid setting × window × controller) closed-loop run as a Ray task; "
+                                      "done cells are skipped on a rerun")
+    _add_common(sw)
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                    help="a config key and its values (repeatable; the cells are the product), e.g. "
+                         "--grid control.epsilon=0.001,0.03 (commas inside [...] stay in a value)")
+    sw.add_argument("--windows", type=window_list, default=("primary",),
+                    help="comma-separated windows: primary | july | nov-19 | nov-26 | dec-17 | ISO start hours "
+                         "(default: primary)")
+    sw.add_argument("--controllers", type=name_list(CONTROLLERS), default=("mpc",),
+                    help=f"comma-separated, of {', '.join(CONTROLLERS)} (default: mpc)")
+    sw.add_argument("--forecaster", default="perfect",
+                    help="perfect | seasonal-naive | a model URI or folder (default: perfect)")
+    sw.add_argument("--steps", type=count_at_least(1), default=None, help="hours per cell, ≥ 1 (default: the window's)")
+    sw.add_argument("--out", type=Path, default=Path("out/sweep"),
+                    help="results: cells/KEY.json per done cell, cells.csv, summary.csv (default: out/sweep)")
+    _add_ray(sw, "cells")
 
 
 def _add_tradeoff(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +121,9 @@ def _add_tradeoff(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--window", default="primary", type=window_arg, help="as for simulate (default: primary)")
     tr.add_argument("--steps", type=count_at_least(1), default=None, help="hours, ≥ 1 (default: the window's)")
     tr.add_argument("--out", type=Path, default=Path("out/tradeoff"), help="folder for the plot")
+    tr.add_argument("--ray", action="store_true",
+                    help="run the points as Ray tasks (as greenllm sweep; implied by --address or --workers)")
+    _add_ray(tr, "points")
 
 
 def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
@@ -151,10 +193,13 @@ def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
 
         run_plan(cfg, args.at, args.forecaster, args.state, args.out)
     elif args.command == "tradeoff":
+        from pipelines._sweep_ray import RayOptions
         from pipelines.tradeoff import run_tradeoff
 
+        on_ray = args.ray or args.address is not None or args.workers is not None
         run_tradeoff(cfg, args.metric, args.eps if args.mode == "eps" else args.prices, args.forecaster,
-                     args.window, args.steps, args.out, args.mode)
+                     args.window, args.steps, args.out, args.mode,
+                     RayOptions(args.address, args.workers) if on_ray else None)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -171,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_ui(args.port)
     cfg = load_config(args.config, args.overrides)
-    if args.command in ("train", "simulate", "compare", "tradeoff", "plan"):
+    if args.command in ("train", "simulate", "compare", "tradeoff", "plan", "sweep"):
         from pipelines._tracking import tracking_uri
 
         tracking_uri()  # a store MLflow cannot use is an error now, not after the run
@@ -192,6 +237,12 @@ def _run(args: argparse.Namespace) -> int:
         run_forecast(cfg, args.at, args.model, args.plots)
     elif args.command in ("simulate", "compare", "plan", "tradeoff"):
         _run_loop_command(args, cfg)
+    elif args.command == "sweep":
+        from pipelines.sweep import run_sweep
+
+        outcome = run_sweep(cfg, args.grid, args.windows, args.controllers, args.forecaster, args.steps, args.out,
+                            args.address, args.workers)
+        return 1 if outcome.failed else 0
     return 0
 
 

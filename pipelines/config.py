@@ -25,7 +25,7 @@ from forecast.output import DEFAULT_QUANTILES
 from forecast.scenario import ConfigError, Scenario
 from forecast.settings import ForecastSettings
 
-__all__ = ["Config", "ConfigError", "apply_overrides", "build_dataclass", "load_config"]
+__all__ = ["Config", "ConfigError", "apply_overrides", "build_dataclass", "config_from_raw", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,17 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         overrides: ``key.path=value`` strings (``--set``).
     """
     path = Path(path)
-    raw = apply_overrides(_resolve_extends(path), overrides)
+    return config_from_raw(apply_overrides(_resolve_extends(path), overrides), path)
+
+
+def config_from_raw(raw: dict[str, Any], path: str | Path) -> Config:
+    """Validate a resolved mapping (``Config.raw``, e.g. with more ``apply_overrides``) read from ``path``.
+
+    Args:
+        raw: the mapping, ``extends`` already merged and overrides applied.
+        path: the config file it came from (errors name it; ``hardware`` is read beside it).
+    """
+    path = Path(path)
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid: {sorted(_TOP_KEYS)}")

@@ -205,7 +205,7 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
     pickle, with what the run depends on); ``resume`` continues from that file to the result an
     uninterrupted run gives, and refuses a checkpoint of another run (a different code version only
     without ``force``). ``lineage``: the learned forecaster's ``forecaster_model_*`` entries
-    (``pipelines._tracking.model_lineage``).
+    (``pipelines._tracking_registry.model_lineage``).
     """
     ctrl = make_controller(controller_name, s)
     fc_fn, note = forecaster_for(forecaster, s.data, s.plant, s.realised, s.t0, s.horizon,

@@ -136,3 +136,13 @@ CASES += [
          _argv("compare", SMOKE, "--forecaster", "{tmp}/no-such-model", "--steps", "2", "--out", "{tmp}/cmp"),
          "clear error", ("no-such-model", "no such folder")),
 ]
+
+CASES += [
+    Case("sweep-grid-without-equals", "CLI flag", _argv("sweep", SMOKE, "--grid", "control.epsilon"),
+         "clear error", ("--grid", "control.epsilon", "key.path=v1,v2")),
+    Case("sweep-unknown-controller", "CLI flag", _argv("sweep", SMOKE, "--controllers", "mpc,round-robin"),
+         "clear error", ("--controllers", "round-robin", "capacity-proportional")),
+    Case("sweep-forecaster-folder-missing", "CLI flag",
+         _argv("sweep", SMOKE, "--forecaster", "{tmp}/no-such-model", "--out", "{tmp}/sweep"), "clear error",
+         ("no-such-model", "no such folder")),
+]
