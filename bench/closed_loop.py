@@ -35,8 +35,6 @@ import matplotlib.pyplot as plt  # noqa: E402 - after the backend
 import numpy as np
 
 from control.from_data import fleet_dataset
-from pipelines._sweep_cells import Cell, CellResult
-from pipelines._sweep_ray import RayOptions, ray_session, run_cells
 from pipelines.closed_loop import (
     MODEL_URI,
     SECONDARY,
@@ -48,7 +46,7 @@ from pipelines.closed_loop import (
     run_loop,
 )
 from pipelines.config import Config, load_config
-from pipelines.sweep import cell_forecaster, sweep_spec
+from pipelines.sweep import Cell, CellResult, RayOptions, cell_forecaster, ray_session, run_cells, sweep_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -6,7 +6,7 @@ The cells: MPC with perfect forecasts on configs/default.yaml (m-large, fleet sc
 8 cells of 25–45 s (one took 41 s on the busy 2-core dev machine; each cell builds its dataset, as
 the fleet factor depends on the control settings). The result says whether every cell took ≥ 20 s
 (the issue's floor); if not, rerun with a larger ``--steps``. Both
-sides run ``pipelines._sweep_cells.run_cell``, the function a ``greenllm sweep`` task runs, with
+sides run ``pipelines.sweep.run_cell``, the function a ``greenllm sweep`` task runs, with
 one BLAS / OpenMP / torch thread; the serial side starts after its imports, the Ray side's clock
 includes ``ray.init`` and the workers' start-up. The data's parquet caches are warmed first. The
 KPIs of both sides must be equal (wall-clock step times aside). Target: Ray ÷ serial ≤ 0.65.
@@ -36,11 +36,17 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bench._scale_report import RESULTS, machine, update  # noqa: E402
-from pipelines import _sweep_cells  # noqa: E402
-from pipelines._sweep_cells import Cell, CellResult, SweepSpec, run_cell  # noqa: E402
-from pipelines._sweep_ray import ray_session, run_cells  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.sweep import sweep_spec  # noqa: E402
+from pipelines.sweep import (  # noqa: E402
+    Cell,
+    CellResult,
+    SweepSpec,
+    clear_data_cache,
+    ray_session,
+    run_cell,
+    run_cells,
+    sweep_spec,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EPSILONS = ("0.001", "0.01", "0.03", "0.1")
@@ -64,7 +70,7 @@ def _serial(spec: SweepSpec, cells: list[Cell]) -> tuple[float, list[CellResult]
     import torch
 
     torch.set_num_threads(1)
-    _sweep_cells._DATA.clear()   # no dataset carried over from the warm-up
+    clear_data_cache()   # no dataset carried over from the warm-up
     start = time.perf_counter()
     results = []
     for cell in cells:

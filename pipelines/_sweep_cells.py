@@ -25,8 +25,8 @@ from typing import Any
 
 from pipelines.config import ConfigError, apply_overrides, config_from_raw
 
-__all__ = ["Cell", "CellResult", "SweepSpec", "TrackingTarget", "cell_key", "grid_cells", "load_done", "log_cell",
-           "parse_grid", "run_cell", "split_values", "write_result"]
+__all__ = ["Cell", "CellResult", "SweepSpec", "TrackingTarget", "cell_key", "clear_data_cache", "grid_cells",
+           "load_done", "log_cell", "parse_grid", "run_cell", "split_values", "write_result"]
 
 _DATA_CACHE_SIZE = 2   # datasets kept per process (a worker runs many cells of the same scenario)
 
@@ -161,6 +161,11 @@ def cell_key(spec: SweepSpec, cell: Cell) -> str:
 
 # ---------------------------------------------------------------------- one cell
 _DATA: dict[Any, Any] = {}
+
+
+def clear_data_cache() -> None:
+    """Forget the datasets this process keeps for its next cells (a benchmark's clean start)."""
+    _DATA.clear()
 
 
 def _dataset(cfg: Any) -> Any:

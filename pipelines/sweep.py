@@ -28,17 +28,22 @@ from pipelines._sweep_cells import (
     SweepSpec,
     TrackingTarget,
     cell_key,
+    clear_data_cache,
     grid_cells,
     load_done,
     log_cell,
     parse_grid,
+    run_cell,
     write_result,
 )
 from pipelines._sweep_ray import RayOptions, check_options, ray_session, run_cells
 from pipelines.config import Config
 from pipelines.loop import EXPERIMENT, forecaster_choice, load_suite
 
-__all__ = ["SUMMARY_KPIS", "SweepOutcome", "cell_forecaster", "run_sweep", "summary_table", "sweep_spec"]
+__all__ = ["SUMMARY_KPIS", "Cell", "CellResult", "RayOptions", "SweepOutcome", "SweepSpec", "cell_forecaster",
+           "clear_data_cache", "ray_session", "run_cell", "run_cells", "run_sweep", "summary_table", "sweep_spec"]
+# Cell, CellResult, SweepSpec, RayOptions, ray_session, run_cell, run_cells and clear_data_cache are the
+# engine's public names (``pipelines._sweep_cells``, ``pipelines._sweep_ray``), e.g. for bench/ scripts.
 
 SUMMARY_KPIS = ("cost_eur", "co2_kg", "water_l", "drops", "slo_misses")
 
