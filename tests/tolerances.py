@@ -7,3 +7,8 @@ SOLVER = 1e-6          # an LP's optimum, stage value or primal value against it
                        # and optimality tolerances are 1e-7: a few of them add up)
 SOLVER_PRIMAL = 1e-7   # a primal value of a small known-optimum LP, absolute (one solver tolerance)
 HAND_CHECKED = 0.05    # a statistic re-computed by hand from the raw file (same units)
+FLOAT32_VALUE = 1e-6   # one float32 value computed two ways (a loss weight, a logged loss), relative
+FLOAT32_SUMS = 1e-5    # float32 tensors summed in another order (a weighted mean of gradients), relative
+FLOAT32_ATOL = 1e-7    # … and absolute, near zero
+DDP_TRAINING = 1e-3    # a model trained by 2 DDP processes against 1 (sums in another order over many steps), relative
+DDP_WEIGHTS_ATOL = 1e-4  # … its weights, absolute

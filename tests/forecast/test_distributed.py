@@ -13,6 +13,7 @@ import torch
 
 from forecast.distributed import BatchShare, launched_as_worker, share_bounds
 from forecast.training import WindowBatches, lightning_strategy, pinball_loss
+from tests.tolerances import FLOAT32_ATOL, FLOAT32_SUMS, FLOAT32_VALUE
 
 
 def _batches(n_windows: int, batch_size: int) -> WindowBatches:
@@ -45,8 +46,8 @@ def test_shares_are_the_global_batch_in_order_with_weights(world):
             torch.testing.assert_close(torch.cat([p[k] for p in parts]), whole[k], rtol=0, atol=0)
         n = len(whole[0])
         for p in parts:   # part mean × world·n_part/n, averaged over processes = the batch mean
-            assert float(p[4]) == pytest.approx(world * len(p[0]) / n, rel=1e-6)
-        assert sum(float(p[4]) for p in parts) / world == pytest.approx(1.0, rel=1e-6)
+            assert float(p[4]) == pytest.approx(world * len(p[0]) / n, rel=FLOAT32_VALUE)
+        assert sum(float(p[4]) for p in parts) / world == pytest.approx(1.0, rel=FLOAT32_VALUE)
 
 
 def test_weighted_share_gradients_average_to_the_global_gradient():
@@ -64,9 +65,9 @@ def test_weighted_share_gradients_average_to_the_global_gradient():
     full = grad(x, y, 1.0)
     parts = [BatchShare(glob, r, 2)[0] for r in range(2)]
     mean_of_parts = sum(grad(p[0], p[3], float(p[4])) for p in parts) / 2   # what DDP's all-reduce does
-    torch.testing.assert_close(mean_of_parts, full, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(mean_of_parts, full, rtol=FLOAT32_SUMS, atol=FLOAT32_ATOL)
     unweighted = sum(grad(p[0], p[3], 1.0) for p in parts) / 2
-    assert not torch.allclose(unweighted, full, rtol=1e-5, atol=1e-7)   # the weights matter here
+    assert not torch.allclose(unweighted, full, rtol=FLOAT32_SUMS, atol=FLOAT32_ATOL)   # the weights matter here
 
 
 def test_one_process_serves_the_whole_batches_with_weight_one():
@@ -113,4 +114,4 @@ def test_one_process_training_reports_epochs_run_and_the_best_epochs_loss():
                            patience=100, batches_per_epoch=3, seed=0, logger=logger, progress=False)
         logged = pd.read_csv(Path(logger.log_dir) / "metrics.csv")["val_loss"].dropna().to_numpy()
     assert report["epochs"] == 4.0 == len(logged)   # epochs run, even when an earlier one was best
-    assert report["best_val_loss"] == pytest.approx(logged.min(), rel=1e-6)
+    assert report["best_val_loss"] == pytest.approx(logged.min(), rel=FLOAT32_VALUE)

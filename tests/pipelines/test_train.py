@@ -12,6 +12,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.config import load_config
 from tests.conftest import CONFIGS
+from tests.tolerances import ROUNDOFF
 
 pytestmark = pytest.mark.slow  # trains two small models end to end: ≈ 30 s on 2 cores
 
@@ -95,7 +96,7 @@ def test_pyfunc_model_round_trip_equals_the_native_forecast(trained, monkeypatch
     got = model.predict(long_history(recent), params={"t0": "2018-12-14T00:00Z", "horizon": 24})
     native = ForecasterSuite.load(resolve_model(uri)).predict(hist, t0, 24).long()
     assert len(got) == len(native) and (got["signal"].to_numpy() == native["signal"].to_numpy()).all()
-    np.testing.assert_allclose(got["value"].to_numpy(), native["value"].to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got["value"].to_numpy(), native["value"].to_numpy(), rtol=0, atol=ROUNDOFF)
 
 
 def test_champion_moves_only_on_better_skill(trained, monkeypatch, smoke_cfg, smoke_data):
