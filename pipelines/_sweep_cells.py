@@ -172,7 +172,10 @@ def _dataset(cfg: Any) -> Any:
     """The fleet's dataset of ``cfg``, kept for the next cells of the same scenario in this process."""
     from control.from_data import fleet_dataset
 
-    key = (cfg.scenario, cfg.hardware, cfg.control, cfg.penalties)   # what fleet_dataset reads
+    # what fleet_dataset reads: the scenario, the catalogue and, through the fleet factor (the
+    # datacentre GPUs control.sizing installs), rho_max alone of the control settings; so cells that
+    # differ only in the MPC's policy (epsilon, order, prices, …) share one dataset
+    key = (cfg.scenario, cfg.hardware, cfg.control.rho_max)
     if key not in _DATA:
         while len(_DATA) >= _DATA_CACHE_SIZE:
             _DATA.pop(next(iter(_DATA)))
