@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from control.batch_modes import gpu_for, mode_table
+from control.batch_modes import gpu_for, mode_batch, mode_table
 from control.from_data import token_stats
 from pipelines.closed_loop import daily_water, load_suite, prepare, run_loop
 from pipelines.config import Config, load_config
@@ -191,7 +191,7 @@ def _balance(e: dict) -> str:
 def _hours_by_batch(used: dict) -> dict:
     out: dict = {}
     for pool, h in used.items():
-        b = int(pool.split("@b")[1]) if "@b" in pool else 0
+        b = mode_batch(pool)   # every edge (sub-)pool name here carries its batch (_edge_run)
         out[b] = out.get(b, 0.0) + h
     return out
 

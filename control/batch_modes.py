@@ -32,8 +32,8 @@ from control.plant import PlantParams
 from forecast.scenario import Scenario
 from forecast.schema import ConfigError
 
-__all__ = ["fixed_mode_gpus", "gpu_for", "memory_needed_gb", "mode_batch", "mode_gpu", "mode_table", "pools",
-           "shared_device_groups", "within_shared_devices"]
+__all__ = ["device_name", "fixed_mode_gpus", "gpu_for", "memory_needed_gb", "mode_batch", "mode_gpu", "mode_table",
+           "pools", "shared_device_groups", "within_shared_devices"]
 
 SEP = "@b"
 GB = 1e9
@@ -44,10 +44,19 @@ def mode_batch(pool_gpu: str) -> int:
     return int(pool_gpu.split(SEP)[1]) if SEP in pool_gpu else 1
 
 
+def device_name(pool_gpu: str) -> str:
+    """The catalogue name of a pool's GPU (``rtx2000ada@b4`` → ``rtx2000ada``)."""
+    return pool_gpu.split(SEP)[0]
+
+
 def memory_needed_gb(memory: EdgeMemory, batch: int) -> float:
     """Weights + runtime reserve + ``batch`` slots of KV cache, GB."""
     kv_gb = batch * memory.context_tokens * memory.kv_bytes_per_token / GB
     return memory.weights_gb + memory.runtime_reserve_gb + kv_gb
+
+
+def _fits(memory: EdgeMemory, gpu: Gpu, batch: int) -> bool:
+    return memory_needed_gb(memory, batch) <= float(gpu.memory_gb or 0.0)
 
 
 def _checked(hardware: HardwareCatalogue, gpu: Gpu) -> EdgeMemory:
@@ -64,10 +73,9 @@ def mode_gpu(hardware: HardwareCatalogue, gpu: Gpu, batch: int) -> Gpu:
         ConfigError: the catalogue lacks the figures, or the mode does not fit the device's memory.
     """
     memory = _checked(hardware, gpu)
-    need_gb = memory_needed_gb(memory, batch)
-    if need_gb > float(gpu.memory_gb or 0.0):
-        raise ConfigError(f"{gpu.name} at batch {batch}: needs {need_gb:.2f} GB (weights + reserve + KV cache), "
-                          f"the device has {gpu.memory_gb:g} GB")
+    if not _fits(memory, gpu, batch):
+        raise ConfigError(f"{gpu.name} at batch {batch}: needs {memory_needed_gb(memory, batch):.2f} GB "
+                          f"(weights + reserve + KV cache), the device has {gpu.memory_gb:g} GB")
     weights_b, kv_b = memory.weights_gb * GB, memory.mean_kv_tokens * memory.kv_bytes_per_token
     decode = batch * float(gpu.decode_tok_per_s_batch1 or 0.0) * (weights_b + kv_b) / (weights_b + batch * kv_b)
     return replace(gpu, name=f"{gpu.name}{SEP}{batch}", batch=batch, decode_tok_per_s=decode,
@@ -76,14 +84,14 @@ def mode_gpu(hardware: HardwareCatalogue, gpu: Gpu, batch: int) -> Gpu:
 
 def gpu_for(hardware: HardwareCatalogue, pool_gpu: str) -> Gpu:
     """The catalogue entry of a pool's GPU name, a batch mode's derived one for ``gpu@b<batch>``."""
-    base = hardware.get(pool_gpu.split(SEP)[0])
+    base = hardware.get(device_name(pool_gpu))
     return mode_gpu(hardware, base, mode_batch(pool_gpu)) if SEP in pool_gpu else base
 
 
 def _modes(hardware: HardwareCatalogue, gpu: Gpu, modes: tuple[int, ...]) -> list[int]:
     """The batch modes of ``gpu`` that fit its memory (its catalogue batch among them)."""
     memory = _checked(hardware, gpu)
-    fit = [b for b in sorted(modes) if memory_needed_gb(memory, b) <= float(gpu.memory_gb or 0.0)]
+    fit = [b for b in sorted(modes) if _fits(memory, gpu, b)]
     if gpu.batch not in fit:
         raise ConfigError(f"sizing.edge_batch_modes: {list(modes)} must include {gpu.name}'s catalogue batch "
                           f"{gpu.batch} (the fixed mode the baselines run), and it must fit the device; "
@@ -148,8 +156,9 @@ def mode_table(hardware: HardwareCatalogue, modes: tuple[int, ...], prompt_token
     for gpu in (g for g in hardware.gpus if g.kind == "edge"):
         memory = _checked(hardware, gpu)
         for b in sorted(modes):
-            need, fits = memory_needed_gb(memory, b), memory_needed_gb(memory, b) <= float(gpu.memory_gb or 0.0)
-            row: dict[str, float | str | bool] = {"device": gpu.name, "batch": b, "memory_gb": need, "fits": fits}
+            fits = _fits(memory, gpu, b)
+            row: dict[str, float | str | bool] = {"device": gpu.name, "batch": b,
+                                                  "memory_gb": memory_needed_gb(memory, b), "fits": fits}
             if fits:
                 m = mode_gpu(hardware, gpu, b)
                 gpu_s = prompt_tokens / m.prefill_tok_per_s + output_tokens / m.decode_tok_per_s

@@ -71,11 +71,10 @@ def decide(new: Mapping[str, Forecaster], champion: Mapping[str, Forecaster] | N
     if champion is None:
         return Decision(True, float("nan"), float("nan"), 0, "no champion yet: this version becomes it")
     signals = [s for s in new if s in champion]
-    after = {}
-    for sig in signals:
-        ours = pd.Timestamp(train_end_tags({sig: splits[sig]})[f"train_end.{sig}"])
-        theirs = pd.Timestamp(champion_tags.get(f"train_end.{sig}", ours.isoformat()))
-        after[sig] = max(ours, theirs)
+    ours = train_end_tags({s: splits[s] for s in signals})
+    after = {s: max(pd.Timestamp(ours[f"train_end.{s}"]), pd.Timestamp(champion_tags.get(f"train_end.{s}",
+                                                                                       ours[f"train_end.{s}"])))
+             for s in signals}
     new_skill, n = mean_skill({s: new[s] for s in signals}, splits, horizon, stride, after)
     champ_skill, _ = mean_skill({s: champion[s] for s in signals}, splits, horizon, stride, after)
     if not np.isfinite(new_skill) or not np.isfinite(champ_skill):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from control.batch_modes import gpu_for
+from control.batch_modes import device_name, gpu_for
 from control.from_data import fleet_dataset, peak_load_req_per_s, plant_for
 from forecast.dataset import Dataset
 from forecast.schema import REPAIR_CAUSES
@@ -82,7 +82,7 @@ def _print_fleet(cfg: Config, data: Dataset) -> None:
     plant = plant_for(cfg, data)
     edge = np.array([gpu_for(cfg.hardware, g).kind == "edge" for g in plant.pool_gpu])
     fixed = edge & plant.fixed_mode
-    counts = pd.Series(plant.gpus_max[fixed], index=[g.split("@b")[0] for g in np.array(plant.pool_gpu)[fixed]])
+    counts = pd.Series(plant.gpus_max[fixed], index=[device_name(g) for g in np.array(plant.pool_gpu)[fixed]])
     counts = counts.groupby(level=0).sum()
     peak = float(peak_load_req_per_s(data, sc.region_names, sc.class_names).sum())
     target = sc.sizing.target_datacentre_gpus
