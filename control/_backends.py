@@ -165,6 +165,7 @@ class HighsBackend:
         rows (the LP's last), kept aside until a stage bounds them."""
         colptr = np.asarray(sparsity.colind(), dtype=np.int64)
         rowind = np.asarray(sparsity.row(), dtype=np.int64)
+        self.colptr, self.rowind = colptr, rowind     # A's CSC sparsity (the ADMM back end splits it)
         self.n_cols = sparsity.size2()
         obj = self.lp.row_slice("objectives")
         if obj.stop != sparsity.size1():
@@ -312,8 +313,12 @@ class HighsBackend:
 BACKENDS = {"highs": HighsBackend, "qpsol": QpsolBackend}
 
 
-def make_backend(name: str, lp: LinearProgram, time_limit_s: float) -> Any:
-    """The named back end (``highs`` or ``qpsol``)."""
+def make_backend(name: str, lp: LinearProgram, time_limit_s: float, admm: Any = None) -> Any:
+    """The named back end (``highs``, ``qpsol`` or ``admm``: ``control.admm.AdmmBackend`` with the
+    ``control.admm.AdmmSettings`` ``admm``)."""
+    if name == "admm":
+        from control.admm import AdmmBackend  # it builds on HighsBackend: imported here, not at the top
+        return AdmmBackend(lp, time_limit_s, admm)
     if name not in BACKENDS:
-        raise ValueError(f"solver: {name!r}; valid: {sorted(BACKENDS)}")
+        raise ValueError(f"solver: {name!r}; valid: {sorted((*BACKENDS, 'admm'))}")
     return BACKENDS[name](lp, time_limit_s)

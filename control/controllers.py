@@ -305,7 +305,7 @@ class ShrinkingHorizonMPC(MPCController):
 
     def __init__(self, plant: PlantParams, policy: ControlSettings, episode_steps: int, fallback: Controller,
                  name: str = "mpc-shrinking", max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0, *,
-                 solver: str = "highs", hold_steps: int = 1) -> None:
+                 solver: str | None = None, hold_steps: int = 1) -> None:
         self._built: dict[int, AllocationMPC] = {}
         self.episode_steps, self.policy, self._solver, self._hold_steps = episode_steps, policy, solver, hold_steps
         super().__init__(self._mpc(plant, episode_steps), fallback, name, episode_steps, max_plan_reuse_steps,
@@ -330,7 +330,7 @@ def annual_mean_pue(plant: PlantParams, temp_c: np.ndarray) -> np.ndarray:
 
 
 def myopic(plant: PlantParams, policy: ControlSettings, fallback: Controller, episode_steps: int | None = None,
-           provision_headroom: float = 0.0, *, solver: str = "highs",
+           provision_headroom: float = 0.0, *, solver: str | None = None,
            backlog_value_eur_per_req: float | None = None) -> MPCController:
     """The one-step optimiser (H = 1) with the MPC's objective and rules (``policy``; its
     ``horizon_steps`` is not read) and sizing floor.
@@ -351,7 +351,7 @@ def myopic(plant: PlantParams, policy: ControlSettings, fallback: Controller, ep
 def temperature_unaware(plant: PlantParams, policy: ControlSettings, mean_pue: np.ndarray,
                         fallback: Controller, episode_steps: int | None = None,
                         max_plan_reuse_steps: int = 1, provision_headroom: float = 0.0, *,
-                        solver: str = "highs") -> MPCController:
+                        solver: str | None = None) -> MPCController:
     """The MPC of ``policy`` planning with each site's annual mean PUE instead of PUE(temperature)."""
     mpc = AllocationMPC(plant, policy, solver=solver, fixed_pue=mean_pue)
     return MPCController(mpc, fallback, "mpc-temperature-unaware", episode_steps, max_plan_reuse_steps,

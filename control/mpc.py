@@ -45,6 +45,7 @@ from control._mpc_parameters import (
     terminal_value_eur,
 )
 from control._mpc_result import MPCResult, ObjectiveTerms, Plan, objective_terms, read_plan
+from control.admm import AdmmSettings
 from control.inputs import ControlForecast
 from control.params import ControlSettings
 from control.plant import PlantParams
@@ -93,8 +94,9 @@ class AllocationMPC:
             ``delay_price_eur_per_s``); ``solver_time_limit_s``, the time limit per stage (a stage
             that hits it ends the solve with status ``…: Time limit reached``); and the planning
             rules below.
-        solver: ``highs`` (highspy, warm-started; default) or ``qpsol`` (CasADi's conic
-            interface to HiGHS, cold starts); see ``control._backends``.
+        solver: ``highs`` (highspy, warm-started), ``qpsol`` (CasADi's conic interface to HiGHS,
+            cold starts; see ``control._backends``) or ``admm`` (``control.admm``); None: the
+            policy's ``solver`` (default ``highs``).
         horizon_steps: H instead of ``policy.horizon_steps`` (a shrinking horizon, the one-step
             myopic optimiser, the hindsight LP over a whole episode).
         fixed_pue: a constant PUE per site ``(S,)`` instead of PUE(temperature) (the
@@ -154,7 +156,7 @@ class AllocationMPC:
     """
 
 
-    def __init__(self, plant: PlantParams, policy: ControlSettings, *, solver: str = "highs",
+    def __init__(self, plant: PlantParams, policy: ControlSettings, *, solver: str | None = None,
                  horizon_steps: int | None = None, fixed_pue: np.ndarray | None = None,
                  backlog_value_eur_per_req: float | None = None, hold_steps: int = 1) -> None:
         H = policy.horizon_steps if horizon_steps is None else horizon_steps
@@ -172,11 +174,12 @@ class AllocationMPC:
         self.slo_aware_gpus = bool(policy.slo_aware_gpus)
         self.group_provision_correlation = float(policy.group_provision_correlation)
         self.group_bursts = bool(policy.group_bursts)
-        self.solver_name = solver
+        self.solver_name = solver = solver or policy.solver
         self.min_gpus_interactive = float(policy.min_gpus_interactive)
         self.load_quantile, self.burst_quantile = float(policy.load_quantile), float(policy.burst_quantile)
         self._shortfall_eur = shortfall_eur(plant)   # EUR per GPU-s/s short, per pool and per pair
-        self.backend = make_backend(solver, lp, policy.solver_time_limit_s)
+        self.backend = make_backend(solver, lp, policy.solver_time_limit_s, AdmmSettings(
+            policy.admm_rho, policy.admm_max_iterations, policy.admm_tolerance, policy.admm_workers))
         self._terms = ca.Function("terms", [lp.x.sym, lp.p.sym], [ca.vertcat(*lp.terms.values())])
         # (region group, class) of each capped share (the cap binds only where that total's forecast has spread)
         self._share_group_stream: np.ndarray | None = None

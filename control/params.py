@@ -90,6 +90,15 @@ class ControlSettings:
         provision_headroom: the one GPU sizing rule's spare capacity (``control.sizing.provision_gpus``):
             every controller's applied hour runs at least the GPUs of its routed provisioning-level
             load (load quantile × 10-min peak factor) at rho_max × (1 + this).
+        solver: the MPC's LP solver: ``highs`` (highspy, warm-started), ``qpsol`` (CasADi's conic
+            interface to HiGHS) or ``admm`` (the cost or weighted stage by per-site ADMM, later
+            lexicographic stages centralised; ``control.admm``). The hindsight references always use HiGHS.
+        admm_rho: ADMM's initial penalty ρ (0: the objective's scale ÷ the coupling rows'; then
+            residual balancing, ×2 or ÷2 when one residual exceeds 10× the other).
+        admm_max_iterations: ADMM's iteration cap per step (it then returns its last iterate and says so).
+        admm_tolerance: ADMM stops when its relative primal and dual residuals are both at most this.
+        admm_workers: Ray actors solving the site blocks (0: all in this process; ≥ 1: a local
+            Ray started in-process, or the cluster of ``RAY_ADDRESS``).
     """
 
     horizon_steps: int = field(default=24, metadata=rng(1, 24 * 14))
@@ -122,6 +131,11 @@ class ControlSettings:
     milp_time_limit_s: float = field(default=20.0, metadata=rng(1e-3, 3600.0))
     hindsight_time_limit_s: float = field(default=600.0, metadata=rng(1e-6, 7200.0))
     provision_headroom: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    solver: Literal["highs", "qpsol", "admm"] = "highs"
+    admm_rho: float = field(default=0.0, metadata=rng(0.0, 1e9))
+    admm_max_iterations: int = field(default=500, metadata=rng(1, 100_000))
+    admm_tolerance: float = field(default=1e-3, metadata=rng(1e-9, 0.5))
+    admm_workers: int = field(default=0, metadata=rng(0, 1024))
 
     def __post_init__(self) -> None:
         # H = 1 keeps the default 1 valid (a one-step plan has nothing left to reuse: the heuristic decides)

@@ -12,3 +12,5 @@ FLOAT32_SUMS = 1e-5    # float32 tensors summed in another order (a weighted mea
 FLOAT32_ATOL = 1e-7    # … and absolute, near zero
 DDP_TRAINING = 1e-3    # a model trained by 2 DDP processes against 1 (sums in another order over many steps), relative
 DDP_WEIGHTS_ATOL = 1e-4  # … its weights, absolute
+ADMM_OBJECTIVE = 5e-3   # ADMM's cost-stage optimum against the centralised LP's, relative (issue #18's target)
+ADMM_PRIMAL = 1e-3      # ADMM's coupling residual (demand and backlog rows), relative (issue #18's target)
