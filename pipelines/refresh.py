@@ -2,15 +2,19 @@
 episode the learned forecaster is re-fitted on the data before that hour, and the loop goes on with it.
 
 At each refresh time ``at = t0 + k·N h`` (k = 1, 2, …; the model in service at ``t0`` is the one
-given) every learned model of the suite is warm-started from the weights in service
+given) the learned models of ``REFRESH_SIGNALS`` are warm-started from the weights in service
 (``forecast.refresh.warm_refit``: ``REFRESH_EPOCHS`` epochs at most, Lightning as ``train_net``) on
-data strictly before ``at``: the last ``VALID_H`` hours before ``at`` validate (the choice of weights
-and the interval calibration), the rows before them train. Load is read as the load model is
-trained: recorded values only (``forecast.splits``), never the resampled hours. With the refit,
-the loop's headroom factors refit on the same data: the burst factor (split-conformal on the
-``TAIL_DAYS`` days before ``at``, i.e. the refresh's validation days, with the refreshed model)
-and the fleet's 10-min peak factor (every recorded hour before ``at``); see
-``pipelines._loop_forecasts``.
+data strictly before ``at``. By default that is the load model only: the load is what the headroom
+factors are fitted on, and the primary window is the load's first days after its training and
+validation days, while the grid and weather models (trained on a year, to September; 12–48 s per
+signal and epoch at fleet scale on 2 shared cores, the load model 28 s) are refreshed by
+``greenllm train``; the other models stay as they are. Of the rows before
+``at``, the last ``VALID_H`` hours validate (the choice of weights and the interval calibration),
+the rows before them train. Load is read as the load model is trained: recorded values only
+(``forecast.splits``), never the resampled hours. With the refit, the loop's headroom factors
+refit on the same data: the burst factor (split-conformal on the ``TAIL_DAYS`` days before
+``at``, i.e. the refresh's validation days, with the refreshed model) and the fleet's 10-min
+peak factor (every recorded hour before ``at``); see ``pipelines._loop_forecasts``.
 
 Each refresh is registered as a new version of the parent's registered model (``register_refresh``)
 whose tags and description name its lineage: the parent version, the refresh time and the last
@@ -45,11 +49,11 @@ from pipelines._loop_forecasts import LOAD, ForecastParts, LoopForecaster, forec
 from pipelines.config import Config
 from pipelines.loop import Setup, burst_group_correlation
 
-__all__ = ["REFRESH_EPOCHS", "VALID_H", "RefreshRecord", "Refresher", "check_refresh", "check_refresh_every",
-           "refit_suite",
-           "register_refresh", "tracked_refresher", "training_frames"]
+__all__ = ["REFRESH_EPOCHS", "REFRESH_SIGNALS", "VALID_H", "RefreshRecord", "Refresher", "check_refresh",
+           "check_refresh_every", "refit_suite", "register_refresh", "tracked_refresher", "training_frames"]
 
 REFRESH_EPOCHS = 3             # warm-start epochs per refresh (each ≤ forecast.batches_per_epoch batches)
+REFRESH_SIGNALS = (LOAD,)      # the models a refresh re-fits (the module docstring says why)
 VALID_H = TAIL_DAYS * 24       # hours before a refresh that validate it (= the burst factor's tail days)
 
 
@@ -165,12 +169,14 @@ class Refresher:
         register: registers a refreshed suite (None: not registered; versions "refresh-k").
         epochs: warm-start epochs per refresh.
         say: where progress lines go (default ``print``).
+        signals: the models re-fitted (those the suite has); the others stay as they are.
     """
 
     def __init__(self, s: Setup, suite: ForecasterSuite, every_h: int, parent: str,
                  register: Register | None = None, epochs: int = REFRESH_EPOCHS,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, signals: tuple[str, ...] = REFRESH_SIGNALS) -> None:
         self.s, self.every_h, self.register, self.epochs, self.say = s, every_h, register, epochs, say
+        self.signals = tuple(sig for sig in signals if sig in suite.models)
         self.history = history_of(s.data)
         self._frames: dict[str, pd.DataFrame] | None = None
         self.suites = [suite]
@@ -188,9 +194,9 @@ class Refresher:
         k = len(self.suites)
         at = self.s.t0 + pd.Timedelta(hours=k * self.every_h)
         if self._frames is None:
-            self._frames = training_frames(self.s.data, self.s.cfg, tuple(self.suites[-1].models))
-        self.say(f"  refresh {k} at {at:%Y-%m-%d %H:%M} UTC: warm start of {self.labels[-1]} on data before it "
-                 f"(≤ {self.epochs} epochs per signal) …")
+            self._frames = training_frames(self.s.data, self.s.cfg, self.signals)
+        self.say(f"  refresh {k} at {at:%Y-%m-%d %H:%M} UTC: warm start of {self.labels[-1]}'s "
+                 f"{', '.join(self.signals)} on data before it (≤ {self.epochs} epochs) …")
         began = time.perf_counter()
         suite, report = refit_suite(self.suites[-1], self._frames, at, self.epochs)
         parts = self._parts(suite, at, at)
@@ -223,7 +229,8 @@ class Refresher:
         return forecast
 
     def note(self) -> str:
-        return f"{self.parts[0].note}; refreshed every {self.every_h} h (warm start, ≤ {self.epochs} epochs)"
+        return (f"{self.parts[0].note}; {', '.join(self.signals)} refreshed every {self.every_h} h "
+                f"(warm start, ≤ {self.epochs} epochs)")
 
     def versions_table(self) -> pd.DataFrame:
         """Per step: its hour, the version that forecast it and that version's model URI."""
@@ -268,9 +275,11 @@ def register_refresh(name: str, scenario: str) -> Register:
         parent = r.parent.removeprefix("v") if r.parent.startswith("v") and r.parent[1:].isdigit() else r.parent
         tags = {"refresh.parent_version": parent, "refresh.at": r.at.isoformat(),
                 "refresh.data_end": r.data_end.isoformat(), "refresh.index": str(r.index),
-                "refresh.epochs_max": str(REFRESH_EPOCHS), "scenario": scenario}
+                "refresh.epochs_max": str(REFRESH_EPOCHS), "refresh.signals": ",".join(r.losses),
+                "scenario": scenario}
         tags |= {f"train_end.{sig}": (r.at - pd.Timedelta(hours=VALID_H + 1)).isoformat() for sig in r.losses}
-        text = (f"Refresh {r.index} of version {parent} at {r.at:%Y-%m-%d %H:%M} UTC: warm start on data up to "
+        text = (f"Refresh {r.index} of version {parent} at {r.at:%Y-%m-%d %H:%M} UTC: warm start of "
+                f"{', '.join(r.losses)} on data up to "
                 f"{r.data_end:%Y-%m-%d %H:%M} UTC (the last {VALID_H} h validate). Not the champion: a refresh "
                 "never moves the alias.")
         with tempfile.TemporaryDirectory(prefix="greenllm-refresh-") as tmp:
