@@ -230,8 +230,13 @@ def main() -> None:
     models = {"m-large": MODEL_URI, **dict(m.split("=", 1) for m in args.model)}
     if args.sections == "refresh":
         result = json.loads((RESULTS / "closed_loop.json").read_text(encoding="utf-8"))
-        result["refresh"] = refresh_study(TIERS, models, steps, ROOT)
-        (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+
+        def save(study: dict) -> None:   # after each tier: merged into the existing results
+            result["refresh"] = study
+            (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n",
+                                                      encoding="utf-8")
+
+        save(refresh_study(TIERS, models, steps, ROOT, save))
         write_markdown(result)
         return
     started = time.perf_counter()

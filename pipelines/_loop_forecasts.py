@@ -154,6 +154,17 @@ def _signal_predictor(kind: str, history: dict[str, pd.DataFrame], t0: pd.Timest
     return predict, note
 
 
+def _load_predictor(kind: str, history: dict[str, pd.DataFrame], t0: pd.Timestamp, horizon: int,
+                    suite: ForecasterSuite | None) -> _Predictor:
+    """``at -> Forecast`` of the load alone, by the model ``_signal_predictor`` uses for it: all the
+    burst factor reads, without forecasting every other signal 48 times."""
+    model = suite.models.get(LOAD) if kind == "learned" and suite is not None else None
+    if model is None:
+        model = SeasonalNaive(LOAD, 24).fit(history[LOAD][history[LOAD].index < t0])
+    load = {LOAD: history[LOAD]}
+    return lambda at: model.predict(load, at, horizon)
+
+
 def _burst_factor(predict: _Predictor, history: dict[str, pd.DataFrame], plant: PlantParams, t0: pd.Timestamp,
                   load_quantile: float, burst_quantile: float | None,
                   group_correlation: float | None) -> tuple[np.ndarray | None, str]:
@@ -199,8 +210,8 @@ def forecast_parts(kind: str, dataset: Dataset, plant: PlantParams, t0: pd.Times
     when already built; ``peak_before``: the peak factor on every recorded hour before it)."""
     history = history if history is not None else history_of(dataset)
     predict, note = _signal_predictor(kind, history, t0, horizon, suite)
-    factor, burst_note = _burst_factor(predict, history, plant, t0, load_quantile, burst_quantile,
-                                       group_correlation)
+    factor, burst_note = _burst_factor(_load_predictor(kind, history, t0, horizon, suite), history, plant, t0,
+                                       load_quantile, burst_quantile, group_correlation)
     peak = _dataset_peak_factor(dataset, plant, load_quantile, peak_before)
     return ForecastParts(predict, factor, peak, note + burst_note + _peak_note(peak, load_quantile))
 
