@@ -33,6 +33,11 @@ median stays the hourly mean. The perfect forecaster uses each hour's realised f
 the controllers the realised sub-steps (``ControlForecast.load_sub_req_per_s``), so that the
 applied GPUs cover each pool's busiest realised 10-min window. Every controller reads the same
 provisioning level through one sizing rule (``control.sizing.provision_gpus``).
+
+With ``--refresh-every N`` (``pipelines.refresh``) the learned forecaster is re-fitted every N
+hours, and ``forecast_parts`` refits both factors with it at the refresh time ``at``: the burst
+factor on the ``TAIL_DAYS`` days before ``at`` (the refresh's validation days), the peak factor on
+every recorded hour before ``at`` (``peak_before``).
 """
 
 from __future__ import annotations
