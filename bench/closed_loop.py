@@ -11,10 +11,14 @@
    perfect), capacity-proportional and nearest-site, cost per window, mean and spread.
 3. Temperature: aware vs unaware MPC on a July week with perfect forecasts for both.
 4. Carbon: cost-first vs carbon-first, and the weighted mode over carbon prices (Pareto plot).
+5. Refresh in the loop: per tier, the MPC with the learned forecaster without and with
+   ``--refresh-every N`` on the primary window (``bench/closed_loop_refresh.py``).
 
 Run: ``.venv/bin/python bench/closed_loop.py [--quick] [--ray [--workers N]] [--model m-mid=FOLDER ...]`` →
 bench/results/closed_loop.md, .json and closed_loop_pareto.png. ``--quick``: 12-h windows (a smoke
-run, not a result). The rules of the MPC's applied step are chosen by ``bench/rules.py``.
+run, not a result). ``--sections refresh``: section 5 alone, merged into the existing JSON and
+Markdown (the other sections are not rerun). The rules of the MPC's applied step are chosen by
+``bench/rules.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend
 import numpy as np
 
+from bench.closed_loop_refresh import refresh_markdown, refresh_study
 from control.from_data import fleet_dataset
 from pipelines.closed_loop import (
     MODEL_URI,
@@ -199,6 +204,8 @@ def write_markdown(result: dict) -> None:
     for p in pareto:
         lines.append(f"| {p['carbon_price_eur_per_kg']:g} | {p['cost_eur']:.2f} | {p['energy_cost_eur']:.2f} | "
                      f"{p['co2_kg']:.1f} | {p['co2_cut_pct']:.1f} | {p['cost_increase_pct']:.1f} |")
+    if "refresh" in result:
+        lines += refresh_markdown(result["refresh"])
     (RESULTS / "closed_loop.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
@@ -213,12 +220,25 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
                     help="a tier's learned forecaster (default m-large: the registered one); a tier without "
                          "one runs the MPC on seasonal-naive forecasts and says so")
+    ap.add_argument("--sections", choices=("all", "refresh"), default="all",
+                    help="refresh: only section 5, merged into the existing closed_loop.json/.md (default: all)")
     args = ap.parse_args()
     if args.render:
         write_markdown(json.loads((RESULTS / "closed_loop.json").read_text(encoding="utf-8")))
         return
     steps = 12 if args.quick else None
     models = {"m-large": MODEL_URI, **dict(m.split("=", 1) for m in args.model)}
+    if args.sections == "refresh":
+        result = json.loads((RESULTS / "closed_loop.json").read_text(encoding="utf-8"))
+
+        def save(study: dict) -> None:   # after each tier: merged into the existing results
+            result["refresh"] = study
+            (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n",
+                                                      encoding="utf-8")
+
+        save(refresh_study(TIERS, models, steps, ROOT, save))
+        write_markdown(result)
+        return
     started = time.perf_counter()
     tiers: dict[str, dict] = {}
     for tier, (path, overrides) in TIERS.items():
@@ -288,7 +308,7 @@ def main() -> None:
               "cost_bound": default["cost_bound"], "bound_spread": default["bound_spread"],
               "value_of_forecasts": default["value_of_forecasts"], "tiers": tiers,
               "temperature_july": temp, "carbon_order": carbon, "carbon_pareto": pareto,
-              "july": f"{sj.t0:%Y-%m-%d}, {sj.steps} h",
+              "july": f"{sj.t0:%Y-%m-%d}, {sj.steps} h", "refresh": refresh_study(TIERS, models, steps, ROOT),
               "machine": machine, "wall_seconds": wall, "quick": args.quick}
     (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     write_markdown(result)

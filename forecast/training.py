@@ -5,12 +5,15 @@ Python work). ``QuantileModule`` trains a ``ForecastNet`` on the mean pinball lo
 quantiles, logging ``<prefix>train_loss`` and ``<prefix>val_loss`` per epoch (scaled units).
 ``train_net`` runs the Lightning ``Trainer`` with its progress bar, early stopping on the
 validation loss and checkpoints in a temporary directory (deleted afterwards; the best weights
-are restored into the net). The logger (e.g. MLflow's) is passed in by the caller. With a DDP
+are restored into the net). ``fine_tune`` is its warm start: a few more epochs from the net's
+current weights (the closed loop's refresh, ``pipelines.refresh``), keeping the starting weights
+when no epoch beats them on the validation windows. The logger (e.g. MLflow's) is passed in by the caller. With a DDP
 strategy every process trains on its share of each global batch (``forecast.distributed``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 import warnings
@@ -26,7 +29,8 @@ from forecast.distributed import BatchShare
 from forecast.features import gather_windows
 from forecast.nets import ForecastNet
 
-__all__ = ["QuantileModule", "WindowBatches", "WindowData", "lightning_strategy", "pinball_loss", "train_net"]
+__all__ = ["QuantileModule", "WindowBatches", "WindowData", "fine_tune", "lightning_strategy", "pinball_loss",
+           "train_net", "validation_loss"]
 
 
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
@@ -213,3 +217,44 @@ def train_net(net: ForecastNet, train: WindowBatches, valid: WindowBatches, *,
         best = _restore_best(trainer, module, ckpt)
     net.eval()
     return {"best_val_loss": best, "epochs": epochs}
+
+
+def validation_loss(net: ForecastNet, valid: WindowBatches, quantiles: tuple[float, ...]) -> float:
+    """The mean pinball loss of ``net`` (eval mode) over every window of ``valid`` (scaled units):
+    the number Lightning logs as the validation loss of an epoch; NaN without windows."""
+    q = torch.tensor(quantiles, dtype=torch.float32)
+    total, count = 0.0, 0
+    net.eval()
+    with torch.no_grad():
+        for b in range(len(valid)):
+            x, sid, cal, y = valid[b]
+            if len(x):
+                total += float(pinball_loss(net(x, sid, cal), y, q)) * len(x)
+                count += len(x)
+    return total / count if count else float("nan")
+
+
+def fine_tune(net: ForecastNet, train: WindowBatches, valid: WindowBatches, *, quantiles: tuple[float, ...],
+              learning_rate: float, epochs: int, batches_per_epoch: int, seed: int, progress: bool = False,
+              num_threads: int | None = None) -> dict[str, float]:
+    """Warm start: train ``net`` in place from its current weights for at most ``epochs`` epochs
+    (Lightning, as ``train_net``; no early stop before the last epoch), keeping the best of the
+    starting weights and each epoch's on ``valid``; so a refresh never scores worse on its own
+    validation windows than the net it started from.
+
+    Returns:
+        ``start_val_loss``, ``best_val_loss`` (of the weights kept), ``epochs`` run and
+        ``kept_start`` (1.0 when no epoch beat the starting weights).
+    """
+    start = validation_loss(net, valid, quantiles)
+    weights = copy.deepcopy(net.state_dict())
+    net.train()   # Lightning keeps the mode it is given: a loaded net is in eval mode (no dropout)
+    report = train_net(net, train, valid, quantiles=quantiles, learning_rate=learning_rate, max_epochs=epochs,
+                       patience=epochs, batches_per_epoch=batches_per_epoch, seed=seed, progress=progress,
+                       num_threads=num_threads)
+    kept = not report["best_val_loss"] < start
+    if kept:
+        net.load_state_dict(weights)
+    net.eval()
+    return {"start_val_loss": start, "best_val_loss": start if kept else report["best_val_loss"],
+            "epochs": report["epochs"], "kept_start": float(kept)}

@@ -33,11 +33,17 @@ median stays the hourly mean. The perfect forecaster uses each hour's realised f
 the controllers the realised sub-steps (``ControlForecast.load_sub_req_per_s``), so that the
 applied GPUs cover each pool's busiest realised 10-min window. Every controller reads the same
 provisioning level through one sizing rule (``control.sizing.provision_gpus``).
+
+With ``--refresh-every N`` (``pipelines.refresh``) the learned forecaster is re-fitted every N
+hours, and ``forecast_parts`` refits both factors with it at the refresh time ``at``: the burst
+factor on the ``TAIL_DAYS`` days before ``at`` (the refresh's validation days), the peak factor on
+every recorded hour before ``at`` (``peak_before``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -60,8 +66,8 @@ from forecast.dataset import Dataset
 from forecast.models import ForecasterSuite
 from forecast.output import Forecast
 
-__all__ = ["LOAD", "PEAK_TRAIN_DAYS", "LoopForecaster", "control_forecast", "fit_peak_factor", "forecaster_for",
-           "history_of", "peak_provisioned"]
+__all__ = ["LOAD", "PEAK_TRAIN_DAYS", "ForecastParts", "LoopForecaster", "control_forecast", "fit_peak_factor",
+           "forecast_parts", "forecaster_for", "history_of", "peak_provisioned"]
 
 SIGNALS = (*SITE_SIGNALS, LOAD)
 LoopForecaster = Callable[[int], ControlForecast]
@@ -79,10 +85,12 @@ def _recorded_start(dataset: Dataset) -> dict[str, pd.Timestamp]:
     return {str(k): pd.Timestamp(v) for k, v in sel.groupby("site")["ts"].min().items()}
 
 
-def _dataset_peak_factor(dataset: Dataset, plant: PlantParams, quantile: float) -> np.ndarray | None:
+def _dataset_peak_factor(dataset: Dataset, plant: PlantParams, quantile: float,
+                        before: pd.Timestamp | None = None) -> np.ndarray | None:
     """Per stream ``(R·K,)``: the fleet's peak factor (``fit_peak_factor`` of the summed load of
     the interactive streams, at ``quantile``) for interactive streams, 1 for deferrable ones; None
-    when the dataset has no 10-min load.
+    when the dataset has no 10-min load. ``before``: fitted on every recorded hour before it (a
+    refresh, ``pipelines.refresh``) instead of the load model's ``PEAK_TRAIN_DAYS`` training days.
 
     Fleet-wide because the dispatcher pools spare capacity: what one pool cannot take spills to
     the stream's other allowed pools, so the capacity to hold is the fleet total's 10-min peak, not
@@ -95,7 +103,11 @@ def _dataset_peak_factor(dataset: Dataset, plant: PlantParams, quantile: float) 
     inter = [s for s, i in zip(streams, interactive_streams(plant), strict=True) if i]
     if not inter:
         return np.ones(len(streams))
-    fleet = fit_peak_factor(load_10min, inter, _recorded_start(dataset), quantile,
+    start, days = _recorded_start(dataset), PEAK_TRAIN_DAYS
+    if before is not None:   # every hour before ``before`` (whole hours: ``before`` is on the hour)
+        load_10min = load_10min[load_10min.index < before]
+        days = int(np.ceil((before - min(start[s] for s in inter)) / pd.Timedelta(days=1)))
+    fleet = fit_peak_factor(load_10min, inter, start, quantile, train_days=max(days, 1),
                             group_of={s: "fleet" for s in inter})[0]
     return np.where(interactive_streams(plant), fleet, 1.0)
 
@@ -147,6 +159,17 @@ def _signal_predictor(kind: str, history: dict[str, pd.DataFrame], t0: pd.Timest
     return predict, note
 
 
+def _load_predictor(kind: str, history: dict[str, pd.DataFrame], t0: pd.Timestamp, horizon: int,
+                    suite: ForecasterSuite | None) -> _Predictor:
+    """``at -> Forecast`` of the load alone, by the model ``_signal_predictor`` uses for it: all the
+    burst factor reads, without forecasting every other signal 48 times."""
+    model = suite.models.get(LOAD) if kind == "learned" and suite is not None else None
+    if model is None:
+        model = SeasonalNaive(LOAD, 24).fit(history[LOAD][history[LOAD].index < t0])
+    load = {LOAD: history[LOAD]}
+    return lambda at: model.predict(load, at, horizon)
+
+
 def _burst_factor(predict: _Predictor, history: dict[str, pd.DataFrame], plant: PlantParams, t0: pd.Timestamp,
                   load_quantile: float, burst_quantile: float | None,
                   group_correlation: float | None) -> tuple[np.ndarray | None, str]:
@@ -166,6 +189,36 @@ def _peak_note(peak: np.ndarray | None, load_quantile: float) -> str:
         return ""
     return (f"; interactive GPUs for the 10-min peak: × {peak.max():.3f}, the fleet's p{load_quantile * 100:g} "
             f"of 10-min max ÷ hourly mean on the {PEAK_TRAIN_DAYS} training days")
+
+
+@dataclass(frozen=True)
+class ForecastParts:
+    """What the loop's forecast is made of: ``predict(at)`` (every signal from the rows before
+    ``at``), the burst and peak factors (``control.forecast_adapter``) and a one-line note."""
+
+    predict: Callable[[pd.Timestamp], Forecast]
+    burst_factor: np.ndarray | None
+    peak_factor: np.ndarray | None
+    note: str
+
+    def control(self, at: pd.Timestamp, plant: PlantParams, load_quantile: float) -> ControlForecast:
+        """The controller's forecast issued at ``at``."""
+        return control_forecast(self.predict(at), plant, load_quantile, self.burst_factor, self.peak_factor)
+
+
+def forecast_parts(kind: str, dataset: Dataset, plant: PlantParams, t0: pd.Timestamp, horizon: int,
+                   load_quantile: float, suite: ForecasterSuite | None = None, burst_quantile: float | None = None,
+                   group_correlation: float | None = None, history: dict[str, pd.DataFrame] | None = None,
+                   peak_before: pd.Timestamp | None = None) -> ForecastParts:
+    """The predictor and factors of a ``seasonal-naive`` or ``learned`` forecaster fitted on data
+    before ``t0`` (``forecaster_for`` documents the arguments; ``history``: ``history_of(dataset)``
+    when already built; ``peak_before``: the peak factor on every recorded hour before it)."""
+    history = history if history is not None else history_of(dataset)
+    predict, note = _signal_predictor(kind, history, t0, horizon, suite)
+    factor, burst_note = _burst_factor(_load_predictor(kind, history, t0, horizon, suite), history, plant, t0,
+                                       load_quantile, burst_quantile, group_correlation)
+    peak = _dataset_peak_factor(dataset, plant, load_quantile, peak_before)
+    return ForecastParts(predict, factor, peak, note + burst_note + _peak_note(peak, load_quantile))
 
 
 def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: ControlForecast,
@@ -188,14 +241,10 @@ def forecaster_for(kind: str, dataset: Dataset, plant: PlantParams, realised: Co
     """
     if kind == "perfect":
         return _perfect_forecaster(realised, plant, horizon)
-    history = history_of(dataset)
-    predict, note = _signal_predictor(kind, history, t0, horizon, suite)
-    factor, burst_note = _burst_factor(predict, history, plant, t0, load_quantile, burst_quantile,
-                                       group_correlation)
-    peak = _dataset_peak_factor(dataset, plant, load_quantile)
-    note += burst_note + _peak_note(peak, load_quantile)
+    parts = forecast_parts(kind, dataset, plant, t0, horizon, load_quantile, suite, burst_quantile,
+                           group_correlation)
 
     def forecast(t: int) -> ControlForecast:
-        return control_forecast(predict(t0 + pd.Timedelta(hours=t)), plant, load_quantile, factor, peak)
+        return parts.control(t0 + pd.Timedelta(hours=t), plant, load_quantile)
 
-    return forecast, note
+    return forecast, parts.note

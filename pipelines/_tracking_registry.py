@@ -63,12 +63,15 @@ def _signature() -> Any:
         params=ParamSchema([ParamSpec("t0", "string", ""), ParamSpec("horizon", "long", 24)]))
 
 
-def log_forecaster(folder: Path, name: str, tags: dict[str, str]) -> Registered:
-    """Log the bundle ``folder`` as a pyfunc model (from code, with a signature) in the active run,
-    register it as a new version of ``name`` and tag the version with ``tags``."""
+def log_forecaster(folder: Path, name: str, tags: dict[str, str], logged_name: str = "forecaster",
+                   description: str = "") -> Registered:
+    """Log the bundle ``folder`` as a pyfunc model (from code, with a signature) in the active run
+    (as ``logged_name``), register it as a new version of ``name``, tag the version with ``tags``
+    and describe it with ``description`` (e.g. a refresh's lineage). The alias ``champion`` is not
+    moved here (``set_champion`` does that, after ``pipelines._champion`` decides)."""
     import mlflow
 
-    info = mlflow.pyfunc.log_model(name="forecaster", python_model=str(PYFUNC_CODE), artifacts={"bundle": str(folder)},
+    info = mlflow.pyfunc.log_model(name=logged_name, python_model=str(PYFUNC_CODE), artifacts={"bundle": str(folder)},
                                    signature=_signature(), pip_requirements=PIP_REQUIREMENTS,
                                    registered_model_name=name)
     version = str(info.registered_model_version)
@@ -77,6 +80,8 @@ def log_forecaster(folder: Path, name: str, tags: dict[str, str]) -> Registered:
                                    "spec); alias champion = the version in service")
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    if description:
+        client.update_model_version(name, version, description=description)
     return Registered(name, version, str(info.model_id), f"models:/{name}/{version}")
 
 

@@ -149,6 +149,7 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
                           "with --steps N: the state N hours in)")
     sim.add_argument("--force", action="store_true",
                      help="with --resume: resume a checkpoint written by another code version")
+    _add_refresh(sim)
     cmp_ = sub.add_parser("compare", help="every controller and the hindsight optimum on identical data")
     _add_common(cmp_)
     cmp_.add_argument("--forecaster", default=model,
@@ -159,10 +160,18 @@ def _add_loop_commands(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--steps", type=count_at_least(1), default=None,
                       help="hours per window, ≥ 1 (default: the window's)")
     cmp_.add_argument("--out", type=Path, default=Path("out/compare"), help="folder for the plots")
+    _add_refresh(cmp_)
     _add_plan(sub, model)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over mlruns/ (Ctrl-C stops it)")
     _add_debug(ui)
     ui.add_argument("--port", type=count_at_least(1), default=5000, help="port, 1–65535 (default: 5000)")
+
+
+def _add_refresh(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refresh-every", type=count_at_least(1), default=None, metavar="N",
+                   help="re-fit the learned forecaster every N hours of the loop (warm start on data before "
+                        "that hour; each refresh a new registered version, champion not moved; recorded-load "
+                        "windows only, i.e. primary; 1 ≤ N ≤ the episode's hours; default: off)")
 
 
 def _add_plan(sub: argparse._SubParsersAction, model: str) -> None:
@@ -183,11 +192,11 @@ def _run_loop_command(args: argparse.Namespace, cfg: Config) -> None:
         from pipelines.simulate import run_simulate
 
         run_simulate(cfg, args.controller, args.forecaster, args.window, args.steps, args.out,
-                     args.checkpoint_every, args.resume, args.force, args.state_out)
+                     args.checkpoint_every, args.resume, args.force, args.state_out, args.refresh_every)
     elif args.command == "compare":
         from pipelines.compare import run_compare
 
-        run_compare(cfg, args.window, args.steps, args.forecaster, args.out, args.windows)
+        run_compare(cfg, args.window, args.steps, args.forecaster, args.out, args.windows, args.refresh_every)
     elif args.command == "plan":
         from pipelines.plan import run_plan
 

@@ -17,7 +17,7 @@ from control.state import PlantState
 from pipelines import _loop_plots as plots
 from pipelines import _tracking as tracking
 from pipelines import _tracking_registry as registry
-from pipelines._args import SECONDARY
+from pipelines._args import SECONDARY, WINDOWS
 from pipelines._controllers import compare_plan
 from pipelines._loop_compare import (
     BOUND_ROW,
@@ -42,6 +42,7 @@ from pipelines.loop import (
     run_loop,
     run_params,
 )
+from pipelines.refresh import check_refresh, check_refresh_every, tracked_refresher
 
 __all__ = ["compare_runs", "comparison_table", "run_compare"]
 
@@ -68,17 +69,23 @@ def _hindsight(s: Setup, window: str) -> Reference:
 
 
 def compare_runs(cfg: Config, window: str, steps: int | None, model_uri: str | None,
-                 show_progress: bool = True) -> tuple[Setup, dict[str, RunOutput], Reference, dict[str, str]]:
-    """Every controller on identical data, and the hindsight references (``control.reference``)."""
+                 show_progress: bool = True, refresh_every: int | None = None
+                 ) -> tuple[Setup, dict[str, RunOutput], Reference, dict[str, str]]:
+    """Every controller on identical data, and the hindsight references (``control.reference``);
+    ``refresh_every``: the learned runs share one forecaster re-fitted every N hours (``pipelines.refresh``)."""
     suite, lineage, main = None, {}, "seasonal-naive"
     if model_uri:
         suite, folder = load_suite(model_uri, cfg.control)
         lineage, main = registry.model_lineage(model_uri, folder), "learned"
     s = prepare(cfg, window, steps)
+    check_refresh(refresh_every, s.steps, main, s.data, s.t0)
+    refresher = tracked_refresher(s, suite, refresh_every, lineage) if refresh_every and suite else None
+    if refresh_every:
+        lineage = lineage | {"refresh_every_h": str(refresh_every)}
     runs: dict[str, RunOutput] = {}
     for ctrl, kind in compare_plan(main):
         label = f"{ctrl} [{kind}]"
-        runs[label] = run_loop(s, ctrl, kind, suite, show_progress)
+        runs[label] = run_loop(s, ctrl, kind, suite, show_progress, refresher=refresher)
         print(f"  {label:42s} cost {runs[label].kpis['cost_eur']:10.2f} EUR", flush=True)
     return s, runs, _hindsight(s, window), lineage
 
@@ -94,10 +101,10 @@ def _log_child(parent: Any, label: str, w: str, out: RunOutput, s: Setup, table:
 
 
 def _compare_window(parent: Any, cfg: Config, w: str, steps: int | None, model_uri: str | None, main: str,
-                    out_dir: Path, single: bool) -> tuple[pd.DataFrame, dict[str, float]]:
+                    out_dir: Path, single: bool, refresh_every: int | None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Window ``w``: its table (with a ``window`` column), child runs, cumulative plot and reference metrics."""
     print(f"greenllm compare: window {w}" + (f" ({steps} h)" if steps else ""))
-    s, runs, ref, lineage = compare_runs(cfg, w, steps, model_uri)
+    s, runs, ref, lineage = compare_runs(cfg, w, steps, model_uri, refresh_every=refresh_every)
     table = comparison_table(runs, ref, main, s.plant)
     table.insert(0, "window", w)
     for label, out in runs.items():
@@ -113,10 +120,17 @@ def _compare_window(parent: Any, cfg: Config, w: str, steps: int | None, model_u
 
 def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
                 forecaster: str | None = MODEL_URI, out_dir: Path = Path("out/compare"),
-                windows: bool = False) -> pd.DataFrame:
-    """``greenllm compare``: all controllers on identical data, one table, plots; parent + child runs."""
+                windows: bool = False, refresh_every: int | None = None) -> pd.DataFrame:
+    """``greenllm compare``: all controllers on identical data, one table, plots; parent + child runs
+    (``refresh_every``: the learned forecaster re-fitted every N hours, primary window only)."""
     model_uri = forecaster_choice(forecaster, cfg)[1] if forecaster and forecaster not in (
         "seasonal-naive", "perfect") else None
+    if refresh_every is not None and windows:
+        raise ValueError(f"--refresh-every {refresh_every} with --windows: the secondary windows' load is resampled "
+                         "from the load model's training days, so a refresh there would train on its own test "
+                         "data; refresh runs on the primary window only")
+    check_refresh_every(refresh_every, steps or WINDOWS.get(window, ("", 72))[1],
+                        "learned" if model_uri else forecaster or "seasonal-naive")
     if model_uri:
         load_suite(model_uri, cfg.control)  # a missing model is an error before the parent run starts
     names = list(SECONDARY) if windows else [window]
@@ -124,7 +138,8 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
     tables, values = [], {}
     with tracking.start_run(EXPERIMENT, f"compare-{'secondary' if windows else window}") as parent:
         for w in names:
-            table, values[w] = _compare_window(parent, cfg, w, steps, model_uri, main, out_dir, len(names) == 1)
+            table, values[w] = _compare_window(parent, cfg, w, steps, model_uri, main, out_dir, len(names) == 1,
+                                               refresh_every)
             tables.append(table)
         full = pd.concat(tables)
         with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +147,7 @@ def run_compare(cfg: Config, window: str = "primary", steps: int | None = None,
             full.to_csv(path)
             tracking.log_artifact(path)
         tracking.log_params({"windows": ",".join(names), "forecaster": model_uri or "seasonal-naive",
-                             "steps": str(steps or "")})
+                             "steps": str(steps or ""), "refresh_every_h": str(refresh_every or "")})
         print_table(full, windows)
         print_references(values, main)
         print(f"\nMLflow parent run {parent.info.run_id} ('{EXPERIMENT}'), one child per controller; "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ from pipelines._controllers import controller_state, make_controller, restore_st
 from pipelines._loop_forecasts import forecaster_for
 from pipelines._loop_report import dispatch_columns, fallback_columns, flow_frame, kpis, site_frame
 from pipelines.config import Config
+
+if TYPE_CHECKING:
+    from pipelines.refresh import Refresher
 
 __all__ = ["EXPERIMENT", "MODEL_URI", "RunOutput", "Setup", "burst_group_correlation", "champion_uri",
            "forecaster_choice", "load_suite", "log_run", "prepare", "run_loop", "run_params"]
@@ -127,6 +130,8 @@ class RunOutput:
     per_step: pd.DataFrame   # ts × (cost_eur, co2_kg, …) for per-step metrics and cumulative plots
     forecaster: str
     episode: EpisodeResult
+    versions: pd.DataFrame | None = None    # with refresh: the forecaster version of each step
+    refreshes: pd.DataFrame | None = None   # with refresh: one row per refresh (``pipelines.refresh``)
 
 
 # ---------------------------------------------------------------------- one run
@@ -193,10 +198,18 @@ def _per_step(s: Setup, ep: EpisodeResult, ctrl: Controller) -> pd.DataFrame:
     return per_step
 
 
+def _loop_forecaster(s: Setup, forecaster: str, suite: Any, refresher: Refresher | None) -> tuple[Any, str]:
+    """The loop's ``t -> ControlForecast`` and its note: the refresher's, or ``forecaster_for``'s."""
+    if refresher is not None:
+        return refresher.forecaster(), refresher.note()
+    return forecaster_for(forecaster, s.data, s.plant, s.realised, s.t0, s.horizon, s.cfg.control.load_quantile,
+                          suite, s.cfg.control.burst_quantile, burst_group_correlation(s.cfg.control))
+
+
 def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
              show_progress: bool = True, checkpoint: Path | None = None, checkpoint_every: int = 0,
              resume: bool = False, observers: tuple[Any, ...] = (), lineage: dict[str, str] | None = None,
-             force: bool = False) -> RunOutput:
+             force: bool = False, refresher: Refresher | None = None) -> RunOutput:
     """One closed-loop episode of a controller with a forecaster (``perfect``, ``seasonal-naive``, ``learned``).
 
     With ``checkpoint`` and ``checkpoint_every = N``, the state, the steps so far and the
@@ -205,12 +218,12 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
     pickle, with what the run depends on); ``resume`` continues from that file to the result an
     uninterrupted run gives, and refuses a checkpoint of another run (a different code version only
     without ``force``). ``lineage``: the learned forecaster's ``forecaster_model_*`` entries
-    (``pipelines._tracking_registry.model_lineage``).
+    (``pipelines._tracking_registry.model_lineage``). ``refresher``: a learned forecaster re-fitted
+    every N hours (``pipelines.refresh``); the output then names the version of each step.
     """
     ctrl = make_controller(controller_name, s)
-    fc_fn, note = forecaster_for(forecaster, s.data, s.plant, s.realised, s.t0, s.horizon,
-                                 s.cfg.control.load_quantile, suite, s.cfg.control.burst_quantile,
-                                 burst_group_correlation(s.cfg.control))
+    refresher = refresher if forecaster == "learned" else None
+    fc_fn, note = _loop_forecaster(s, forecaster, suite, refresher)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     wanted = checkpoint is not None and (resume or checkpoint_every > 0)
     depends = _depends(s, controller_name, forecaster, lineage) if wanted else {}
@@ -228,9 +241,9 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
         raise InvariantError(f"{controller_name} ({forecaster}), {when:%Y-%m-%d %H:%M} UTC: {exc}", exc.step) from exc
     finally:
         bar.close()
-    per_step = _per_step(s, ep, ctrl)
+    versions, refreshes = (refresher.versions_table(), refresher.refresh_table()) if refresher else (None, None)
     return RunOutput(controller_name, kpis(s.plant, ep, ctrl), site_frame(s.plant, ep, s.realised, s.t0),
-                     flow_frame(s.plant, ep, s.t0), per_step, note, ep)
+                     flow_frame(s.plant, ep, s.t0), _per_step(s, ep, ctrl), note, ep, versions, refreshes)
 
 
 # ---------------------------------------------------------------------- tracking
@@ -250,8 +263,13 @@ def log_run(out: RunOutput, s: Setup, params: dict[str, str], plot_dir: Path) ->
     series: dict[str, Any] = {f"step.{col}": out.per_step[col].to_numpy() for col in STEP_METRICS}
     series["step.fallback"] = [float(bool(used)) for used in out.per_step["fallback"]]
     tracking.log_step_metrics(series)
+    tables = {"sites": out.sites, "flows": out.flows, "per_step": out.per_step}
+    if out.versions is not None and out.refreshes is not None:   # which forecaster version decided each step
+        tables |= {"forecaster_versions": out.versions, "refreshes": out.refreshes}
+        tracking.log_metrics({"refreshes": float(len(out.refreshes)),
+                              "refresh_s": float(out.refreshes["refit_s"].sum()) if len(out.refreshes) else 0.0})
     with tempfile.TemporaryDirectory() as tmp:
-        for name, frame in (("sites", out.sites), ("flows", out.flows), ("per_step", out.per_step)):
+        for name, frame in tables.items():
             frame.to_parquet(Path(tmp) / f"{name}.parquet")
         tracking.log_artifacts(tmp, "tables")
     tracking.log_text(yaml.safe_dump(s.cfg.raw, sort_keys=False), "config.yaml")
