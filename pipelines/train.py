@@ -101,8 +101,9 @@ def _fit_all(data: Any, cfg: Config, logger: Any,
         split = split_signal(data, sc, sig, fs)
         print(f"\n[{sig}] train {split.spans['train']}, validate {split.spans['valid']}, "
               f"test {split.spans['test']}", flush=True)
-        models[sig] = LearnedForecaster(sig, fs, split.tz).fit(
-            split.upto(0), split.upto(1), outputs=split.outputs, logger=logger, progress=progress)
+        model = LearnedForecaster(sig, fs, split.tz)
+        models[sig] = model.fit(split.upto_at(0, model.input_step), split.upto_at(1, model.input_step),
+                                outputs=split.outputs, logger=logger, progress=progress)
         splits[sig] = split
     return models, splits
 
