@@ -5,7 +5,9 @@ identity as an embedding, per-series scaling, calendar features at the issue tim
 ``H`` steps × quantiles (p10/p50/p90). For load it trains on the per-client series *and* the
 (region, class) streams (their sums), and forecasts the streams: per-client history exists on the
 recorded days only, so the product forecasts the aggregated streams with the model that learnt
-from every client.
+from every client. The load model reads the 10-min history (``forecast.load_input_step_min``; the
+last ``load_fine_h`` hours at 10 min, the older ones as hourly means, ``forecast.nets``) and
+forecasts hourly means (``forecast.windows``); ``predict`` reads ``history[LOAD_10MIN]`` for it.
 
 Two refinements sit on top of the nets, both stored in the JSON spec (a saved → loaded model
 predicts identically): ``ensemble_size`` nets trained with consecutive seeds, their quantiles
@@ -43,7 +45,7 @@ from forecast.output import DEFAULT_QUANTILES, Forecast
 from forecast.settings import PROCESS_KEYS, ForecastSettings
 from forecast.sources.humidity import saturation_vp_hpa, wetbulb_c
 from forecast.training import train_net
-from forecast.windows import SubStepWindows, complete_windows, repeat_windows, rolling_mean, substep_ratio
+from forecast.windows import SubStepWindows, complete_windows, rolling_mean, substep_ratio
 
 __all__ = ["ForecasterSuite", "LearnedForecaster", "SPEC_VERSION"]
 
@@ -107,9 +109,6 @@ class LearnedForecaster(Forecaster):
         if len(sid) == 0:
             raise ValueError(f"{self.signal}: no complete windows (look-back {L_} + horizon {H} × {r} steps) "
                              f"in {frame.index[0]} … {frame.index[-1]}")
-        if seed is not None and self.signal == "load_req_per_s":   # training windows: streams repeated
-            outputs = [self.all_series.index(o) for o in self.series]
-            sid, org = repeat_windows(sid, org, outputs, self.settings.load_output_repeat)
         zones, tz_idx = self._tz_index(self.all_series)
         cal = _tz_table(frame.index, zones)
         return SubStepWindows(np.nan_to_num(z).astype(np.float32), y.astype(np.float32), r, cal, tz_idx, sid,

@@ -45,8 +45,6 @@ class ForecastSettings:
             takes ``ensemble_size``. The load trains fastest and gains most from averaging.
         load_log_scale: the load model works on ``log(1 + load / series mean)`` (``features.Scaling``):
             its level subtraction removes a ratio, so a change of level scales the daily shape.
-        load_output_repeat: the load model's training windows of the streams it forecasts (the
-            sums of the client series it also learns from) count this many times.
         load_fine_h: with 10-min inputs, the last ``load_fine_h`` hours of the look-back enter the
             net at 10 min, the earlier hours as hourly means (``forecast.nets``); ≤ lookback_load_h.
         load_origin_stride_min: training windows of the load model start every this many
@@ -92,12 +90,11 @@ class ForecastSettings:
     horizon_steps: int = field(default=24, metadata=rng(1, 168))
     lookback_grid_h: int = field(default=168, metadata=rng(24, 720))
     lookback_load_h: int = field(default=48, metadata=rng(24, 168))
-    load_input_step_min: int = field(default=60, metadata=rng(10, 60))
+    load_input_step_min: int = field(default=10, metadata=rng(10, 60))
     load_origin_stride_min: int = field(default=60, metadata=rng(10, 60))
-    load_fine_h: int = field(default=6, metadata=rng(0, 168))
+    load_fine_h: int = field(default=3, metadata=rng(0, 168))
     load_log_scale: bool = False
-    load_ensemble_size: int = field(default=0, metadata=rng(0, 16))
-    load_output_repeat: int = field(default=1, metadata=rng(1, 50))
+    load_ensemble_size: int = field(default=1, metadata=rng(0, 16))
     level_h: int = field(default=24, metadata=rng(1, 168))
     hidden: int = field(default=128, metadata=rng(8, 4096))
     embedding_dim: int = field(default=8, metadata=rng(1, 256))

@@ -18,7 +18,7 @@ import torch
 
 from forecast.training import WindowBatches
 
-__all__ = ["SubStepWindows", "complete_windows", "repeat_windows", "rolling_mean", "substep_ratio", "window_arrays"]
+__all__ = ["SubStepWindows", "complete_windows", "rolling_mean", "substep_ratio", "window_arrays"]
 
 
 def substep_ratio(step: pd.Timedelta, input_step: pd.Timedelta) -> int:
@@ -64,17 +64,6 @@ def complete_windows(z: np.ndarray, targets: np.ndarray, lookback: int, horizon:
     ok_tgt = np.isfinite(targets[:, origins[:, None] + ratio * np.arange(horizon)[None, :]]).all(axis=2)
     sid, pos = np.nonzero(ok_back & ok_tgt)
     return sid, origins[pos]
-
-
-def repeat_windows(sid: np.ndarray, origins: np.ndarray, series: list[int],
-                   times: int) -> tuple[np.ndarray, np.ndarray]:
-    """The windows with those of ``series`` ``times`` times in all (the load's streams, the sums of
-    the client series it also learns from: the level the product forecasts weighs more)."""
-    if times == 1:
-        return sid, origins
-    sel = np.isin(sid, series)
-    return (np.concatenate([sid, np.repeat(sid[sel], times - 1)]),
-            np.concatenate([origins, np.repeat(origins[sel], times - 1)]))
 
 
 class SubStepWindows(WindowBatches):
