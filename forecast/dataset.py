@@ -70,6 +70,8 @@ class Dataset:
         ld = self.load
         load = replace(ld, signals=ld.signals.assign(value=ld.signals["value"] * factor),
                        clients=ld.clients.assign(load_req_per_s=ld.clients["load_req_per_s"] * factor),
+                       clients_10min=ld.clients_10min.assign(
+                           load_req_per_s=ld.clients_10min["load_req_per_s"] * factor),
                        load_10min=ld.load_10min * factor)
         prov = self.provenance
         is_load_prov = prov["signal"] == "load_req_per_s"

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from forecast.interface import Forecaster
 from forecast.splits import TEST, SignalSplit
 
-__all__ = ["Scores", "evaluate", "skill", "evaluation_origins"]
+__all__ = ["Scores", "evaluate", "model_inputs", "skill", "evaluation_origins"]
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,27 @@ def evaluation_origins(split: SignalSplit, horizon: int, stride: int = 1) -> tup
     return origins, ok
 
 
+def model_inputs(model: Forecaster, split: SignalSplit,
+                 origins: np.ndarray) -> tuple[np.ndarray, pd.DatetimeIndex, np.ndarray]:
+    """What ``model.predict_windows`` reads for forecasts issued at rows ``origins`` of
+    ``split.full``: the values of its series at its input step (``split.fine`` for the 10-min
+    load inputs), their times, and the origins as positions in them."""
+    frame = split.frame_at(model.input_step)
+    ratio = len(frame) // len(split.full)
+    return frame[list(model.series)].to_numpy(dtype=np.float64), frame.index, np.asarray(origins) * ratio
+
+
 def evaluate(model: Forecaster, split: SignalSplit, horizon: int, stride: int = 1,
              origins: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Scores, np.ndarray]:
     """Score ``model`` on the test period; also returns the forecasts ``(N, H, n, Q)``."""
     org, mask = origins if origins is not None else evaluation_origins(split, horizon, stride)
-    org_ok = org >= model.lookback_steps
-    org, mask = org[org_ok], mask[org_ok]
+    inputs, times, org_in = model_inputs(model, split, org)
+    org_ok = org_in >= model.lookback_steps
+    org, mask, org_in = org[org_ok], mask[org_ok], org_in[org_ok]
     if len(org) == 0:
         raise ValueError(f"{split.signal}: no test origins with {model.lookback_steps} steps of history")
     values = split.full[list(model.series)].to_numpy(dtype=np.float64)
-    pred = model.predict_windows(values, split.full.index, org, horizon)
+    pred = model.predict_windows(inputs, times, org_in, horizon)
     pad = np.concatenate([values, np.full((horizon, values.shape[1]), np.nan)])
     truth = pad[org[:, None] + np.arange(horizon)[None, :]]  # (N, H, n)
     qs = np.asarray(model.quantiles)

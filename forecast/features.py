@@ -15,9 +15,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-__all__ = ["CALENDAR_FEATURES", "History", "Scaling", "as_history", "calendar_features", "gather_windows",
+__all__ = ["CALENDAR_FEATURES", "LOAD_10MIN", "History", "Scaling", "as_history", "calendar_features", "gather_windows",
            "long_history", "lookback_frame"]
 
+# History key of the 10-min load (``region/class`` streams, req/s), beside the hourly
+# ``load_req_per_s``: what a learned load model reads (``forecast.settings.load_input_step_min``).
+LOAD_10MIN = "load_req_per_s@10min"
 CALENDAR_FEATURES = ("hour_sin", "hour_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos")
 History = Mapping[str, pd.DataFrame]
 
@@ -71,30 +74,57 @@ def _encode(hour: np.ndarray, dow: np.ndarray, doy: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scaling:
-    """Per-series affine scaling ``z = (x − mean) / scale`` (signal units), fitted on training data."""
+    """Per-series scaling ``z = (u − mean) / scale`` fitted on training data, where ``u = x`` (signal
+    units) or, with ``log_base`` (non-negative signals such as load), ``u = log(1 + x / log_base)``:
+    the net's level subtraction then removes a *ratio*, so a day-to-day change of the load's level
+    scales the daily shape instead of shifting it. Both maps are increasing, so quantiles map to
+    quantiles."""
 
     mean: np.ndarray
     scale: np.ndarray
+    log_base: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> Scaling:
-        """From a ``(T, n_series)`` array (NaN ignored).
+    def fit(cls, values: np.ndarray, log: bool = False) -> Scaling:
+        """From a ``(T, n_series)`` array (NaN ignored); ``log``: the log map, with ``log_base``
+        each series' training mean (floored like the scale).
 
         The scale has floors against near-flat series (10 % of the mean, 1 % of the largest
         series' spread), so that a series idle in training cannot explode once it wakes up.
         """
+        base = None
+        if log:
+            level = np.nan_to_num(np.nanmean(values, axis=0))
+            base = np.maximum(level, 0.01 * float(level.max(initial=0.0)) + 1e-9)
+            values = np.log1p(np.maximum(values, 0.0) / base)
         mean = np.nan_to_num(np.nanmean(values, axis=0))
         std = np.nan_to_num(np.nanstd(values, axis=0))
         floor = 0.01 * float(std.max(initial=0.0)) + 1e-6
         scale = np.maximum(np.maximum(std, 0.1 * np.abs(mean)), floor)
-        return cls(mean.astype(np.float64), scale.astype(np.float64))
+        return cls(mean.astype(np.float64), scale.astype(np.float64), base)
+
+    def forward(self, values: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """Scaled values ``(..., n)`` of ``values`` in signal units (series ``cols``, default all)."""
+        c = slice(None) if cols is None else cols
+        u = values if self.log_base is None else np.log1p(np.maximum(values, 0.0) / self.log_base[c])
+        return (u - self.mean[c]) / self.scale[c]
+
+    def inverse(self, z: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """Signal units of scaled values ``(..., n)`` (``forward``'s inverse)."""
+        c = slice(None) if cols is None else cols
+        u = z * self.scale[c] + self.mean[c]
+        return u if self.log_base is None else np.expm1(u) * self.log_base[c]
 
     def to_json(self) -> dict[str, list[float]]:
-        return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
+        out = {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
+        if self.log_base is not None:
+            out["log_base"] = [float(v) for v in self.log_base]
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, list[float]]) -> Scaling:
-        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64))
+        base = None if d.get("log_base") is None else np.asarray(d["log_base"], dtype=np.float64)
+        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64), base)
 
 
 def lookback_frame(history: History, signal: str, t0: pd.Timestamp, steps: int,
@@ -107,7 +137,9 @@ def lookback_frame(history: History, signal: str, t0: pd.Timestamp, steps: int,
         ValueError: the look-back is incomplete, irregular or holds NaN (message names the range).
     """
     if signal not in history:
-        raise KeyError(f"history has no signal {signal!r}; have {sorted(history)}")
+        hint = (" (a learned load model reads the 10-min load: forecast.splits.product_history adds it "
+                "from Dataset.load_10min)" if signal == LOAD_10MIN else "")
+        raise KeyError(f"history has no signal {signal!r}; have {sorted(history)}{hint}")
     frame = history[signal]
     missing = [s for s in series if s not in frame.columns]
     if missing:

@@ -7,10 +7,11 @@
   ``[t0, t0 + step)``. ``history`` is ``{signal: wide frame}``, a long table or, for one signal,
   a wide frame.
 * ``predict_windows(values, times, origins, horizon)`` — the batched core used by both ``predict``
-  and the evaluation: ``values (T, n_series)`` at ``times``; window ``i`` is issued at position
-  ``origins[i]`` and reads ``values[:origins[i]]`` only (except the oracle, which says so in its
-  name). Returns ``(N, horizon, n_series, n_quantiles)`` in the signal's unit, clipped to the
-  signal's physical range.
+  and the evaluation: ``values (T, n_series)`` at ``times``, at the forecaster's ``input_step``
+  (the forecast step unless its inputs are finer, as the 10-min load); window ``i`` is issued at
+  position ``origins[i]`` (of ``values``) and reads ``values[:origins[i]]`` only (except the
+  oracle, which says so in its name). Returns ``(N, horizon, n_series, n_quantiles)`` in the
+  signal's unit, clipped to the signal's physical range.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class Forecaster:
         self.quantiles = tuple(quantiles)
         self.series: tuple[str, ...] = ()
         self.lookback_steps = 1
+        # What ``predict`` reads: ``history[input_key]`` at ``input_step`` (a learned load model
+        # reads the 10-min load, ``forecast.features.LOAD_10MIN``; look-back counted in input steps).
+        self.input_key = signal
+        self.input_step = step
 
     def fit(self, history: pd.DataFrame, validation: pd.DataFrame | None = None) -> Forecaster:
         """Learn from the training period (series are the history's columns)."""
@@ -78,8 +83,8 @@ class Forecaster:
         t0 = t0.tz_convert("UTC")
         if isinstance(history, pd.DataFrame) and "signal" not in history.columns:
             history = {self.signal: history}
-        frame = lookback_frame(as_history(history), self.signal, t0, self.lookback_steps,
-                               self.series, self.step)
+        frame = lookback_frame(as_history(history), self.input_key, t0, self.lookback_steps,
+                               self.series, self.input_step)
         values = frame.to_numpy(dtype=np.float64)
         arr = self._predict_last(values, frame.index, t0, horizon)
         return Forecast(t0, self.step, self.quantiles, {self.signal: self.series}, {self.signal: arr})

@@ -5,7 +5,9 @@ identity as an embedding, per-series scaling, calendar features at the issue tim
 ``H`` steps × quantiles (p10/p50/p90). For load it trains on the per-client series *and* the
 (region, class) streams (their sums), and forecasts the streams: per-client history exists on the
 recorded days only, so the product forecasts the aggregated streams with the model that learnt
-from every client.
+from every client. The load model reads the 10-min history (``forecast.load_input_step_min``; the
+last ``load_fine_h`` hours at 10 min, the older ones as hourly means, ``forecast.nets``) and
+forecasts hourly means (``forecast.windows``); ``predict`` reads ``history[LOAD_10MIN]`` for it.
 
 Two refinements sit on top of the nets, both stored in the JSON spec (a saved → loaded model
 predicts identically): ``ensemble_size`` nets trained with consecutive seeds, their quantiles
@@ -36,30 +38,18 @@ import pandas as pd
 import torch
 
 from forecast.calibration import apply_spread_factors, fit_spread_factors
-from forecast.features import CALENDAR_FEATURES, Scaling, as_history, calendar_features, gather_windows
+from forecast.features import CALENDAR_FEATURES, LOAD_10MIN, Scaling, as_history, calendar_features
 from forecast.interface import STEP, Forecaster
-from forecast.nets import ForecastNet, NetSpec
+from forecast.nets import ForecastNet, MemberMean, NetSpec
 from forecast.output import DEFAULT_QUANTILES, Forecast
 from forecast.settings import PROCESS_KEYS, ForecastSettings
 from forecast.sources.humidity import saturation_vp_hpa, wetbulb_c
-from forecast.training import WindowBatches, train_net
+from forecast.training import train_net
+from forecast.windows import SubStepWindows, complete_windows, rolling_mean, substep_ratio
 
 __all__ = ["ForecasterSuite", "LearnedForecaster", "SPEC_VERSION"]
 
 SPEC_VERSION = 1
-
-
-class MemberMean(torch.nn.Module):
-    """An ensemble of nets of one shape (trained with different seeds): the mean of their
-    quantiles (a mean of ordered quantile vectors stays ordered)."""
-
-    def __init__(self, members: list[ForecastNet]) -> None:
-        super().__init__()
-        self.members = torch.nn.ModuleList(members)
-        self.spec = members[0].spec
-
-    def forward(self, x: torch.Tensor, series: torch.Tensor, cal: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x, series, cal) for m in self.members]).mean(dim=0)
 
 
 def _tz_table(times: pd.DatetimeIndex, tzs: tuple[str, ...]) -> np.ndarray:
@@ -85,10 +75,14 @@ class LearnedForecaster(Forecaster):
         self.settings = settings
         self.name = f"learned_{settings.architecture_of(signal)}"
         self.tz = dict(tz or {})
+        if signal == "load_req_per_s" and step == STEP and settings.load_input_step_min < 60:
+            self.input_step = pd.Timedelta(minutes=settings.load_input_step_min)
+            self.input_key = LOAD_10MIN
+        self.ratio = substep_ratio(step, self.input_step)
         hours = settings.lookback_h(signal)
-        self.lookback_steps = lookback_steps or int(pd.Timedelta(hours=hours) / step)
+        self.lookback_steps = lookback_steps or int(pd.Timedelta(hours=hours) / self.input_step)
         self.horizon_steps = horizon_steps or settings.horizon_steps
-        self.level_steps = level_steps or int(pd.Timedelta(hours=settings.level_h) / step)
+        self.level_steps = level_steps or int(pd.Timedelta(hours=settings.level_h) / self.input_step)
         self.all_series: tuple[str, ...] = ()
         self.net: ForecastNet | MemberMean | None = None
         self.scaling: Scaling | None = None
@@ -103,25 +97,28 @@ class LearnedForecaster(Forecaster):
         return zones, np.array([zones.index(self.tz.get(s, "UTC")) for s in series])
 
     def _batches(self, frame: pd.DataFrame, target_ok: np.ndarray, stride: int,
-                 seed: int | None) -> WindowBatches:
+                 seed: int | None) -> SubStepWindows:
+        """Windows of ``frame`` (at the input step): complete look-back, every target sub-step wanted
+        (``target_ok``) and known; origins every ``stride`` input steps from the first whole step."""
         assert self.scaling is not None
-        z = ((frame.to_numpy(dtype=np.float64) - self.scaling.mean) / self.scaling.scale).T
-        finite = np.isfinite(z)
-        L_, H = self.lookback_steps, self.horizon_steps
-        t_len = z.shape[1]
-        cs_f = np.concatenate([np.zeros((z.shape[0], 1)), np.cumsum(finite, axis=1)], axis=1)
-        cs_t = np.concatenate([np.zeros((z.shape[0], 1)), np.cumsum(target_ok & finite, axis=1)], axis=1)
-        origins = np.arange(L_, t_len - H + 1, stride)
-        ok_back = (cs_f[:, origins] - cs_f[:, origins - L_]) == L_
-        ok_tgt = (cs_t[:, origins + H] - cs_t[:, origins]) == H
-        sid, pos = np.nonzero(ok_back & ok_tgt)
+        raw = frame.to_numpy(dtype=np.float64)
+        z = self.scaling.forward(raw).T
+        L_, H, r = self.lookback_steps, self.horizon_steps, self.ratio
+        y = self.scaling.forward(rolling_mean(np.where(target_ok, raw.T, np.nan), r).T).T  # of the step means
+        sid, org = complete_windows(z, y, L_, H, r, stride)
         if len(sid) == 0:
-            raise ValueError(f"{self.signal}: no complete windows (look-back {L_} + horizon {H} steps) "
+            raise ValueError(f"{self.signal}: no complete windows (look-back {L_} + horizon {H} × {r} steps) "
                              f"in {frame.index[0]} … {frame.index[-1]}")
         zones, tz_idx = self._tz_index(self.all_series)
         cal = _tz_table(frame.index, zones)
-        return WindowBatches(np.nan_to_num(z).astype(np.float32), cal, tz_idx, sid, origins[pos],
-                             L_, H, self.settings.batch_size, seed)
+        return SubStepWindows(np.nan_to_num(z).astype(np.float32), y.astype(np.float32), r, cal, tz_idx, sid,
+                              org, L_, H, self.settings.batch_size, seed)
+
+    def _train_stride(self) -> int:
+        """Training origins every this many input steps (load: ``load_origin_stride_min``)."""
+        if self.ratio > 1:
+            return int(pd.Timedelta(minutes=self.settings.load_origin_stride_min) / self.input_step)
+        return self.settings.window_stride_h if self.step >= STEP else 1
 
     def fit(self, history: pd.DataFrame, validation: pd.DataFrame | None = None,
             outputs: tuple[str, ...] | None = None, logger: Any = None,
@@ -129,7 +126,8 @@ class LearnedForecaster(Forecaster):
         """Train on ``history`` (train period, NaN elsewhere); early-stop on ``validation``.
 
         Args:
-            history: wide frame of training data; every column is a training series.
+            history: wide frame of training data at ``input_step`` (load: 10 min when
+                ``forecast.load_input_step_min`` is 10); every column is a training series.
             validation: wide frame with the training data plus validation targets; windows
                 whose targets are all validation values (non-NaN here, NaN/absent in
                 ``history``) are the validation set. Default: the last 10 % of ``history``.
@@ -144,11 +142,12 @@ class LearnedForecaster(Forecaster):
         unknown = [o for o in self.series if o not in self.all_series]
         if unknown:
             raise ValueError(f"{self.signal}: outputs {unknown} are not training series")
-        self.scaling = Scaling.fit(history.to_numpy(dtype=np.float64))
+        self.scaling = Scaling.fit(history.to_numpy(dtype=np.float64),
+                                   log=self.signal == "load_req_per_s" and s.load_log_scale)
         history, validation, target_ok_v = self._validation_split(history, validation)
         train_b = self._batches(history, np.ones((len(self.all_series), len(history)), bool),
-                                s.window_stride_h if self.step >= STEP else 1, s.seed)
-        valid_b = self._batches(validation, target_ok_v, 1, None)
+                                self._train_stride(), s.seed)
+        valid_b = self._batches(validation, target_ok_v, self.ratio, None)
         nets = self._train_members(train_b, valid_b, logger, progress)
         self.net = nets[0] if len(nets) == 1 else MemberMean(nets)
         self.net.eval()
@@ -173,12 +172,12 @@ class LearnedForecaster(Forecaster):
             target_ok_v = (validation.notna().to_numpy() & ~seen).T
         return history, validation, target_ok_v
 
-    def _train_members(self, train_b: WindowBatches, valid_b: WindowBatches, logger: Any,
+    def _train_members(self, train_b: SubStepWindows, valid_b: SubStepWindows, logger: Any,
                        progress: bool) -> list[ForecastNet]:
         """The ensemble's nets, trained in turn; member k's report is merged into ``fit_report``."""
         s = self.settings
         nets = []
-        for k in range(s.ensemble_size):  # member k: seed + k (weights, batch order, dropout)
+        for k in range(s.ensemble_of(self.signal)):  # member k: seed + k (weights, batch order, dropout)
             L.seed_everything(s.seed + k, workers=True, verbose=False)
             net = ForecastNet(self.net_spec())
             report = train_net(
@@ -195,7 +194,7 @@ class LearnedForecaster(Forecaster):
             nets.append(net)
         return nets
 
-    def _calibrate(self, valid: WindowBatches) -> None:
+    def _calibrate(self, valid: SubStepWindows) -> None:
         """Fit the spread factors on the validation windows of the output series only."""
         assert self.net is not None
         outputs = np.array([self.all_series.index(o) for o in self.series])
@@ -203,8 +202,7 @@ class LearnedForecaster(Forecaster):
         sid, org = valid.series_idx[keep], valid.origins[keep]
         if len(sid) == 0:
             return
-        x, y = gather_windows(valid.values, sid, org, self.lookback_steps, self.horizon_steps)
-        cal = valid.calendar[valid.tz[sid], org]
+        x, cal, y = valid.arrays(sid, org)
         self.net.eval()
         with torch.no_grad():
             pred = np.concatenate([self.net(torch.from_numpy(x[b].astype(np.float32)),
@@ -223,9 +221,10 @@ class LearnedForecaster(Forecaster):
 
     def net_spec(self) -> NetSpec:
         s = self.settings
+        fine = int(pd.Timedelta(hours=s.load_fine_h) / self.input_step) if self.ratio > 1 else 0
         return NetSpec(s.architecture_of(self.signal), self.lookback_steps, self.horizon_steps, len(self.all_series),
                        len(CALENDAR_FEATURES), len(self.quantiles), self.level_steps, s.hidden,
-                       s.embedding_dim, s.dropout)
+                       s.embedding_dim, s.dropout, self.ratio, min(fine, self.lookback_steps))
 
     # --- prediction -----------------------------------------------------------------------
     def _windows(self, values: np.ndarray, times: pd.DatetimeIndex, origins: np.ndarray,
@@ -234,10 +233,9 @@ class LearnedForecaster(Forecaster):
         if horizon > self.horizon_steps:
             raise ValueError(f"{self.signal}: horizon {horizon} exceeds the trained {self.horizon_steps} steps")
         cols = np.array([self.all_series.index(s) for s in self.series])
-        mean, scale = self.scaling.mean[cols], self.scaling.scale[cols]
-        z = ((values - mean) / scale).T.astype(np.float32)  # (n, T)
+        z = self.scaling.forward(values, cols).T.astype(np.float32)  # (n, T)
         n, n_o = len(cols), len(origins)
-        t0 = times[0] + pd.to_timedelta(origins * self.step.total_seconds(), unit="s")
+        t0 = times[0] + pd.to_timedelta(origins * self.input_step.total_seconds(), unit="s")
         zones, tz_idx = self._tz_index(self.series)
         cal = _tz_table(pd.DatetimeIndex(t0), zones)  # (n_tz, N, F)
         sid = np.tile(np.arange(n), n_o)
@@ -253,11 +251,10 @@ class LearnedForecaster(Forecaster):
                 out.append(self.net(torch.from_numpy(x[b]), torch.from_numpy(cols[sid[b]]),
                                     torch.from_numpy(c[b])).numpy())
         pred = np.concatenate(out).reshape(n_o, n, self.horizon_steps, -1)[:, :, :horizon]
-        pred = pred * scale[None, :, None, None] + mean[None, :, None, None]
-        pred = pred.transpose(0, 2, 1, 3)  # (N, H, n, Q)
-        if self.calibration is not None:
+        pred = pred.transpose(0, 2, 1, 3)  # (N, H, n, Q), scaled
+        if self.calibration is not None:   # fitted on scaled forecasts: applied before unscaling
             pred = apply_spread_factors(pred, self.calibration, self.quantiles)
-        return pred
+        return self.scaling.inverse(pred.transpose(0, 1, 3, 2), cols).transpose(0, 1, 3, 2)
 
     # --- persistence ----------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -268,6 +265,7 @@ class LearnedForecaster(Forecaster):
                 "tz": {s: self.tz.get(s, "UTC") for s in self.all_series},
                 "scaling": self.scaling.to_json(), "features": list(CALENDAR_FEATURES),
                 "quantiles": list(self.quantiles), "step_s": self.step.total_seconds(),
+                "input": self.input_key, "input_step_s": self.input_step.total_seconds(),
                 "settings": {k: (list(v) if isinstance(v, tuple) else v)
                              for k, v in self.settings.__dict__.items() if k not in PROCESS_KEYS},
                 "fit_report": self.fit_report,
@@ -281,6 +279,8 @@ class LearnedForecaster(Forecaster):
         settings = dict(spec["settings"])
         settings["signals"] = tuple(settings["signals"])
         settings["tcn_signals"] = tuple(settings.get("tcn_signals", ()))
+        settings.setdefault("load_input_step_min", 60)   # bundles from before the 10-min inputs
+        settings.setdefault("load_log_scale", False)
         net = NetSpec(**spec["net"])
         self = cls(spec["signal"], ForecastSettings(**settings), spec["tz"],
                    pd.Timedelta(seconds=spec["step_s"]), net.lookback, net.horizon, net.level_steps)

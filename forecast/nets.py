@@ -4,7 +4,9 @@ Every net maps a scaled look-back ``x (B, L)``, series ids ``(B,)`` and calendar
 issue time ``(B, F)`` to scaled quantiles ``(B, H, Q)``, ordered by construction. ``ForecastNet``
 does what both share: it subtracts the level (mean of the last ``level_steps`` inputs) before the
 core and adds it back after, embeds the series identity, and orders the quantiles (median plus
-non-negative gaps). Cores:
+non-negative gaps). With inputs finer than the forecast step (the 10-min load, ``sub_steps`` per
+step) the core reads the last ``fine_steps`` inputs as they are and the earlier ones as means per
+forecast step: the recent windows at full rate, the older past at the rate of the forecast. Cores:
 
 * ``mlp`` — N-HiTS-style: blocks that read the input average-pooled at different rates, each
   forecasting and removing its part of the input (doubly residual);
@@ -16,13 +18,13 @@ non-negative gaps). Cores:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ARCHITECTURES", "ForecastNet", "NetSpec"]
+__all__ = ["ARCHITECTURES", "ForecastNet", "MemberMean", "NetSpec"]
 
 ARCHITECTURES = ("mlp", "tcn")
 
@@ -41,9 +43,27 @@ class NetSpec:
     hidden: int
     embedding_dim: int
     dropout: float
+    sub_steps: int = 1
+    fine_steps: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def core_lookback(self) -> int:
+        """Inputs the core reads: the last ``fine_steps`` at the input step, the earlier ones as
+        means of ``sub_steps`` (the whole look-back when ``fine_steps`` covers it)."""
+        if self.sub_steps == 1 or self.fine_steps >= self.lookback:
+            return self.lookback
+        return math.ceil((self.lookback - self.fine_steps) / self.sub_steps) + self.fine_steps
+
+
+def _coarse_past(x: torch.Tensor, s: NetSpec) -> torch.Tensor:
+    """``x (B, lookback)`` → ``(B, core_lookback)``: sub-step means before the last ``fine_steps``."""
+    if s.core_lookback == s.lookback:
+        return x
+    past, recent = x[:, :s.lookback - s.fine_steps], x[:, s.lookback - s.fine_steps:]
+    return torch.cat([_pool(past, s.sub_steps), recent], dim=1)
 
 
 def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -133,16 +153,30 @@ class ForecastNet(nn.Module):
             raise ValueError(f"architecture {spec.architecture!r}; valid: {list(ARCHITECTURES)}")
         self.spec = spec
         self.embedding = nn.Embedding(spec.n_series, spec.embedding_dim)
-        self.core = _MLPCore(spec) if spec.architecture == "mlp" else _TCNCore(spec)
+        core = replace(spec, lookback=spec.core_lookback)
+        self.core = _MLPCore(core) if spec.architecture == "mlp" else _TCNCore(core)
 
     def forward(self, x: torch.Tensor, series: torch.Tensor, cal: torch.Tensor) -> torch.Tensor:
         """Scaled quantiles ``(B, H, Q)`` from scaled inputs ``x (B, L)``."""
         s = self.spec
         level = x[:, -s.level_steps:].mean(dim=1, keepdim=True)
         ctx = torch.cat([self.embedding(series), cal], dim=1)
-        raw = self.core(x - level, ctx).view(-1, s.horizon, s.n_quantiles)
+        raw = self.core(_coarse_past(x - level, s), ctx).view(-1, s.horizon, s.n_quantiles)
         mid_i = s.n_quantiles // 2
         mid = raw[:, :, mid_i:mid_i + 1]
         below = torch.cumsum(F.softplus(raw[:, :, :mid_i].flip(2)), dim=2).flip(2)
         above = torch.cumsum(F.softplus(raw[:, :, mid_i + 1:]), dim=2)
         return torch.cat([mid - below, mid, mid + above], dim=2) + level[:, :, None]
+
+
+class MemberMean(nn.Module):
+    """An ensemble of nets of one shape (trained with different seeds): the mean of their
+    quantiles (a mean of ordered quantile vectors stays ordered)."""
+
+    def __init__(self, members: list[ForecastNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.spec = members[0].spec
+
+    def forward(self, x: torch.Tensor, series: torch.Tensor, cal: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x, series, cal) for m in self.members]).mean(dim=0)

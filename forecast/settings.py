@@ -12,7 +12,7 @@ from typing import Literal
 
 from forecast.schema import SIGNALS, ConfigError, rng
 
-__all__ = ["ForecastSettings", "LEARNED_SIGNALS", "PROCESS_KEYS", "STRATEGIES"]
+__all__ = ["ForecastSettings", "LEARNED_SIGNALS", "LOAD_INPUT_STEPS_MIN", "PROCESS_KEYS", "STRATEGIES"]
 
 # Signals with a learned model; ``wetbulb_c`` is derived from the temperature forecast.
 LEARNED_SIGNALS = ("load_req_per_s", "price_eur_per_mwh", "carbon_g_per_kwh", "ewif_l_per_kwh",
@@ -20,6 +20,8 @@ LEARNED_SIGNALS = ("load_req_per_s", "price_eur_per_mwh", "carbon_g_per_kwh", "e
 
 # Lightning strategies a training can run under (``auto``: one process unless devices/nodes say more).
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
+# Steps of the load model's inputs, minutes: the trace's 10-min windows, or hourly means.
+LOAD_INPUT_STEPS_MIN = (10, 60)
 # How a training is spread over processes: not part of the model (kept out of its saved spec).
 PROCESS_KEYS = ("strategy", "devices", "num_nodes")
 
@@ -36,6 +38,18 @@ class ForecastSettings:
         horizon_steps: forecast steps H (1 h each).
         lookback_grid_h: look-back of grid and weather signals, hours.
         lookback_load_h: look-back of load, hours.
+        load_input_step_min: step of the load model's inputs, minutes: 10 reads the 10-min history
+            (``forecast.features.LOAD_10MIN``; the latest windows say most about the next hour),
+            60 the hourly one. The forecast stays hourly (means of the hour) either way.
+        load_ensemble_size: nets of the load model (``ensemble_size`` is the other signals'); 0
+            takes ``ensemble_size``. The load trains fastest and gains most from averaging.
+        load_log_scale: the load model works on ``log(1 + load / series mean)`` (``features.Scaling``):
+            its level subtraction removes a ratio, so a change of level scales the daily shape.
+        load_fine_h: with 10-min inputs, the last ``load_fine_h`` hours of the look-back enter the
+            net at 10 min, the earlier hours as hourly means (``forecast.nets``); ≤ lookback_load_h.
+        load_origin_stride_min: training windows of the load model start every this many
+            minutes (a multiple of ``load_input_step_min`` dividing 60; below 60 adds windows
+            issued between the hours, whose targets are the hour-long means from there).
         level_h: the input window's last ``level_h`` hours set the level the net forecasts around.
         hidden: hidden width of the nets.
         embedding_dim: size of the series-identity embedding.
@@ -76,6 +90,11 @@ class ForecastSettings:
     horizon_steps: int = field(default=24, metadata=rng(1, 168))
     lookback_grid_h: int = field(default=168, metadata=rng(24, 720))
     lookback_load_h: int = field(default=48, metadata=rng(24, 168))
+    load_input_step_min: int = field(default=10, metadata=rng(10, 60))
+    load_origin_stride_min: int = field(default=60, metadata=rng(10, 60))
+    load_fine_h: int = field(default=3, metadata=rng(0, 168))
+    load_log_scale: bool = False
+    load_ensemble_size: int = field(default=1, metadata=rng(0, 16))
     level_h: int = field(default=24, metadata=rng(1, 168))
     hidden: int = field(default=128, metadata=rng(8, 4096))
     embedding_dim: int = field(default=8, metadata=rng(1, 256))
@@ -124,6 +143,7 @@ class ForecastSettings:
             raise ConfigError(f"forecast.grid_valid_end: {self.grid_valid_end} must be after "
                               f"grid_train_end {self.grid_train_end}")
         self._check_processes()
+        self._check_load_steps()
 
     @property
     def processes(self) -> int:
@@ -143,9 +163,28 @@ class ForecastSettings:
                 f"processes (batch_size is the global batch, shared out); valid: a multiple of {n} "
                 f"(e.g. {near}), or devices × num_nodes dividing {self.batch_size}")
 
+    def _check_load_steps(self) -> None:
+        if self.load_fine_h > self.lookback_load_h:
+            raise ConfigError(f"forecast.load_fine_h: {self.load_fine_h} h exceeds the load look-back "
+                              f"forecast.lookback_load_h = {self.lookback_load_h} h; valid: 0 … {self.lookback_load_h}")
+        if self.load_input_step_min not in LOAD_INPUT_STEPS_MIN:
+            raise ConfigError(f"forecast.load_input_step_min: {self.load_input_step_min}; valid: "
+                              f"{list(LOAD_INPUT_STEPS_MIN)} (minutes: the trace's 10-min windows or hours)")
+        valid = [m for m in range(self.load_input_step_min, 61, self.load_input_step_min) if 60 % m == 0]
+        if self.load_origin_stride_min not in valid:
+            raise ConfigError(f"forecast.load_origin_stride_min: {self.load_origin_stride_min}; valid with "
+                              f"load_input_step_min {self.load_input_step_min}: {valid} (a multiple of the "
+                              "input step that divides 60 minutes)")
+
     def architecture_of(self, signal: str) -> str:
         """The core architecture of a signal's model (``tcn_signals`` override ``architecture``)."""
         return "tcn" if signal in self.tcn_signals else self.architecture
+
+    def ensemble_of(self, signal: str) -> int:
+        """Nets in a signal's ensemble (``load_ensemble_size`` for load unless 0)."""
+        if signal == "load_req_per_s" and self.load_ensemble_size:
+            return self.load_ensemble_size
+        return self.ensemble_size
 
     def lookback_h(self, signal: str) -> int:
         """Look-back of a signal's model, hours."""

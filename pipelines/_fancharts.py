@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from forecast.evaluate import model_inputs  # noqa: E402
 from forecast.interface import Forecaster  # noqa: E402
 from forecast.output import Forecast  # noqa: E402
 from forecast.schema import SIGNALS  # noqa: E402
@@ -25,12 +26,13 @@ def fan_chart(model: Forecaster, split: SignalSplit, start: pd.Timestamp, n_seri
     idx = split.full.index
     starts = [start + pd.Timedelta(days=d) for d in range(days)]
     origins = np.array([int(np.flatnonzero(idx == t)[0]) for t in starts if (idx == t).any()])
-    origins = origins[origins >= model.lookback_steps]
+    inputs, times, org_in = model_inputs(model, split, origins)
+    origins, org_in = origins[org_in >= model.lookback_steps], org_in[org_in >= model.lookback_steps]
     if len(origins) == 0:
         return None
     values = split.full[list(model.series)].to_numpy(dtype=float)
     h = 24
-    pred = model.predict_windows(values, idx, origins, h)  # (N, H, n, Q)
+    pred = model.predict_windows(inputs, times, org_in, h)  # (N, H, n, Q)
     series = list(model.series)[:n_series]
     fig, axes = plt.subplots(len(series), 1, figsize=(11, 2.6 * len(series)), sharex=True, squeeze=False)
     for j, (ax, name) in enumerate(zip(axes[:, 0], series, strict=True)):

@@ -63,6 +63,7 @@ from control.inputs import ControlForecast
 from control.plant import PlantParams
 from forecast.baselines import SeasonalNaive
 from forecast.dataset import Dataset
+from forecast.features import LOAD_10MIN
 from forecast.models import ForecasterSuite
 from forecast.output import Forecast
 
@@ -74,8 +75,13 @@ LoopForecaster = Callable[[int], ControlForecast]
 
 
 def history_of(dataset: Dataset) -> dict[str, pd.DataFrame]:
-    """``{signal: ts × series}`` of every signal the controller needs (the forecasters' input)."""
-    return {s: dataset.wide(s) for s in SIGNALS}
+    """``{signal: ts × series}`` of every signal the controller needs (the forecasters' input),
+    with the 10-min load under ``LOAD_10MIN`` (what a learned load model reads)."""
+    out = {s: dataset.wide(s) for s in SIGNALS}
+    load_10min = getattr(dataset, "load_10min", None)
+    if load_10min is not None:
+        out[LOAD_10MIN] = load_10min
+    return out
 
 
 def _recorded_start(dataset: Dataset) -> dict[str, pd.Timestamp]:

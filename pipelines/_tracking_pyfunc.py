@@ -5,8 +5,8 @@ artifact ``bundle``; nothing is pickled. ``pipelines._tracking.log_forecaster`` 
 ``mlflow.pyfunc.load_model("models:/<name>@champion").predict(history, params={...})``:
 
 * ``history`` — the long table ``site | ts | signal | value`` (``ts`` in UTC without a zone:
-  MLflow's datetime type; the product series of every signal, ``forecast.features.long_history``),
-  rows before ``t0`` only are read;
+  MLflow's datetime type; the product series of every signal, ``forecast.features.long_history``,
+  with the 10-min load as signal ``load_req_per_s@10min``), rows before ``t0`` only are read;
 * ``params`` — ``t0`` (ISO time with a zone; default: one hour after the last row) and
   ``horizon`` (steps, default 24);
 * returns the quantile forecasts as the long table ``signal | site | ts | quantile | value``
@@ -37,7 +37,12 @@ class ForecasterModel(PythonModel):
         params = params or {}
         history = model_input.copy()
         history["ts"] = pd.to_datetime(history["ts"], utc=True)
-        t0 = pd.Timestamp(params["t0"]) if params.get("t0") else history["ts"].max() + pd.Timedelta(hours=1)
+        if params.get("t0"):
+            t0 = pd.Timestamp(params["t0"])
+        else:  # one hour after the last hourly row (the 10-min load rows run on within that hour)
+            from forecast.features import LOAD_10MIN
+
+            t0 = history.loc[history["signal"] != LOAD_10MIN, "ts"].max() + pd.Timedelta(hours=1)
         t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0
         horizon = int(params.get("horizon") or DEFAULT_HORIZON)
         out = self.suite.predict(history, t0, horizon).long()

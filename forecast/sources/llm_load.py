@@ -262,8 +262,8 @@ class LoadData:
         signals: long table (site = ``region/class``, ts UTC, signal ``load_req_per_s``, value, flag):
             each hour's value is the mean of its six 10-min values in ``load_10min``.
         load_10min: 10-min UTC timestamps (6 per hour of the span) × ``region/class`` streams, req/s.
-        clients: per-client recorded hourly series, one row per (client part, hour): client, region,
-            class, fraction, ts, load_req_per_s (the part: fraction × the client's rate).
+        clients, clients_10min: per-client recorded series, hourly and at 10 min, one row per (client
+            part, step): client, region, class, fraction, ts, load_req_per_s (fraction × the client's rate).
         assignment: client → (region, class) draw, one row per part (``assign_clients``).
         tokens: token statistics per Azure trace.
         donors: local date → training day used by the bootstrap.
@@ -277,6 +277,7 @@ class LoadData:
     donors: pd.Series
     file: Path
     load_10min: pd.DataFrame
+    clients_10min: pd.DataFrame
 
 
 def _donor_days(dates: pd.DatetimeIndex, day0: pd.Timestamp, train_days: int, seed: int) -> pd.Series:
@@ -314,24 +315,23 @@ def _check_streams(stream_cube: np.ndarray, scenario: Scenario, tier: str, file:
             "tier's clients must have requests on the recorded days. Every (region, class) stream needs load")
 
 
-def _client_table(assignment: pd.DataFrame, clients: pd.Index, hourly: np.ndarray, scenario: Scenario,
+def _client_table(assignment: pd.DataFrame, clients: pd.Index, cube: np.ndarray, scenario: Scenario,
                   day0: pd.Timestamp, donors: pd.Series, n_days: int) -> pd.DataFrame:
-    """Per client part, its recorded hourly series on its region's calendar (fraction × the client's)."""
+    """Per client part, its recorded series (fraction × the client's; region's calendar) at ``cube``'s step."""
     pos = {c: i for i, c in enumerate(clients)}
-    parts = []
+    sub, parts = cube.shape[3], []
     for region in scenario.regions:
         rows = assignment[assignment["region"] == region.name]
         if rows.empty:
             continue
-        rec_span = pd.date_range(day0.tz_localize(region.tz).tz_convert("UTC"), periods=24 * n_days, freq="1h")
-        src, hour, _, _ = _local_index(rec_span, region.tz, day0, donors, n_days)
+        start = day0.tz_localize(region.tz).tz_convert("UTC")
+        rec_span = pd.date_range(start, periods=24 * sub * n_days, freq=f"{60 // sub}min")
+        src, hour, window, _ = _local_index(rec_span, region.tz, day0, donors, n_days)
         idx = np.array([pos[c] for c in rows["client"]])
-        values = hourly[idx][:, src, hour] * rows["fraction"].to_numpy()[:, None]
-        parts.append(pd.DataFrame({
-            "client": np.repeat(rows["client"].to_numpy(), len(rec_span)),
-            "region": region.name, "class": np.repeat(rows["class"].to_numpy(), len(rec_span)),
-            "fraction": np.repeat(rows["fraction"].to_numpy(), len(rec_span)),
-            "ts": rec_span[np.tile(np.arange(len(rec_span)), len(rows))], "load_req_per_s": values.ravel()}))
+        values = cube[idx][:, src, hour, window % sub] * rows["fraction"].to_numpy()[:, None]
+        rep = {k: np.repeat(rows[k].to_numpy(), len(rec_span)) for k in ("client", "region", "class", "fraction")}
+        parts.append(pd.DataFrame({**rep, "ts": rec_span[np.tile(np.arange(len(rec_span)), len(rows))],
+                                   "load_req_per_s": values.ravel()}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -396,5 +396,5 @@ def read_load(scenario: Scenario, span: pd.DatetimeIndex, train_days: int = 9) -
                             "ts": span[np.tile(np.arange(len(span)), len(streams))],
                             "signal": "load_req_per_s", "value": hourly_streams.T.ravel(),
                             "flag": np.where(recorded.T.ravel(), "recorded", "resampled")})
-    table = _client_table(assignment, clients, hourly, scenario, day0, donors, n_days)
-    return LoadData(signals, table, assignment, token_stats(path), donors, file, load_10min)
+    tables = [_client_table(assignment, clients, c, scenario, day0, donors, n_days) for c in (hourly[..., None], cube)]
+    return LoadData(signals, tables[0], assignment, token_stats(path), donors, file, load_10min, tables[1])

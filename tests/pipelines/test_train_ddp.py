@@ -44,8 +44,9 @@ def _one_process_fit(overrides: list[str]):
 
     cfg = load_config(CONFIGS / "smoke.yaml", [s for s in overrides if s != "--set"])
     split = split_signal(fleet_dataset(cfg, progress=False), cfg.scenario, "load_req_per_s", cfg.forecast)
-    return LearnedForecaster("load_req_per_s", cfg.forecast, split.tz).fit(
-        split.upto(0), split.upto(1), outputs=split.outputs, progress=False)
+    model = LearnedForecaster("load_req_per_s", cfg.forecast, split.tz)
+    return model.fit(split.upto_at(0, model.input_step), split.upto_at(1, model.input_step), outputs=split.outputs,
+                     progress=False)
 
 
 def _check_store(uri: str, strategy: str) -> dict:
