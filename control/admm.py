@@ -9,8 +9,8 @@ demand. ADMM in its sharing form (Boyd et al. 2011, *Distributed optimization an
 learning via ADMM*, §7.3), on coupling rows scaled to a largest coefficient of 1:
 
 * every block b solves, warm, min c_b·x_b + ρ/2 ‖C_b x_b − v_b‖² under its own rows and bounds, with
-  v_b = C_b x_b^k − mean^k + z^k − w^k (C_b: its coefficients in the coupling rows; a QP, solved by
-  HiGHS (highspy), each block's model built once and updated);
+  v_b = C_b x_b^k − mean^k + z^k − w^k (C_b: its coefficients in the coupling rows), plus a small
+  proximal term (``control.admm_blocks.BlockQP``: a QP on OSQP through CasADi, built once, warm);
 * per coupling row r with N_r blocks in it: mean = Σ_b C_b x_b ÷ N_r, z = clip(w + mean, l_r ÷ N_r,
   u_r ÷ N_r) (the row's bounds shared equally) and w ← w + mean − z (the scaled dual).
 
@@ -66,6 +66,9 @@ class AdmmReport:
     dual_rel: float = math.inf
     rho: float = 0.0
     seconds: float = 0.0
+    block_s: float = 0.0           # Σ over iterations of the slowest worker's compute (the blocks' QPs)
+    block_sum_s: float = 0.0       # Σ over iterations and workers of compute (one worker's time for all blocks)
+    exchange_s: float = 0.0        # Σ over iterations of the iterate call's wall time beyond the slowest worker
     converged: bool = False
     history: list[tuple[float, float, float]] = field(default_factory=list)   # (primal, dual, ρ) per iteration
 
@@ -176,7 +179,12 @@ class AdmmBackend(HighsBackend):
         """One ADMM iteration on ``it`` (updated in place); a failed block's status, else ""."""
         structures, N = self.part.structures, self.part.members
         targets = [cx - (it.mean - it.z + it.w)[st.coupling] for st, cx in zip(structures, it.contrib, strict=True)]
-        new, statuses = self.workers.iterate(costs, it.rho, targets)
+        start = time.perf_counter()
+        new, statuses, seconds = self.workers.iterate(costs, it.rho, targets)
+        rep = self.report
+        rep.block_s += max(seconds)
+        rep.block_sum_s += sum(seconds)
+        rep.exchange_s += time.perf_counter() - start - max(seconds)
         failed = [i for i, status in enumerate(statuses) if status != "Optimal"]
         if failed:
             return f"block {failed[0]} subproblem: {statuses[failed[0]]}"

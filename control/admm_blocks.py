@@ -4,27 +4,32 @@
 starts, headroom shortfalls, grid import, curtailment, battery, water overrun and group shares) or
 at the coordinator (unserved requests and backlog). ``partition`` reads the LP's sparsity: a row
 whose nonzeros lie in one block is that block's own, the others couple blocks (each stream's demand
-and backlog balance). ``BlockQP`` is one block's subproblem, ``BlockWorker`` several of them in one
+and backlog balance). ``BlockQP`` is one block's subproblem (OSQP), ``BlockWorker`` several of them in one
 process (this one or a Ray actor's: ``control.admm_ray``). The iterations are ``control.admm``'s.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import casadi as ca
-import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from control._backends import _COLWISE, _MINIMIZE
 from control._lp import LinearProgram
 
 __all__ = ["BlockQP", "BlockStructure", "BlockWorker", "LocalWorkers", "Partition", "column_blocks", "finite",
            "partition"]
 
-BIG = 1e30                   # beyond ±1e20: no bound
+PROX = 1e-3                  # proximal term δ/2 ‖x − x_k‖², δ = PROX × ρ: strictly convex blocks; ADMM's fixed point
+                             # is unchanged (the semidefinite QP made the block solvers stall)
+QP_EPS = 1e-6                # OSQP's absolute and relative tolerances in a block (ADMM's own: control.admm_tolerance)
+QP_MAX_ITER = 4_000          # OSQP's iterations per block solve; its iterate then stands (inexact ADMM steps
+                             # still converge; the residuals judge the result)
+SOLVED = ("solved", "solved inaccurate", "maximum iterations reached")   # usable iterates; infeasible ones fail
+BIG = 1e30                   # OSQP's infinity
 _SITE_KEYS_POOL = ("n", "st", "zr")
 _COORDINATOR_KEYS = ("u", "ua", "q", "qa")
 
@@ -32,11 +37,6 @@ _COORDINATOR_KEYS = ("u", "ua", "q", "qa")
 def finite(v: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(v, dtype=float), -BIG, BIG)
 
-
-def _inf(v: np.ndarray) -> np.ndarray:
-    """Bounds for HiGHS: beyond ±1e20 is infinite."""
-    v = np.asarray(v, dtype=float)
-    return np.where(v >= 1e20, highspy.kHighsInf, np.where(v <= -1e20, -highspy.kHighsInf, v))
 
 
 def _pair_sites(plant: Any, pairs: np.ndarray) -> np.ndarray:
@@ -92,29 +92,27 @@ class BlockStructure:
 
 
 class BlockQP:
-    """One block's ADMM subproblem, min c·x + ρ/2 ‖C x − v‖² under its rows and bounds: a QP on
-    HiGHS (highspy, its model kept between iterations: only the cost changes, the Hessian when ρ
-    does), with C'C from a CasADi Function built once on the block's sparsity. Columns are scaled
-    so that each one's largest coupling coefficient is 1 (the backlog's is 1/3600 otherwise)."""
+    """One block's ADMM subproblem, min c·x + ρ/2 ‖C x − v‖² + δ/2 ‖x − x_k‖² under its rows and
+    bounds: a QP on OSQP through CasADi's conic interface, built once on the block's sparsity and
+    warm-started from its last solution and duals (its Hessian ρ (C'C + PROX·I) from a CasADi
+    Function of the coupling coefficients and ρ). Columns are scaled so that each one's largest
+    coupling coefficient is 1 (the backlog's is 1/3600 otherwise, an ill-conditioned QP)."""
 
     def __init__(self, st: BlockStructure) -> None:
         self.st = st
-        cvals = ca.SX.sym("c", st.coupling_sp.nnz())
-        cmat = ca.SX(st.coupling_sp, cvals)
-        gram = ca.tril(ca.mtimes(cmat.T, cmat))       # HiGHS takes the lower triangle
-        self._gram = ca.Function("gram", [cvals], [gram])
         n = len(st.cols)
-        self._h_start = np.asarray(gram.sparsity().colind(), dtype=np.int32)
-        self._h_index = np.asarray(gram.sparsity().row(), dtype=np.int32)
-        self._a_start = np.asarray(st.local_sp.colind(), dtype=np.int32)
-        self._a_index = np.asarray(st.local_sp.row(), dtype=np.int32)
+        cvals, rho = ca.SX.sym("c", st.coupling_sp.nnz()), ca.SX.sym("rho")
+        cmat = ca.SX(st.coupling_sp, cvals)
+        hess = rho * (ca.mtimes(cmat.T, cmat) + PROX * ca.SX.eye(n))
+        self._hess = ca.Function("block_hessian", [cvals, rho], [hess])
+        opts: dict[str, Any] = {"osqp": {"eps_abs": QP_EPS, "eps_rel": QP_EPS, "max_iter": QP_MAX_ITER, "polish": True,
+                         "verbose": False}, "warm_start_primal": True, "warm_start_dual": True,
+                "error_on_fail": False}
+        self.qp = ca.conic("block", "osqp", {"h": hess.sparsity(), "a": st.local_sp}, opts)
         self._lcol = np.asarray(st.local_sp.get_col(), dtype=int)
         self._ccol = np.asarray(st.coupling_sp.get_col(), dtype=int)
-        self._cols = np.arange(n, dtype=np.int32)
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
         self.d = np.ones(n)     # column scales: x = d · (the QP's variables)
-        self.x = np.zeros(n)
+        self.x, self.lam_x, self.lam_a = np.zeros(n), np.zeros(n), np.zeros(len(st.local_rows))
         self._rho = -1.0
 
     def load(self, local_values: np.ndarray, cvals: np.ndarray, lba: np.ndarray, uba: np.ndarray,
@@ -124,38 +122,37 @@ class BlockQP:
         peak = np.zeros(n)   # each column's largest coupling coefficient: scaled to 1
         np.maximum.at(peak, self._ccol, np.abs(cvals))
         d_new = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 1.0)
-        self.x, self.d = self.x * self.d / d_new, d_new
-        cvals = cvals * d_new[self._ccol]
-        self.cmat = sp.csc_matrix((cvals, st.coupling_sp.row(), st.coupling_sp.colind()),
+        self.x, self.lam_x, self.d = self.x * self.d / d_new, self.lam_x * d_new / self.d, d_new
+        self.cvals = cvals * d_new[self._ccol]
+        self.cmat = sp.csc_matrix((self.cvals, st.coupling_sp.row(), st.coupling_sp.colind()),
                                   shape=(len(st.coupling), n))
-        self.gram = np.asarray(self._gram(cvals).nonzeros(), dtype=float)
-        lbx, ubx = lbx / d_new, ubx / d_new
-        self.highs.passModel(n, len(lba), len(local_values), _COLWISE, _MINIMIZE, 0.0, np.zeros(n),
-                             _inf(lbx), _inf(ubx), _inf(lba), _inf(uba), self._a_start, self._a_index,
-                             local_values * d_new[self._lcol], np.zeros(n, dtype=np.int32))
+        self.a = ca.DM(st.local_sp, local_values * d_new[self._lcol])
+        self.lba, self.uba = finite(lba), finite(uba)
+        self.lbx, self.ubx = finite(lbx / d_new), finite(ubx / d_new)
+        self.x = np.clip(self.x, self.lbx, self.ubx)
         self._rho = -1.0
-        self.lbx, self.ubx = lbx, ubx
-        self.x = np.clip(self.x, lbx, ubx)
 
     def contribution(self) -> np.ndarray:
         return self.cmat @ self.x if self.cmat.shape[0] else np.zeros(0)
 
     def solve(self, cost: np.ndarray, rho: float, v: np.ndarray) -> tuple[np.ndarray, str]:
-        """x minimising the subproblem (kept), HiGHS's model status."""
-        h = self.highs
-        if rho != self._rho and len(self.gram):
-            hess = highspy.HighsHessian()
-            hess.dim_, hess.format_ = len(self.st.cols), highspy.HessianFormat.kTriangular
-            hess.start_, hess.index_, hess.value_ = self._h_start, self._h_index, rho * self.gram
-            h.passHessian(hess)
-            self._rho = rho
-        g = cost * self.d - rho * (self.cmat.T @ v) if len(v) else cost * self.d
-        h.changeColsCost(len(g), self._cols, g)
-        h.run()
-        status = h.modelStatusToString(h.getModelStatus())
-        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-            self.x = np.clip(np.asarray(h.getSolution().col_value, dtype=float), self.lbx, self.ubx)
-        return self.x, status
+        """x minimising the subproblem (kept with its duals as the next warm start); ``Optimal`` or
+        OSQP's status."""
+        if rho != self._rho:
+            self.h, self._rho = self._hess(self.cvals, rho), rho
+        g = cost * self.d - PROX * rho * self.x   # the proximal term's linear part (its fixed point is ADMM's)
+        if len(v):
+            g = g - rho * (self.cmat.T @ v)
+        sol = self.qp(h=self.h, g=g, a=self.a, lba=self.lba, uba=self.uba, lbx=self.lbx, ubx=self.ubx,
+                      x0=self.x, lam_x0=self.lam_x, lam_a0=self.lam_a)
+        status = str(self.qp.stats().get("return_status", "unknown"))
+        x = np.asarray(sol["x"], dtype=float).ravel()
+        if status not in SOLVED or not np.isfinite(x).all():
+            return self.x, status
+        self.x = np.clip(x, self.lbx, self.ubx)
+        self.lam_x = np.asarray(sol["lam_x"], dtype=float).ravel()
+        self.lam_a = np.asarray(sol["lam_a"], dtype=float).ravel()
+        return self.x, "Optimal"
 
 
 class BlockWorker:
@@ -171,14 +168,15 @@ class BlockWorker:
         return [qp.contribution() for qp in self.blocks]
 
     def iterate(self, costs: list[np.ndarray], rho: float,
-                targets: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
-        """One x-update of every block; returns each block's C x and HiGHS's status."""
+                targets: list[np.ndarray]) -> tuple[list[np.ndarray], list[str], float]:
+        """One x-update of every block; returns each block's C x, its status and the seconds spent."""
+        start = time.perf_counter()
         out, statuses = [], []
         for qp, cost, v in zip(self.blocks, costs, targets, strict=True):
             _, status = qp.solve(cost, rho, v)
             out.append(qp.contribution())
             statuses.append(status)
-        return out, statuses
+        return out, statuses, time.perf_counter() - start
 
     def solutions(self) -> list[np.ndarray]:
         return [qp.x * qp.d for qp in self.blocks]
@@ -245,8 +243,10 @@ class LocalWorkers:
         return self.worker.load(data)
 
     def iterate(self, costs: list[np.ndarray], rho: float,
-                targets: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
-        return self.worker.iterate(costs, rho, targets)
+                targets: list[np.ndarray]) -> tuple[list[np.ndarray], list[str], list[float]]:
+        """``BlockWorker.iterate``; the seconds per worker (one here)."""
+        out, statuses, seconds = self.worker.iterate(costs, rho, targets)
+        return out, statuses, [seconds]
 
     def solutions(self) -> list[np.ndarray]:
         return self.worker.solutions()

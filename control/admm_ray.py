@@ -67,11 +67,12 @@ class RayWorkers:
         return self._gather(self._ray.get(refs))
 
     def iterate(self, costs: list[np.ndarray], rho: float, targets: list[np.ndarray]
-                ) -> tuple[list[np.ndarray], list[str]]:
+                ) -> tuple[list[np.ndarray], list[str], list[float]]:
+        """``BlockWorker.iterate`` on every actor at once; the seconds each actor computed."""
         refs = [a.iterate.remote(c, rho, t) for a, c, t in
                 zip(self.actors, self._scatter(costs), self._scatter(targets), strict=True)]
         results = self._ray.get(refs)
-        return self._gather([r[0] for r in results]), self._gather([r[1] for r in results])
+        return self._gather([r[0] for r in results]), self._gather([r[1] for r in results]), [r[2] for r in results]
 
     def solutions(self) -> list[np.ndarray]:
         return self._gather(self._ray.get([a.solutions.remote() for a in self.actors]))

@@ -24,10 +24,10 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from forecast.interface import STEP
 from forecast.models import LearnedForecaster, MemberMean
 from forecast.nets import ForecastNet
-from forecast.training import WindowBatches, fine_tune
+from forecast.training import fine_tune
+from forecast.windows import SubStepWindows
 
 __all__ = ["warm_refit"]
 
@@ -57,13 +57,14 @@ def _quiet_lightning() -> Iterator[None]:
 
 
 def _windows(model: LearnedForecaster, history: pd.DataFrame,
-             validation: pd.DataFrame) -> tuple[WindowBatches, WindowBatches]:
-    """Training and validation windows as ``LearnedForecaster.fit`` builds them, in the model's scaling."""
+             validation: pd.DataFrame) -> tuple[SubStepWindows, SubStepWindows]:
+    """Training and validation windows as ``LearnedForecaster.fit`` builds them, in the model's
+    scaling (frames at the model's ``input_step``: 10 min for a 10-min load model)."""
     cols = list(model.all_series)
     history, validation, target_ok = model._validation_split(history[cols], validation[cols])
-    stride = model.settings.window_stride_h if model.step >= STEP else 1
-    train_b = model._batches(history, np.ones((len(cols), len(history)), bool), stride, model.settings.seed)
-    return train_b, model._batches(validation, target_ok, 1, None)
+    train_b = model._batches(history, np.ones((len(cols), len(history)), bool), model._train_stride(),
+                             model.settings.seed)
+    return train_b, model._batches(validation, target_ok, model.ratio, None)
 
 
 def warm_refit(model: LearnedForecaster, history: pd.DataFrame, validation: pd.DataFrame, *, epochs: int,

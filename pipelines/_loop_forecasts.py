@@ -172,7 +172,7 @@ def _load_predictor(kind: str, history: dict[str, pd.DataFrame], t0: pd.Timestam
     model = suite.models.get(LOAD) if kind == "learned" and suite is not None else None
     if model is None:
         model = SeasonalNaive(LOAD, 24).fit(history[LOAD][history[LOAD].index < t0])
-    load = {LOAD: history[LOAD]}
+    load = {key: history[key] for key in (LOAD, LOAD_10MIN) if key in history}   # a 10-min model reads the latter
     return lambda at: model.predict(load, at, horizon)
 
 

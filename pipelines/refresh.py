@@ -129,14 +129,17 @@ def check_refresh(every_h: int | None, steps: int, kind: str, dataset: Dataset, 
                          "(--window primary, or a start inside the recorded days)")
 
 
-def training_frames(dataset: Dataset, cfg: Config, signals: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """Per signal, the wide frame a refit reads (ts × the model's training series): load as the
-    load model is trained (per-client series and streams, recorded values only, NaN elsewhere),
-    grid and weather signals as they are."""
+def training_frames(dataset: Dataset, cfg: Config, steps: dict[str, pd.Timedelta]) -> dict[str, pd.DataFrame]:
+    """Per signal, the wide frame a refit reads (ts × the model's training series, at the model's
+    input step ``steps[signal]``): load as the load model is trained (per-client series and streams,
+    recorded values only, NaN elsewhere; 10-min rows for a 10-min load model), grid and weather
+    signals as they are."""
     out = {}
-    for sig in signals:
+    for sig, step in steps.items():
         split = split_signal(dataset, cfg.scenario, sig, cfg.forecast)
-        out[sig] = split.full.where(split.labels >= 0)
+        frame = split.frame_at(step)
+        sub = len(frame) // len(split.full)
+        out[sig] = frame.where(np.repeat(split.labels >= 0, sub, axis=0))
     return out
 
 
@@ -198,7 +201,9 @@ class Refresher:
         k = len(self.suites)
         at = self.s.t0 + pd.Timedelta(hours=k * self.every_h)
         if self._frames is None:
-            self._frames = training_frames(self.s.data, self.s.cfg, self.signals)
+            models = self.suites[-1].models
+            self._frames = training_frames(self.s.data, self.s.cfg, {sig: models[sig].input_step for sig in self.signals
+                                                                     if isinstance(models.get(sig), LearnedForecaster)})
         self.say(f"  refresh {k} at {at:%Y-%m-%d %H:%M} UTC: warm start of {self.labels[-1]}'s "
                  f"{', '.join(self.signals)} on data before it (≤ {self.epochs} epochs) …")
         began = time.perf_counter()

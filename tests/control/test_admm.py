@@ -86,12 +86,13 @@ def test_lexicographic_later_stages_run_centralised_and_keep_the_first():
     assert admm.stage_values[1] <= central.stage_values[1] * (1 + 0.05)
 
 
+@pytest.mark.slow
 def test_closed_loop_with_admm_serves_like_the_lp():
     """ADMM plugs into the MPC controller and the episode like any solver."""
     plant, realised, state = random_instance(4, steps=8)
     results = {}
     for solver in ("highs", "admm"):
-        ctrl = MPCController(AllocationMPC(plant, policy(4, order=("cost",)), solver=solver),
+        ctrl = MPCController(AllocationMPC(plant, policy(4, order=("cost",), **TIGHT), solver=solver),
                              CapacityProportional(plant), episode_steps=3)
         results[solver] = run_episode(plant, ctrl, realised, 3, state)
     assert not any("fallback" in source for source in results["admm"].sources), results["admm"].sources

@@ -30,8 +30,9 @@ def load_suite(smoke_cfg, smoke_data) -> ForecasterSuite:
     """A tiny load model on smoke's training days (one epoch): the parent of the refreshes."""
     fs = dataclasses.replace(smoke_cfg.forecast, max_epochs=1, batches_per_epoch=3, hidden=16, num_threads=1)
     split = split_signal(smoke_data, smoke_cfg.scenario, "load_req_per_s", fs)
-    model = LearnedForecaster("load_req_per_s", fs, split.tz).fit(split.upto(0), split.upto(1),
-                                                                    outputs=split.outputs, progress=False)
+    model = LearnedForecaster("load_req_per_s", fs, split.tz)
+    model.fit(split.upto_at(0, model.input_step), split.upto_at(1, model.input_step), outputs=split.outputs,
+              progress=False)
     return ForecasterSuite({"load_req_per_s": model})
 
 
