@@ -52,7 +52,7 @@ class AdmmSettings:
     """How ADMM runs (the config's ``control.admm_*`` keys)."""
 
     rho: float = 0.0               # initial penalty; 0: the scale ratio of the module docstring
-    max_iterations: int = 500
+    max_iterations: int = 1000
     tolerance: float = 1e-3        # relative primal and dual residuals
     workers: int = 0               # Ray actors; 0: every block in this process
 

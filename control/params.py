@@ -133,7 +133,7 @@ class ControlSettings:
     provision_headroom: float = field(default=0.0, metadata=rng(0.0, 1.0))
     solver: Literal["highs", "qpsol", "admm"] = "highs"
     admm_rho: float = field(default=0.0, metadata=rng(0.0, 1e9))
-    admm_max_iterations: int = field(default=500, metadata=rng(1, 100_000))
+    admm_max_iterations: int = field(default=1000, metadata=rng(1, 100_000))
     admm_tolerance: float = field(default=1e-3, metadata=rng(1e-9, 0.5))
     admm_workers: int = field(default=0, metadata=rng(0, 1024))
 

@@ -126,16 +126,21 @@ def test_config_takes_the_solver_and_refuses_bad_admm_settings(tmp_path):
 
 @pytest.mark.slow
 def test_ray_actors_give_the_in_process_result():
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
     plant, fc, state = random_instance(5, steps=4)
     pol = policy(4, order=("cost",))
     values = []
-    for workers in (0, 2):
-        mpc = AllocationMPC(plant, replace(pol, admm_workers=workers), solver="admm")
-        assert isinstance(mpc.backend, AdmmBackend)
-        result = mpc.solve(state, fc)
-        assert result.success, result.status
-        values.append((result.stage_values[0], mpc.backend.report.iterations))
+    try:
+        for workers in (0, 2):
+            mpc = AllocationMPC(plant, replace(pol, admm_workers=workers), solver="admm")
+            assert isinstance(mpc.backend, AdmmBackend)
+            result = mpc.solve(state, fc)
+            assert result.success, result.status
+            values.append((result.stage_values[0], mpc.backend.report.iterations))
+    finally:
+        if started:   # the Ray this test started (other tests start their own)
+            ray.shutdown()
     assert values[1][0] == pytest.approx(values[0][0], rel=1e-9)   # the same iterations, in other processes
     assert values[1][1] == values[0][1]
 
