@@ -3,7 +3,7 @@
 ``control.admm`` builds one ``BlockWorker`` per actor (the coordinator block goes with the last
 sites). Every ADMM iteration sends each actor its blocks' targets and ρ, and gathers their C x
 (``ray.get`` over all actors at once, so the actors solve in parallel). Ray starts in-process on
-this machine with W CPUs the first time it is needed (``include_dashboard`` off), or joins the
+this machine with its cores (at least W) the first time it is needed (``include_dashboard`` off), or joins the
 cluster of ``RAY_ADDRESS``; a Ray already running is used as it is. Each actor runs one thread
 (``OMP_NUM_THREADS=1``), so W actors use W cores.
 """
@@ -30,16 +30,24 @@ def split_blocks(n_blocks: int, workers: int) -> list[np.ndarray]:
 
 
 def _ensure_ray(workers: int) -> Any:
+    """Ray, started if needed (local: this machine's cores, at least ``workers``).
+
+    Raises:
+        ValueError: the running Ray has fewer CPUs than ``workers`` (the actors would wait forever).
+    """
     import ray
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or None
         runtime_env = {"env_vars": ONE_THREAD | {k: os.environ[k] for k in ("PYTHONPATH",) if os.environ.get(k)}}
         if address is None:
-            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     runtime_env=runtime_env, logging_level=logging.WARNING)
+            ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
+                     log_to_driver=False, runtime_env=runtime_env, logging_level=logging.WARNING)
         else:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < workers:
+        raise ValueError(f"control.admm_workers: {workers}; the running Ray has {cpus:g} CPUs (valid: at most that)")
     return ray
 
 
