@@ -38,7 +38,7 @@ import numpy as np
 
 from control._backends import HighsBackend
 from control._lp import LinearProgram
-from control.admm_blocks import BlockStructure, LocalWorkers, finite, partition
+from control.admm_blocks import BlockStructure, LocalWorkers, partition
 
 __all__ = ["AdmmBackend", "AdmmReport", "AdmmSettings", "make_workers"]
 
@@ -101,8 +101,8 @@ class AdmmBackend(HighsBackend):
         rows = part.coupling_rows
         self._scale, self._lo, self._hi = scale, lo[rows] / scale, hi[rows] / scale
         lbx, ubx = np.asarray(lbx, dtype=float), np.asarray(ubx, dtype=float)
-        data = [(values[st.local_nz], values[st.coupling_nz], finite(lo[st.local_rows]), finite(hi[st.local_rows]),
-                 finite(lbx[st.cols]), finite(ubx[st.cols])) for st in part.structures]
+        data = [(values[st.local_nz], values[st.coupling_nz], lo[st.local_rows], hi[st.local_rows], lbx[st.cols],
+                 ubx[st.cols]) for st in part.structures]     # BlockQP.load caps infinite bounds for OSQP
         self._contrib = self.workers.load(data)
 
     def set_row_upper(self, row: int, value: float) -> None:

@@ -20,8 +20,7 @@ import scipy.sparse as sp
 
 from control._lp import LinearProgram
 
-__all__ = ["BlockQP", "BlockStructure", "BlockWorker", "LocalWorkers", "Partition", "column_blocks", "finite",
-           "partition"]
+__all__ = ["BlockQP", "BlockStructure", "BlockWorker", "LocalWorkers", "Partition", "column_blocks", "partition"]
 
 PROX = 1e-3                  # proximal term δ/2 ‖x − x_k‖², δ = PROX × ρ: strictly convex blocks; ADMM's fixed point
                              # is unchanged (the semidefinite QP made the block solvers stall)
@@ -34,7 +33,7 @@ _SITE_KEYS_POOL = ("n", "st", "zr")
 _COORDINATOR_KEYS = ("u", "ua", "q", "qa")
 
 
-def finite(v: np.ndarray) -> np.ndarray:
+def _finite(v: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(v, dtype=float), -BIG, BIG)
 
 
@@ -127,8 +126,8 @@ class BlockQP:
         self.cmat = sp.csc_matrix((self.cvals, st.coupling_sp.row(), st.coupling_sp.colind()),
                                   shape=(len(st.coupling), n))
         self.a = ca.DM(st.local_sp, local_values * d_new[self._lcol])
-        self.lba, self.uba = finite(lba), finite(uba)
-        self.lbx, self.ubx = finite(lbx / d_new), finite(ubx / d_new)
+        self.lba, self.uba = _finite(lba), _finite(uba)
+        self.lbx, self.ubx = _finite(lbx / d_new), _finite(ubx / d_new)
         self.x = np.clip(self.x, self.lbx, self.ubx)
         self._rho = -1.0
 
