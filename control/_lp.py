@@ -300,16 +300,14 @@ class LinearProgram:
     def _step0_rows(self, rows: defaultdict[str, list[Any]], xt: Any, ratio: Any, short_gpu_s: Any) -> None:
         """The applied step's ``group_shares`` rows (with group shares) and ``burst`` rows."""
         plant, d, x, p = self.plant, self.d, self.x, self.p
-        if len(self.group_pairs):  # x = (the group's share) × (the stream's load)
-            pick = ca.DM(np.eye(d.m)[self.group_pairs])
-            col = ca.DM(np.eye(len(self.group_keys))[self.group_col])
-            rows["group_shares"].append(ca.mtimes(pick, xt)
-                                        - ca.mtimes(pick, p("pair_load0")) * ca.mtimes(col, x("share0")))
+        if len(self.group_pairs):  # x = (the group's share) × (the stream's load); [rows, 0]: columns
+            pick = self.group_pairs.tolist()
+            rows["group_shares"].append(xt[pick, 0] - p("pair_load0")[pick, 0] * x("share0")[self.group_col.tolist(), 0])
         # any one stream at its burst level, the others at the provisioning level
-        to_pair = ca.DM(plant.pool_work_matrix.T > 0)        # (m, P): the pool of each pair
         burst = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("burst")) - ratio
         work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
-        rows["burst"].append(ca.mtimes(to_pair, short_gpu_s) + burst * work * xt - x("zb"))
+        pool_of_pair = plant.pairs[:, 1].tolist()
+        rows["burst"].append(short_gpu_s[pool_of_pair, 0] + burst * work * xt - x("zb"))
 
     def per_block(self, per_step: list[Any]) -> list[Any]:
         """Rows per step summed over each hold block (unchanged without holds)."""

@@ -285,7 +285,7 @@ class PlantParams:
     def casadi_matrices(self) -> dict[str, ca.DM]:
         """Sparse CasADi copies of the incidence matrices (built once)."""
         names = ("pool_energy_matrix", "pool_work_matrix", "stream_matrix", "site_matrix")
-        return {n: ca.sparsify(ca.DM(np.asarray(getattr(self, n)))) for n in names}
+        return {n: sparse_dm(getattr(self, n)) for n in names}
 
     def dense_pairs(self, x_pairs: np.ndarray) -> np.ndarray:
         """``(..., m)`` pair values → ``(..., R, P, K)`` with zeros on disallowed pairs."""
@@ -295,6 +295,13 @@ class PlantParams:
 
 
 # ------------------------------------------------------------------- NumPy / CasADi dispatch
+def sparse_dm(mat: np.ndarray) -> ca.DM:
+    """A sparse CasADi matrix with ``mat``'s nonzeros (no dense DM on the way: at 1,000 sites the
+    pair matrices are 2,000 × 30,000)."""
+    r, c = np.nonzero(mat)
+    return ca.DM.triplet(r.tolist(), c.tolist(), np.asarray(mat)[r, c].tolist(), *mat.shape)
+
+
 def _sym(*values: Any) -> bool:
     return any(isinstance(v, ca.SX | ca.MX | ca.DM) for v in values)
 
