@@ -299,10 +299,10 @@ class LinearProgram:
 
     def _step0_rows(self, rows: defaultdict[str, list[Any]], xt: Any, ratio: Any, short_gpu_s: Any) -> None:
         """The applied step's ``group_shares`` rows (with group shares) and ``burst`` rows."""
-        plant, d, x, p = self.plant, self.d, self.x, self.p
+        plant, x, p = self.plant, self.x, self.p
         if len(self.group_pairs):  # x = (the group's share) × (the stream's load); [rows, 0]: columns
-            pick = self.group_pairs.tolist()
-            rows["group_shares"].append(xt[pick, 0] - p("pair_load0")[pick, 0] * x("share0")[self.group_col.tolist(), 0])
+            pick, share = self.group_pairs.tolist(), x("share0")[self.group_col.tolist(), 0]
+            rows["group_shares"].append(xt[pick, 0] - p("pair_load0")[pick, 0] * share)
         # any one stream at its burst level, the others at the provisioning level
         burst = ca.mtimes(plant.casadi_matrices["stream_matrix"].T, p("burst")) - ratio
         work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
