@@ -21,13 +21,14 @@ worker); per step: × the iterations to converge. Run: ``python -m bench.scale_a
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from bench._scale_report import machine, update
+from bench._scale_report import RESULTS, machine, update
 from bench.mpc import map_instance
 from control.mpc import AllocationMPC
 from control.state import PlantState
@@ -106,14 +107,21 @@ def synthetic_part(sites: list[int], horizon: int, iterations: int, need: float,
                    ) -> dict[str, Any]:
     """Each site count's LP step and ADMM per-iteration times; steps projected at ``need`` iterations
     (the default scenario's median per step, warm, measured in this run)."""
-    out: dict[str, Any] = {}
-    for n in sites:
-        out[str(n)] = _synthetic(n, horizon, iterations, limit_s, [1, 2])
-    for n in sites:
-        row = out[str(n)]
+    out = {str(n): _synthetic(n, horizon, iterations, limit_s, [1, 2]) for n in sites}
+    return derive(out, need)
+
+
+def derive(out: dict[str, Any], need: float) -> dict[str, Any]:
+    """The step times and projections from the measured rows (``--report-only`` re-derives them
+    from the stored JSON). Per iteration, the ADMM loop's own seconds (``per_iteration_s``; the
+    blocks' build and Ray's start-up before the first iteration are ``setup_s``, once per run)."""
+    for row in out.values():
         per_site_s = row["1"]["block_sum_s"] / row["1"]["iterations"]       # Σ blocks' QPs per iteration
-        coord_s = (row["2"]["wall_s"] - row["2"]["block_s"]) / row["2"]["iterations"]   # driver + Ray per iteration
-        row["admm_step_s"] = {str(w): row[str(w)]["per_iteration_s"] * need for w in (1, 2)}
+        two = row["2"]
+        coord_s = two["per_iteration_s"] - two["block_s"] / two["iterations"]   # driver + Ray per iteration
+        for w in ("1", "2"):
+            row[w]["setup_s"] = row[w]["wall_s"] - row[w]["per_iteration_s"] * row[w]["iterations"]
+        row["admm_step_s"] = {w: row[w]["per_iteration_s"] * need for w in ("1", "2")}
         row["projection"] = {str(w): (coord_s + per_site_s / w) * need for w in (1, 2, 4, 8, 16, 64)}
         row["projection_inputs"] = {"block_s_per_iteration": per_site_s, "coordination_s_per_iteration": coord_s,
                                     "iterations": need}
@@ -128,9 +136,14 @@ def _slower(d: dict[str, Any], syn: dict[str, Any]) -> str:
               for n, r in syn.items() for w in ("1", "2")]
     slower = [name for name, is_slower in cases if is_slower]
     where = "everywhere measured here" if len(slower) == len(cases) else ", ".join(slower) or "nowhere measured here"
+    stopped = [n for n, r in syn.items() if r["central_status"] != "optimal"]
+    note = (f" At {', '.join(stopped)} sites the LP stopped at its time limit without a solution: its time is a "
+            "lower bound. ADMM's step there assumes the default scenario's iterations; that it converges in "
+            "as many at that size was not measured."
+            if stopped else "")
     return (f"**Where ADMM is slower than the LP: {where}** — the LP's simplex is warm-started and solves the "
             f"step at once; ADMM re-solves every block's QP (OSQP, warm) in each of its {min(its)}–{max(its)} "
-            "iterations per step.")
+            "iterations per step." + note)
 
 
 def _markdown(data: dict[str, Any], command: str) -> str:
@@ -154,12 +167,13 @@ def _markdown(data: dict[str, Any], command: str) -> str:
               "centralised LP per step here: 13 blocks, each a small QP re-solved every iteration, against one "
               "warm-started simplex solve.", "",
               f"Synthetic world (`bench/mpc.py` map_instance, 8 regions, H = {syn[next(iter(syn))]['horizon']}):", "",
-              "| sites | LP variables | LP build s | LP step s (status) | ADMM s/iteration, 1 worker | 2 workers | "
+              "| sites | LP variables | LP build s | LP step s (status) | ADMM set-up s, 1 / 2 workers | "
+              "ADMM s/iteration, 1 worker | 2 workers | "
               "ADMM step s, 1 worker | 2 workers | projected step s, 8 / 64 workers |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for n, r in syn.items():
         lines.append(f"| {n} | {r['variables']:,} | {r['build_s']:.0f} | {r['central_step_s']:.1f} "
-                     f"({r['central_status']}) | "
+                     f"({r['central_status']}) | {r['1']['setup_s']:.1f} / {r['2']['setup_s']:.1f} | "
                      f"{r['1']['per_iteration_s']:.2f} | {r['2']['per_iteration_s']:.2f} | "
                      f"{r['admm_step_s']['1']:.0f} | "
                      f"{r['admm_step_s']['2']:.0f} | {r['projection']['8']:.0f} / {r['projection']['64']:.0f} |")
@@ -170,10 +184,13 @@ def _markdown(data: dict[str, Any], command: str) -> str:
               "a cold first step took more). A full solve of the synthetic instances was not run: at "
               f"{syn[first]['1']['per_iteration_s']:.1f} s per iteration ({first} sites) on this machine it "
               "would take minutes to hours per count.",
-              "Projection for N workers, per iteration: coordination (the 2-worker run's wall time beyond its "
-              "slowest worker's QPs: the driver's sums and clips and Ray's exchange) + the 1-worker run's QP "
-              "seconds ÷ N; × the iterations above. It assumes blocks that split evenly and a coordination "
-              "cost that does not grow with N. " + _slower(d, syn)]
+              "ADMM set-up: the blocks' QP build and the Ray actors' start, once per MPC (not per step).",
+              "Projection for N workers, per iteration: coordination (the 2-worker run's iteration time beyond its "
+              "slowest worker's QPs: the driver's sums and clips and Ray's exchange; "
+              + ", ".join(f"{r['projection_inputs']['coordination_s_per_iteration']:.3f} s at {n} sites"
+                          for n, r in syn.items())
+              + ") + the 1-worker run's QP seconds ÷ N; × the iterations above. It assumes blocks that split "
+              "evenly and a coordination cost that does not grow with N. " + _slower(d, syn)]
     return "\n".join(lines)
 
 
@@ -186,7 +203,14 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=5, help="ADMM iterations timed per synthetic run")
     ap.add_argument("--central-limit-s", type=float, default=600.0)
     ap.add_argument("--shared", action="store_true", help="say the machine was shared during the run")
+    ap.add_argument("--report-only", action="store_true",
+                    help="re-derive the step times, projections and text from the stored measurements")
     args = ap.parse_args()
+    if args.report_only:
+        data = json.loads((RESULTS / "scale.json").read_text())["admm"]
+        derive(data["synthetic"], data["default"]["iterations"])
+        print(update("admm", data, _markdown(data, data["command"])))
+        return
     data: dict[str, Any] = {"machine": machine(), "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                             "shared": args.shared}
     print("ADMM on the default scenario", flush=True)
@@ -194,9 +218,9 @@ def main() -> None:
     print("ADMM on the synthetic world", flush=True)
     data["synthetic"] = synthetic_part([int(v) for v in args.sites.split(",")], args.horizon, args.iterations,
                                        data["default"]["iterations"], args.central_limit_s)
-    command = "python -m bench.scale_admm " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                       if k != "shared")
-    print(update("admm", data, _markdown(data, command)))
+    data["command"] = "python -m bench.scale_admm " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("shared", "report_only"))
+    print(update("admm", data, _markdown(data, data["command"])))
 
 
 if __name__ == "__main__":

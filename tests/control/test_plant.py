@@ -165,3 +165,18 @@ def test_pairs_need_room_for_queueing_within_the_slo():
     assert tight.n_pairs == 1                                   # RTT + prefill alone fit
     assert replace(tight, slo_wait_margin_services=1.0).n_pairs == 0
     assert replace(tight, slo_wait_margin_services=0.5).n_pairs == 1
+
+
+def test_sparse_incidence_and_the_lp_matrix_by_row_family_equal_the_dense_ones():
+    """The fleet-scale build (sparse incidence matrices, the Jacobian one row family at a time, step
+    0's rows by indexing) gives the LP's matrix and offsets the whole-matrix Jacobian gives."""
+    plant, fc, _ = random_instance(3, steps=4)
+    for name in ("pool_energy_matrix", "pool_work_matrix", "stream_matrix", "site_matrix"):
+        np.testing.assert_array_equal(np.array(plant.casadi_matrices[name]), getattr(plant, name))
+    mpc = AllocationMPC(plant, replace(policy(4), group_interactive_shares=True), solver="highs")
+    lp = mpc.lp
+    assert lp.rows["group_shares"][1] > 0 and lp.rows["burst"][1] > 0
+    whole = ca.Function("whole", [lp.p.sym], [ca.jacobian(lp.g, lp.x.sym)])
+    p = np.random.default_rng(0).uniform(0.5, 2.0, lp.p.size)
+    by_family, _ = mpc.backend._data_fn(p)
+    np.testing.assert_allclose(np.array(ca.densify(by_family)), np.array(ca.densify(whole(p))), rtol=EQUAL, atol=EQUAL)
