@@ -103,6 +103,14 @@ class Reference:
     episode: EpisodeResult
 
     @property
+    def milp_summary(self) -> str:
+        """The whole-GPU MILP in words: its replay and gap, or that it found no plan in its limit."""
+        if math.isnan(self.milp_replay_eur):
+            return f"whole-GPU MILP: no plan ({self.milp_status})"
+        return (f"whole-GPU MILP {self.milp_replay_eur:.2f} EUR ({self.milp_status}, gap {100 * self.milp_gap:.2f} %"
+                + (", stopped early)" if self.milp_stopped_early else ")"))
+
+    @property
     def bound_spread(self) -> float:
         """(cost_ref − cost_bound) ÷ cost_bound (NaN when the bound is 0)."""
         b = self.cost_bound_eur

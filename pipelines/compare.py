@@ -61,9 +61,7 @@ def _hindsight(s: Setup, window: str) -> Reference:
                          "(valid 1e-06 … 7200), a larger limit may let it finish") from None
     print(f"  {BOUND_ROW:42s} cost {ref.cost_bound_eur:10.2f} EUR ({ref.sub_steps} sub-steps per hour)\n"
           f"  {REF_ROW:42s} cost {ref.cost_ref_eur:10.2f} EUR (the {ref.ref_source}; replays: LP plan "
-          f"{ref.lp_replay_eur:.2f}, LP with hourly shares {ref.shares_lp_replay_eur:.2f}, whole-GPU MILP "
-          f"{ref.milp_replay_eur:.2f} EUR; MILP {ref.milp_status}, "
-          f"gap {100 * ref.milp_gap:.2f} %{', stopped early' if ref.milp_stopped_early else ''}; "
+          f"{ref.lp_replay_eur:.2f}, LP with hourly shares {ref.shares_lp_replay_eur:.2f} EUR, {ref.milp_summary}; "
           f"{ref.solve_s:.0f} s)", flush=True)
     return ref
 

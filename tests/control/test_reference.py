@@ -119,6 +119,13 @@ def test_on_smoke_data_cost_ref_is_at_least_cost_bound_and_the_milp_has_whole_gp
     np.testing.assert_allclose(milp.plan.gpus, np.round(milp.plan.gpus), atol=SOLVER)
     assert milp.stage_values[0] >= bound.stage_values[0] * (1 - SOLVER)
     assert gap <= 1e-3 or milp.status == "Time limit reached"
+    # the time limit holds through the LP that completes a rounded-up start (HiGHS alone ran it to the end)
+    start = np.minimum(np.ceil(bound.plan.gpus - 1e-9), problem.plant.gpus_max)
+    late, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=steps * 6 - 1, start_gpus=start,
+                                     time_limit_s=1e-9)
+    assert not late.success and late.status == "failed: whole GPUs: Time limit reached" and gap == np.inf
+    ref = replace(ref, milp_replay_eur=np.nan, milp_status="Time limit reached")
+    assert ref.milp_summary == "whole-GPU MILP: no plan (Time limit reached)"
 
 
 def test_a_hindsight_lp_out_of_time_is_a_named_failure():
