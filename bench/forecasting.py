@@ -117,10 +117,8 @@ def _verdict(sig: str, r: dict, tier: str = "m-large") -> str:
         what = "beats both seasonal naives" if ok else "does not beat both seasonal naives"
     else:
         ok, what = True, "no target"
-    if ok and cov:
-        verdict = "met"
-    else:
-        verdict = "MISSED (" + " and ".join(m for m, bad in (("skill" if sig in GRID_TARGET else "target", not ok), ("coverage", not cov)) if bad) + ")"
+    misses = [m for m, bad in (("skill" if sig in GRID_TARGET else "target", not ok), ("coverage", not cov)) if bad]
+    verdict = f"MISSED ({' and '.join(misses)})" if misses else "met"
     return f"{verdict}: {what}; coverage {r['coverage_80']:.1%} ({'in' if cov else 'outside'} {lo:.0%}–{hi:.0%})"
 
 
