@@ -87,7 +87,7 @@ def _bench_json(train: dict) -> dict:
     out = {"train_seconds": train["train_seconds"], "train_cpu_seconds": train.get("train_cpu_seconds"),
            "predict_ms": train["predict_ms"],
            "architecture": train["architecture"], "run_id": train["run_id"],
-           "model_version": train["model_version"]}
+           "model_version": train["model_version"], "model_name": train.get("model_name")}
     for sig, res in train["signals"].items():
         sc = res["scores"]
         out[sig] = {"mae": sc["learned"]["mae"], "rmse": sc["learned"]["rmse"],
@@ -144,7 +144,8 @@ def _tier_sections(res: dict) -> list[str]:
     lines = []
     for tier, r in res.get("tiers", {}).items():
         lines += ["", f"## Load tier `{tier}` (`--set data.load_tier={tier}`, the same config otherwise)", "",
-                  f"MLflow run `{r['run_id']}`, registered v{r['model_version']}; training (all signals) "
+                  f"MLflow run `{r['run_id']}`, registered `{r.get('model_name') or 'greenllm-forecaster'}` "
+                  f"v{r['model_version']}; training (all signals) "
                   f"{r['train_seconds']:.0f} s"
                   + (f" (CPU {r['train_cpu_seconds']:.0f} s)" if r.get("train_cpu_seconds") else "")
                   + f", one forecast of every series {r['predict_ms']:.1f} ms. The grid "
@@ -158,7 +159,7 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
              f"Config `{cfg_path}`" + (f" with `--set {' '.join(res['overrides'])}`" if res.get("overrides") else "")
              + f", default architecture `{res['architecture']}` (per signal: column "
              f"'model'); MLflow run `{res['run_id']}`, "
-             f"registered `greenllm-forecaster` v{res['model_version']}.",
+             f"registered `{res.get('model_name') or 'greenllm-forecaster'}` v{res['model_version']}.",
              f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores visible, torch "
              f"{torch.__version__}, {res.get('torch_threads', torch.get_num_threads())} threads; "
              f"measured {res['measured_at']}.",
