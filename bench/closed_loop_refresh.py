@@ -95,8 +95,8 @@ def refresh_markdown(study: dict) -> list[str]:
              f"model (≤ {study['epochs']} epochs) on the data before that hour, the burst and 10-min peak "
              "factors refitted on the same data; not registered here. Primary window only: elsewhere the load "
              f"is resampled from the training days (refresh refused). Section wall time "
-             f"{study['wall_seconds']:.0f} s, measured on a shared 2-core machine (other jobs running): "
-             "the times are upper bounds.", "",
+             f"{study['wall_seconds']:.0f} s on 2 cores"
+             + (" (another job ran alongside: the times are upper bounds)" if study.get("shared") else "") + ".", "",
              "| tier | refresh | cost EUR | energy EUR | drops EUR | SLO EUR | drops | SLO misses | refreshes | "
              "refresh s (each) | burst factor | load val pinball before → after |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -113,20 +113,25 @@ def refresh_markdown(study: dict) -> list[str]:
                          f"{burst} | {losses} |")
     held = study["holds_on_every_tier"]
     lines += ["", "Intervals run on every tier that do not raise the cost on any: "
-              + (", ".join(held) if held else "none") + ". " + study.get("candidates_note", ""), "", CHOICE]
+              + (", ".join(held) if held else "none") + ". " + study.get("candidates_note", ""), "",
+              interval_choice(study)]
     return lines
 
 
-CHOICE = (
-    "**N = 24 h** is the interval to use (the flag stays off by default): it is the one run on every tier and "
-    "it lowers the cost on each with no drops — m-large 334.35 → 311.98 EUR (−6.7 %), m-mid 1,095.27 → "
-    "1,094.50 (−0.1 %), small 35.22 → 33.37 (−5.3 %); each refresh adds one whole diurnal cycle of recorded "
-    "load, so the 2-day validation tail (the calibration and burst-factor data) moves by a day, and a "
-    "refresh costs 17–32 s of training and factor refit on 2 shared cores, nothing next to an hourly step. "
-    "12 h did better on m-large (302.33) but was not run on the other tiers, so it is not the rule. Caveats: "
-    "one 72-h window (the only one with recorded load after the training days, so the choice could not be "
-    "made on the secondary windows as DESIGN §5 asks; it is made across the three tiers instead); SLO misses "
-    "rose on small (10 → 34, 0.05 → 0.17 EUR) while falling on m-large (24 → 19) and m-mid (13 → 9); and the "
-    "first refresh kept the parent's weights on m-large and small (no warm-start epoch beat them on the "
-    "newest two days), so there the gain came from the refitted calibration, burst and peak factors; the "
-    "second refresh's epochs did beat them on every tier.")
+def interval_choice(study: dict) -> str:
+    """The interval to use, from this run's numbers: among those that lower (or keep) the cost on
+    every tier, the one with the lowest mean relative change; none when no interval does."""
+    held, tiers = study["holds_on_every_tier"], study["tiers"]
+    if not held:
+        return "**No interval lowers the cost on every tier**: the flag stays off."
+
+    def change(label: str, t: dict) -> float:
+        return t["runs"][label]["cost_eur"] / t["runs"]["off"]["cost_eur"] - 1
+
+    best = min(held, key=lambda label: sum(change(label, t) for t in tiers.values()) / len(tiers))
+    per_tier = ", ".join(f"{tier} {t['runs']['off']['cost_eur']:,.2f} → {t['runs'][best]['cost_eur']:,.2f} EUR "
+                         f"({100 * change(best, t):+.1f} %)" for tier, t in tiers.items())
+    return (f"**{best}** is the interval to use (the flag stays off by default): of those that do not raise the "
+            f"cost on any tier, it lowers it most on average — {per_tier}. Caveat: one 72-h window, the only one "
+            "with recorded load after the training days, so the choice is made across the three tiers instead "
+            "of on the secondary windows (DESIGN §5).")
