@@ -143,6 +143,8 @@ def write_markdown(result: dict) -> None:
              "(recorded load); the plant steps at 10 min with the dispatcher, decisions are hourly. "
              "`cost_bound`: the hindsight LP routed per 10-min sub-step (continuous GPUs, no queueing); "
              "`cost_ref`: the cheapest hindsight plan as replayed through the plant (DESIGN §5).", ""]
+    if result.get("note"):   # a later change that these numbers predate
+        lines += [f"**Note:** {result['note']}", ""]
     for tier, t in result['tiers'].items():
         c = t["controllers"]
         lines += [f"## {tier} ({t['datacentre_gpus']:.0f} datacentre GPUs, load factor {t['load_factor']:.3f}; "

@@ -168,6 +168,7 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
               "timings are upper bounds." if res.get("shared") else
               f"No other job ran (1-min load average {res.get('load_average', float('nan')):.1f} at the end, this "
               "run's own threads included)."), "",
+             *([f"**Note:** {res['note']}", ""] if res.get("note") else []),
              "Data: grid and weather signals 2018 (2019 weather on the 2018 calendar), train Jan–Sep, "
              "validate Oct, test Nov–Dec, every hour an origin, 24-h horizon; load: the 14 recorded "
              "ServeGen days placed at 3–16 Dec 2018 (Monday assumed), train days 0–8, validate 9–10, "
