@@ -96,8 +96,7 @@ class AdmmBackend(HighsBackend):
         np.maximum.at(scale, part.coupling_nz_row, np.abs(values[part.coupling_nz]))
         scale[scale == 0] = 1.0
         values[part.coupling_nz] /= scale[part.coupling_nz_row]
-        lo = np.asarray(lbg, dtype=float)[:n] - self._offset[:n]
-        hi = np.asarray(ubg, dtype=float)[:n] - self._offset[:n]
+        lo, hi = self._lbg[:n] - self._offset[:n], self._ubg[:n] - self._offset[:n]   # as HighsBackend.load
         rows = part.coupling_rows
         self._scale, self._lo, self._hi = scale, lo[rows] / scale, hi[rows] / scale
         lbx, ubx = np.asarray(lbx, dtype=float), np.asarray(ubx, dtype=float)

@@ -75,7 +75,7 @@ class PowerBalance(ConstraintFamily):
 
     def rows(self, lp: LinearProgram) -> list[Any]:
         x, d = lp.x, lp.d
-        at_site = ca.sparsify(ca.DM(np.eye(d.S)[:, lp.plant.battery_sites]))  # (S, B): battery flows into site balances
+        at_site = pl.sparse_dm(np.eye(d.S)[:, lp.plant.battery_sites])  # (S, B): battery flows into site balances
         per_step = [pl.power_balance_residual_kw(pl.facility_kw(lp.p("pue", t), lp.it_kw(t)), x("g", t), 0,
                                                  x("c", t), ca.mtimes(at_site, x("bc", t)),
                                                  ca.mtimes(at_site, x("bd", t))) for t in range(d.H)]
