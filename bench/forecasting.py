@@ -44,6 +44,15 @@ LOAD_SKILL_TARGET = {"m-large": 0.8, "m-mid": 0.85}
 LOAD_COVERAGE = (0.75, 0.85)
 
 
+def _load_inputs(res: dict) -> str:
+    """What the load model read in this run (``forecast.load_input_step_min``; 10 before it was recorded)."""
+    if res.get("load_input_step_min", 10) < 60:
+        return ("The load model reads the 10-min history (forecast.load_input_step_min, load_fine_h: the last "
+                "hours at 10 min, older hours as hourly means) and forecasts hourly means.")
+    return ("The load model reads hourly means of the 10-min history (forecast.load_input_step_min: 60) and "
+            "forecasts hourly means.")
+
+
 def caiso_benchmark(fs: ForecastSettings, stride: int = 6) -> dict:
     """Learned carbon model vs operator forecasts f1…f36 on Aug 2021 (train Jan–Jun, validate Jul)."""
     frames = {ba: read_moer(ba, "2021-01", "2021-08") for ba in CAISO_BAS}
@@ -172,10 +181,7 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
              "Data: grid and weather signals 2018 (2019 weather on the 2018 calendar), train Jan–Sep, "
              "validate Oct, test Nov–Dec, every hour an origin, 24-h horizon; load: the 14 recorded "
              "ServeGen days placed at 3–16 Dec 2018 (Monday assumed), train days 0–8, validate 9–10, "
-             "test 11–13 (14–16 Dec), recorded values only. The load model reads the 10-min history "
-             "(forecast.load_input_step_min, load_fine_h: the last hours at 10 min, older hours as hourly "
-             "means) and forecasts hourly means; its settings were chosen on the validation days 9–10 of both "
-             "tiers (the numbers are beside them in configs/default.yaml). Load targets (issue 17): skill "
+             f"test 11–13 (14–16 Dec), recorded values only. {_load_inputs(res)} Load targets (issue 17): skill "
              "≤ 0.8 on m-large, ≤ 0.85 on m-mid, 80 % coverage in 75–85 %.", "",
              f"**Training (all signals, end to end of the fits): {res['train_seconds']:.0f} s "
              f"(target ≤ 300 s); one forecast of every series: {res['predict_ms']:.1f} ms (target ≤ 50 ms).**"
@@ -229,6 +235,7 @@ def main() -> None:
     res = _bench_json(train)
     res["load_tier"], res["overrides"] = cfg.scenario.data.resolved_load_tier(), args.set
     res["torch_threads"] = cfg.forecast.num_threads
+    res["load_input_step_min"] = cfg.forecast.load_input_step_min
     res["measured_at"] = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
     res["tiers"] = {}
     for tier in (t for t in args.tiers if t != res["load_tier"]):
