@@ -11,6 +11,7 @@ from control.batch_modes import device_name, gpu_for
 from control.from_data import fleet_dataset, peak_load_req_per_s, plant_for
 from forecast.dataset import Dataset
 from forecast.schema import REPAIR_CAUSES
+from forecast.sources.llm_load import WINDOW_S, read_servegen_windows
 from pipelines._plots import plot_week
 from pipelines.config import Config
 
@@ -67,6 +68,7 @@ def _print_notes(cfg: Config, data: Dataset, table: pd.DataFrame) -> None:
     split = ld.assignment.groupby("client").size()
     print(f"  clients split over several streams (a client larger than a stream's remaining share): "
           f"{int((split > 1).sum())} of {len(split)}; fractions recorded with the draw")
+    _print_outages(cfg)
     _print_fleet(cfg, data)
     for cls in sc.classes:
         t = ld.tokens.loc[cls.tokens]
@@ -74,6 +76,39 @@ def _print_notes(cfg: Config, data: Dataset, table: pd.DataFrame) -> None:
               f"prompt mean {t.prompt_tokens_mean:.0f} (p50 {t.prompt_tokens_p50:.0f}), output mean "
               f"{t.output_tokens_mean:.0f} (p50 {t.output_tokens_p50:.0f}); SLO {cls.slo_ttft_s:g} s"
               + (f", deferrable, deadline {cls.deadline_h} h" if cls.deferrable else ""))
+
+
+def trace_outages(windows: pd.DataFrame) -> pd.DataFrame:
+    """Runs of consecutive 10-min windows in which every client is at 0 req/s (the whole tier down:
+    ServeGen m-mid has them): one row per run with ``day`` (recorded day), ``start`` (local
+    ``HH:MM`` of its first window) and ``minutes``; empty when there are none.
+
+    Args:
+        windows: client, t_seconds (window start since local midnight of day 0), rate_req_per_s
+            (``forecast.sources.llm_load.read_servegen_windows``).
+    """
+    total = windows.groupby("t_seconds")["rate_req_per_s"].sum().sort_index()
+    down = total.index[total.to_numpy() == 0].to_numpy()
+    if not len(down):
+        return pd.DataFrame(columns=["day", "start", "minutes"])
+    starts = np.flatnonzero(np.diff(down, prepend=down[0] - 2 * WINDOW_S) != WINDOW_S)
+    lengths = np.diff(np.append(starts, len(down)))
+    first = down[starts]
+    return pd.DataFrame({"day": first // 86400,
+                         "start": [f"{t % 86400 // 3600:02d}:{t % 3600 // 60:02d}" for t in first],
+                         "minutes": lengths * WINDOW_S // 60})
+
+
+def _print_outages(cfg: Config) -> None:
+    ds = cfg.scenario.data
+    runs = trace_outages(read_servegen_windows(ds.resolved_load_dir(), ds.resolved_load_tier(), ds.load_days_recorded))
+    if runs.empty:
+        print("  trace outages (every client at 0 req/s): none on the recorded days")
+        return
+    print(f"  trace outages (every client at 0 req/s, the whole tier down): {len(runs)} on the recorded days, "
+          f"{int(runs['minutes'].sum())} min in all — "
+          + ", ".join(f"day {r.day} {r.start} local, {r.minutes} min" for r in runs.itertuples())
+          + "; resampled days repeat their donor day's; the forecasters and the plant read them as zero load")
 
 
 def _print_fleet(cfg: Config, data: Dataset) -> None:

@@ -87,3 +87,21 @@ def test_cli_reports_bad_config_without_traceback(tmp_path):
 def test_cli_help_lists_subcommands():
     proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "data" in proc.stdout
+
+
+def test_trace_outages_are_runs_of_windows_with_every_client_at_zero():
+    """Only windows where the whole tier is at 0 count; consecutive ones form one run (day, local
+    start, minutes); one client at 0 while another serves is no outage."""
+    from pipelines.data import trace_outages
+
+    t = np.arange(0, 2 * 86400, 600)
+    a = np.ones(len(t))
+    b = np.ones(len(t))
+    a[[6, 7, 8]] = b[[6, 7, 8]] = 0.0               # day 0 01:00–01:30: three windows down
+    a[150] = b[150] = 0.0                           # day 1 01:00: one window
+    a[20] = 0.0                                     # one client only: not an outage
+    windows = pd.DataFrame({"client": np.repeat(["a", "b"], len(t)), "t_seconds": np.tile(t, 2),
+                            "rate_req_per_s": np.concatenate([a, b])})
+    runs = trace_outages(windows)
+    assert runs.to_dict("list") == {"day": [0, 1], "start": ["01:00", "01:00"], "minutes": [30, 10]}
+    assert trace_outages(windows.assign(rate_req_per_s=1.0)).empty
