@@ -87,16 +87,13 @@ def trace_outages(windows: pd.DataFrame) -> pd.DataFrame:
         windows: client, t_seconds (window start since local midnight of day 0), rate_req_per_s
             (``forecast.sources.llm_load.read_servegen_windows``).
     """
-    total = windows.groupby("t_seconds")["rate_req_per_s"].sum().sort_index()
-    down = total.index[total.to_numpy() == 0].to_numpy()
-    if not len(down):
-        return pd.DataFrame(columns=["day", "start", "minutes"])
-    starts = np.flatnonzero(np.diff(down, prepend=down[0] - 2 * WINDOW_S) != WINDOW_S)
-    lengths = np.diff(np.append(starts, len(down)))
-    first = down[starts]
+    total = windows.groupby("t_seconds")["rate_req_per_s"].sum()       # every window (the reader checks)
+    edges = np.diff(np.concatenate([[0], (total.to_numpy() == 0).astype(int), [0]]))   # as schema's gap runs
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    first = total.index.to_numpy()[starts]
     return pd.DataFrame({"day": first // 86400,
                          "start": [f"{t % 86400 // 3600:02d}:{t % 3600 // 60:02d}" for t in first],
-                         "minutes": lengths * WINDOW_S // 60})
+                         "minutes": (ends - starts) * WINDOW_S // 60})
 
 
 def _print_outages(cfg: Config) -> None:
