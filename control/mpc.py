@@ -3,7 +3,8 @@
 ``AllocationMPC(plant, policy)`` builds the LP of ``control._lp`` once (variables only for the
 allowed region–pool pairs) and a HiGHS solver through CasADi's conic interface. ``solve(state,
 forecast)`` only fills parameters and bounds, warm-starts and solves: lexicographically (each stage
-an LP; later stages keep earlier objectives within ``(1 + ε)`` of their optimum) or with one
+an LP; later stages keep earlier objectives within ``(1 + ε)`` of their optimum — cost less its
+headroom risk, which they keep at its optimum) or with one
 weighted objective. Prices, carbon, temperature and renewables are read at the median forecast;
 GPUs are provisioned for ``load_provision_req_per_s`` (the configured load quantile). A solver
 failure never raises: the result's status says what happened and ``success`` is False.
@@ -89,7 +90,8 @@ class AllocationMPC:
         policy: how it plans: the config's ``control:`` section (``ControlSettings``; its defaults
             are ``configs/default.yaml``'s). The MPC reads, under their names there: ``horizon_steps``
             (H); the objective (``objective``; ``order``, the lexicographic stages, distinct and
-            among cost, carbon, delay; ``epsilon``, the relative slack kept on earlier stages; the
+            among cost, carbon, delay; ``epsilon``, the relative slack kept on earlier stages (for
+            cost: on the cost less its headroom risk, which later stages keep at its optimum); the
             weighted-mode prices ``carbon_price_eur_per_kg``, ``water_price_eur_per_l``,
             ``delay_price_eur_per_s``); ``solver_time_limit_s``, the time limit per stage (a stage
             that hits it ends the solve with status ``…: Time limit reached``); and the planning
@@ -332,10 +334,9 @@ class AllocationMPC:
             values.append(float(kept[OBJECTIVES.index("cost" if stage == "weighted" else stage)]))
         if stage in OBJECTIVES:
             row = obj_rows.start + OBJECTIVES.index(stage)
-            self.backend.set_row_upper(row, self._kept(values[-1], self.epsilon))
-        # later stages may not buy carbon, water or delay with drops (nor, when cost is not first,
-        # with the headroom against them: cost keeps that within its ε)
-        for row in ("unserved", "headroom") if stage == "unserved" else ("unserved",) if stage == "cost" else ():
+            self.backend.set_row_upper(row, self._kept(values[-1], self.epsilon, self._risk_eur(stage, kept)))
+        # later stages may not buy carbon, water or delay with drops nor with the headroom against them
+        for row in ("unserved", "headroom") if stage in ("unserved", "cost") else ():
             i = KEPT_ROWS.index(row)
             self.backend.set_row_upper(obj_rows.start + i, float(kept[i]) * (1 + 1e-9) + UNSERVED_SLACK_REQ)
 
@@ -385,10 +386,18 @@ class AllocationMPC:
         """Restore ``warm_start()``'s result."""
         self.backend.import_warm(warm)
 
+    def _risk_eur(self, stage: str, kept: np.ndarray) -> float:
+        """The headroom risk inside a kept cost optimum, EUR (0 for the other stages)."""
+        if stage != "cost":
+            return 0.0
+        return float(kept[KEPT_ROWS.index("headroom")]) * (self.plant.penalties.drop_eur_per_request or 1.0)
+
     @staticmethod
-    def _kept(value: float, epsilon: float) -> float:
-        """Upper bound that keeps a stage within ``(1 + ε)`` of its optimum (plus the solver's tolerance)."""
-        return value + epsilon * abs(value) + ABS_SLACK * max(1.0, abs(value))
+    def _kept(value: float, epsilon: float, risk_eur: float = 0.0) -> float:
+        """Upper bound that keeps a stage within ``(1 + ε)`` of its optimum (plus the solver's
+        tolerance); for cost, ε applies to the optimum less its headroom risk (``risk_eur``, kept
+        on its own row), the EUR an operator pays."""
+        return value + epsilon * abs(value - risk_eur) + ABS_SLACK * max(1.0, abs(value))
 
     def _objective_terms(self, x: np.ndarray, p: np.ndarray) -> ObjectiveTerms:
         return objective_terms(self._terms, x, p)

@@ -1,13 +1,15 @@
 """``greenllm tradeoff``: the cost–carbon or cost–water front of the MPC in closed loop.
 
-ε-constraint mode (the default): every point is the lexicographic MPC with ``control.order =
-[cost, METRIC]`` and ``control.epsilon = ε``: each hour the cost stage is solved first, then the
-metric is minimised with the planned cost kept within (1 + ε) of its optimum. ε = 0 is the
-cost-first baseline (the metric only breaks ties). The table reports what was *realised*: cost,
-CO2, water, drops (work left at the episode's end counts), SLO misses, requests deferred, and the cost increase
-and metric cut against the ε = 0 run of the same forecaster — for the learned forecaster and for
-perfect forecasts. Weighted mode: the MPC's single weighted objective with the metric priced
-(``control.carbon_price_eur_per_kg`` or ``control.water_price_eur_per_l``) at each ``--prices`` value.
+ε-constraint mode (the default): every point is the lexicographic MPC with ``control.order = [cost,
+METRIC]`` and ``control.epsilon = ε``: each hour the cost stage is solved first, then the metric is
+minimised with the planned cost kept within (1 + ε) of its optimum (ε of what an operator pays:
+energy, penalties, backlog value; the headroom risk, the expected drop cost of provisioning short,
+stays at the cost stage's optimum). ε = 0 is the cost-first baseline (the metric only breaks ties).
+The table reports what was *realised*: cost, CO2, water, drops (work left at the episode's end
+counts), SLO misses, requests deferred, and the cost increase and metric cut against the ε = 0 run
+of the same forecaster — for the learned forecaster and for perfect forecasts. Weighted mode: the
+MPC's single weighted objective with the metric priced (``control.carbon_price_eur_per_kg`` or
+``control.water_price_eur_per_l``) at each ``--prices`` value.
 
 A line checks Green-LLM's claim (CO2 and water cut while cost stays within 3 % of the minimum)
 at ε = 3 %. In MLflow: one parent run per front (table, plot) with one child per point.

@@ -210,6 +210,22 @@ def test_carbon_or_water_first_keeps_the_headroom_cost_first_keeps(solver, order
     np.testing.assert_allclose(other.plan.dropped_req_per_s, 0.0, atol=SOLVER_PRIMAL)
 
 
+def test_cost_first_keeps_its_headroom_and_its_epsilon_covers_only_what_is_paid(solver):
+    """After the cost stage, carbon may spend ε of the cost an operator pays (energy, penalties,
+    terminal value), never the headroom risk: the GPUs for the provisioning level (12 req/s) and
+    the burst (16 req/s) stay, though idling them off would cut CO2 within ε of the whole objective."""
+    plant = tiny_plant(gpus=20.0, idle_kw_per_gpu=np.array([0.5, 0.5]))
+    fc = flat_forecast(plant, 1, price=np.array([40.0, 60.0]), carbon_g_per_kwh=np.array([500.0, 100.0]),
+                       **_loads(plant, 8.0, 12.0, 16.0))
+    cost_first = _solve(plant, fc, solver, order=("cost",))
+    green = _solve(plant, fc, solver, order=("cost", "carbon"), epsilon=0.5)
+    assert green.terms.risk_eur <= cost_first.terms.risk_eur * (1 + 1e-6) + SOLVER
+    assert green.plan.gpus[0].sum() >= 12.0 * (1 - SOLVER)
+    paid = lambda r: r.terms.cost_eur - r.terms.risk_eur  # noqa: E731
+    assert paid(green) <= paid(cost_first) * 1.5 + SOLVER
+    assert green.terms.carbon_kg < cost_first.terms.carbon_kg * 0.9   # the cleaner site took the work
+
+
 def test_carbon_first_still_serves_every_request_it_can(solver):
     """Dropping a request emits nothing; carbon-first must not buy carbon with drops: it serves
     all 10 req/s on the cleaner site, then cost and delay break ties."""
