@@ -27,6 +27,7 @@ import numpy as np
 
 from control import plant as pl
 from control import saved_state, sizing
+from control._applied_step import certain_groups
 from control.batch_modes import fixed_mode_gpus
 from control.inputs import ControlForecast
 from control.mpc import AllocationMPC, MPCResult, Plan
@@ -268,10 +269,23 @@ class MPCController:
                               else None)
 
     def _floored(self, alloc: Allocation, state: PlantState, forecast: ControlForecast) -> Allocation:
-        """The plan's decision with at least the sizing rule's GPUs for its shares."""
+        """The plan's decision with at least the sizing rule's GPUs for its shares, and the backlog
+        fill this hour as ``_fill`` decides."""
         floor = provisioned_gpus(self.mpc.plant, alloc.share, state, forecast, self.headroom)
         return Allocation(alloc.share, np.maximum(alloc.gpus, floor), alloc.charge_kw, alloc.discharge_kw,
-                          alloc.source)
+                          alloc.source, self._fill(forecast))
+
+    def _fill(self, forecast: ControlForecast) -> bool:
+        """Whether the dispatcher may fill free room with the backlog this hour: not when
+        ``keep_planned_deferral`` holds, the hour's forecast has no spread (the plan's deferral is
+        deliberate) and the episode's end is further away than the longest deferrable deadline."""
+        plant = self.mpc.plant
+        if not self.mpc.policy.keep_planned_deferral or not plant.deferrable.any():
+            return True
+        left = None if self.episode_steps is None else self.episode_steps - self._t
+        if left is not None and left <= int(np.max(plant.deadline_steps[plant.deferrable])):
+            return True
+        return not bool(certain_groups(plant, forecast.validate(plant, 1)).all())
 
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
         self._t = t

@@ -148,7 +148,8 @@ def _serve_classes(plant: PlantParams, routed: np.ndarray, offered_req: np.ndarr
 
 
 def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpus: np.ndarray,
-             sub_s: float, marginal: np.ndarray, cap_gpu_s: np.ndarray | None = None) -> Dispatch:
+             sub_s: float, marginal: np.ndarray, cap_gpu_s: np.ndarray | None = None,
+             fill: bool = True) -> Dispatch:
     """One sub-step of the dispatcher (module docstring).
 
     Args:
@@ -162,6 +163,8 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
             (``marginal_eur_per_req``); only the order matters.
         cap_gpu_s: each pool's capacity in the sub-step, GPU-seconds ``(P,)``
             (``control.constraints.pool_capacity_gpu_s``; None: ``rho_max × gpus × sub_s``).
+        fill: False: no backlog fill in this sub-step whatever ``plant.backlog_fill`` (the
+            decision's ``Allocation.backlog_fill``).
 
     Returns:
         The sub-step's ``Dispatch``.
@@ -172,7 +175,7 @@ def dispatch(plant: PlantParams, share: np.ndarray, offered_req: np.ndarray, gpu
     cap = plant.rho_max * np.asarray(gpus, dtype=float) * sub_s if cap_gpu_s is None else np.asarray(cap_gpu_s)
     unrouted = np.maximum(1.0 - share.sum(axis=1), 0.0) * offered_req          # (R, K): no share holds it
     served, spilled, left, cap = _serve_classes(plant, routed, offered_req, unrouted, cap, marginal)
-    if plant.backlog_fill:       # the deferred-by-decision rest fills the capacity still free
+    if plant.backlog_fill and fill:   # the deferred-by-decision rest fills the capacity still free
         moved, _, cap = _spill(plant, np.where(defer, unrouted, 0.0), cap, marginal)
         served, spilled = served + moved, spilled + moved
     busy = np.einsum("rpk,pk->p", served, work)

@@ -54,6 +54,10 @@ class ControlSettings:
         backlog_fill: the plant's dispatcher serves deferrable work a decision left in the
             backlog on what capacity running GPUs still have, cheapest first (work-conserving;
             every controller gets the same dispatcher).
+        keep_planned_deferral: in an hour whose forecast has no spread (perfect forecasts) the
+            MPC's decision turns the fill off: its deferral to cheaper hours is deliberate, and no
+            forecast error needs the room filled; except within the longest deferrable deadline of
+            the episode's end, where the end rule would drop what the last hours cannot fit.
         min_gpus_interactive: GPUs the MPC keeps on at every pool that may serve an interactive
             class (0 = none; with ``slo_aware_gpus`` in the planned steps only); the hindsight
             optimum does not use it.
@@ -117,6 +121,7 @@ class ControlSettings:
     gpu_ramp_fraction_per_step: float = field(default=1.0, metadata=rng(0.01, 1.0))
     slo_wait_margin_services: float = field(default=1.0, metadata=rng(0.0, 100.0))
     backlog_fill: bool = True
+    keep_planned_deferral: bool = True
     min_gpus_interactive: float = field(default=4.0, metadata=rng(0.0, 1000.0))
     exact_routing_steps: int = field(default=6, metadata=rng(0, 24 * 14))
     group_interactive_shares: bool = True

@@ -125,7 +125,7 @@ def _sub_step_arrivals_req(plant: PlantParams, x: ControlForecast) -> np.ndarray
 
 
 def _dispatch_hour(plant: PlantParams, state: PlantState, share: np.ndarray, gpus: np.ndarray,
-                   x: ControlForecast, pue_value: np.ndarray) -> _Hour:
+                   x: ControlForecast, pue_value: np.ndarray, fill: bool = True) -> _Hour:
     """Run the dispatcher over the hour's sub-steps (the module docstring defines the offers)."""
     arrivals = _sub_step_arrivals_req(plant, x)
     M = arrivals.shape[0]
@@ -137,7 +137,7 @@ def _dispatch_hour(plant: PlantParams, state: PlantState, share: np.ndarray, gpu
     served, spilled, wait_req_s, miss = (np.zeros(share.shape) for _ in range(4))
     returned_total, peak = np.zeros_like(returned), np.zeros(plant.n_pools)
     for m in range(M):
-        d = dispatch(plant, share, arrivals[m] + from_backlog + returned, gpus, sub_s, marginal, cap_gpu_s)
+        d = dispatch(plant, share, arrivals[m] + from_backlog + returned, gpus, sub_s, marginal, cap_gpu_s, fill)
         returned = d.returned_req
         wait, late = _late(plant, d.served_req / sub_s, gpus)
         wait_req_s += np.multiply(d.served_req, wait[None, :, None], out=np.zeros(share.shape),
@@ -252,7 +252,7 @@ def step(plant: PlantParams, state: PlantState, decision: Allocation,
     x = realised.window(0, 1)
     pue_value = pl.pue(plant, x.temp_c[0])
     gpus = running_gpus(plant, _applied_gpus(plant, decision.gpus, state.gpus_active), pue_value)
-    hour = _dispatch_hour(plant, state, np.asarray(decision.share), gpus, x, pue_value)
+    hour = _dispatch_hour(plant, state, np.asarray(decision.share), gpus, x, pue_value, bool(decision.backlog_fill))
     arrivals, served = hour.arrivals_req, hour.served_req
     dropped, backlog, history = _backlog(plant, state, arrivals, served)
     x_pairs = served[plant.pairs[:, 0], plant.pairs[:, 1], plant.pairs[:, 2]] / plant.step_s

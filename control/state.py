@@ -110,6 +110,8 @@ class Allocation:
         gpus: active GPUs per pool (continuous; the plant rounds up), ``(P,)``.
         charge_kw, discharge_kw: battery power per site, kW, ``(S,)``.
         source: who decided (controller name, or the fallback used).
+        backlog_fill: False: the dispatcher leaves this hour's free room empty rather than fill it
+            with the backlog (``plant.backlog_fill`` off for the hour); True: the plant's setting.
     """
 
     share: np.ndarray
@@ -117,6 +119,7 @@ class Allocation:
     charge_kw: np.ndarray
     discharge_kw: np.ndarray
     source: str = ""
+    backlog_fill: bool = True
 
     def validate(self, plant: PlantParams) -> Allocation:
         """Check shapes, signs, zero shares on disallowed pairs and Σ share ≤ 1; return self."""

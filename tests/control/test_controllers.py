@@ -5,6 +5,8 @@ forecasts)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -150,8 +152,6 @@ def test_the_peak_factor_is_the_quantile_of_the_hours_max_over_mean_on_training_
 
 
 def test_perfect_forecasts_provision_for_the_realised_10_min_peak_of_each_hour():
-    from dataclasses import replace
-
     from pipelines._loop_forecasts import forecaster_for
 
     plant, state = _two_pools([100.0, 100.0])
@@ -187,3 +187,22 @@ def test_perfect_forecasts_provision_the_fleet_peak_and_each_pools_busiest_sub_s
     np.testing.assert_allclose(alloc.share[:, :, 0], np.eye(2), atol=EXACT)   # each region's chat to its nearest
     # pool 0 takes R0's chat and batch: busiest sub-step 10 + 12 = 22; pool 1 R1's chat: 10
     np.testing.assert_allclose(alloc.gpus, [22.0, 10.0], rtol=EXACT)
+
+
+def test_the_mpc_keeps_its_planned_deferral_with_certain_forecasts_except_near_the_episode_end():
+    """Perfect forecasts (no spread): the plan's deferral is deliberate, so the decision turns the
+    dispatcher's backlog fill off — but not within the batch deadline (4 steps) of the episode's
+    end, nor when the forecast has spread (the fill is the reserve against its errors), nor with
+    ``keep_planned_deferral`` off."""
+    plant = replace(tiny_plant(classes=("chat", "batch"), gpus=20.0), backlog_fill=True)
+    state = PlantState.initial(plant, water_day=DAY0)
+    certain = flat_forecast(plant, 6)
+    spread = flat_forecast(plant, 6, load_provision_req_per_s=np.full((6, 1, 2), 15.0))
+    fb = CapacityProportional(plant)
+    ctrl = MPCController(AllocationMPC(plant, policy(6)), fb, episode_steps=10)
+    assert ctrl.act(0, state, certain).backlog_fill is False     # 10 steps left > 4
+    assert ctrl.act(6, state, certain).backlog_fill is True      # 4 steps left ≤ 4
+    assert ctrl.act(0, state, spread).backlog_fill is True
+    off = MPCController(AllocationMPC(plant, policy(6, keep_planned_deferral=False)), fb, episode_steps=10)
+    assert off.act(0, state, certain).backlog_fill is True
+    assert fb.act(0, state, certain).backlog_fill is True        # heuristics keep the plant's fill

@@ -376,3 +376,22 @@ def test_backlog_fill_over_an_hour_conserves_requests_and_empties_what_fits():
     np.testing.assert_allclose(rec.served_req.sum(), 6000.0, rtol=EXACT)
     np.testing.assert_allclose(nxt.backlog_req, [[0.0]], atol=ROUNDOFF)
     check_invariants(replace(plant, backlog_fill=True), rec, 0, backlog_before_req=state.backlog_req)
+
+
+def test_a_decision_that_turns_the_fill_off_keeps_its_deferral_in_the_backlog():
+    # the hour above with the plant's fill on and the decision's off: half of the 6,000 is served
+    # by share, the other half stays deferred (the dispatcher's fill=False alone does the same)
+    plant = replace(tiny_plant(n_sites=1, classes=("batch",), gpus=100.0), backlog_fill=True)
+    fc = flat_forecast(plant, 1, load=0.0)
+    state = replace(PlantState.initial(plant, water_day=int(fc.day_index[0])), backlog_req=np.array([[6000.0]]),
+                    arrivals_history_req=np.array([[[6000.0]], [[0.0]], [[0.0]]]))
+    sub = replace(fc, load_sub_req_per_s=np.zeros((1, 6, 1, 1))).validate(plant)
+    decision = Allocation(np.full((1, 1, 1), 0.5), np.array([100.0]), np.zeros(1), np.zeros(1), backlog_fill=False)
+    nxt, rec = step(plant, state, decision, sub)
+    np.testing.assert_allclose(rec.served_req.sum(), 3000.0, rtol=EXACT)
+    np.testing.assert_allclose(nxt.backlog_req, [[3000.0]], rtol=EXACT)
+    check_invariants(plant, rec, 0, backlog_before_req=state.backlog_req)
+    one = _one_region(n_sites=2, classes=("batch",))
+    d = dispatch(replace(one, backlog_fill=True), np.array([[[0.25], [0.0]]]), np.array([[8.0 * SUB_S]]),
+                 np.array([4.0, 4.0]), SUB_S, np.array([[2.0], [1.0]]), fill=False)
+    np.testing.assert_allclose(d.served_req[0, :, 0], [2.0 * SUB_S, 0.0], rtol=EXACT)
