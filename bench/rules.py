@@ -1,15 +1,15 @@
 """Fewer rules: backward elimination of the MPC's applied-step rules under the fleet-scale plant.
 
-The rules (``configs/default.yaml`` ``control:``), each with the setting that switches it off:
-group interactive shares, group bursts (one stream's burst instead of a group's), the share cap,
-the expiry guard, SLO-aware GPUs, the provisioning correlation (0 = independent errors; off = 1,
-the plain sum of the streams' p90s), the GPU floor of interactive pools, and the burst headroom
-itself (burst level = the provisioning quantile). Score of a rule set: the mean cost of the MPC
-with the learned forecaster over the secondary windows (nov-19, nov-26, dec-17: resampled load,
-in-sample for the load model) × the load tiers (``m-large`` and ``m-mid`` at fleet scale,
-``small`` = today's unscaled fleet), never the primary window. Each round removes the rule whose
-removal scores lowest, if keeping it saves < 1 % of the score and its removal adds no drops; it
-stops when every remaining rule earns its place.
+The rules (``configs/default.yaml`` ``control:``), each with the setting that switches it off: group
+interactive shares, group bursts (one stream's burst instead of a group's), the share cap, the
+expiry guard, SLO-aware GPUs, the provisioning correlation (0 = independent errors; off = 1, the
+plain sum of the streams' p90s), the GPU floor of interactive pools, the burst headroom itself
+(burst level = the provisioning quantile), the backlog fill and keeping a certain plan's deferral.
+Score of a rule set: the mean cost of the MPC with the learned forecaster over the secondary windows
+(nov-19, nov-26, dec-17: resampled load, in-sample for the load model) × the load tiers (``m-large``
+and ``m-mid`` at fleet scale, ``small`` = today's unscaled fleet), never the primary window. Each
+round removes the rule whose removal scores lowest, if keeping it saves < 1 % of the score and its
+removal adds no drops; it stops when every remaining rule earns its place.
 
 Each tier needs its own learned forecaster (a bundle folder or ``models:/`` URI in the default
 store): ``--model m-large=URI --model m-mid=FOLDER --model small=FOLDER``; a tier without one is
@@ -52,6 +52,7 @@ RULES: dict[str, tuple[str, object, object]] = {
     "GPU floor": ("min_gpus_interactive", 0.0, 4.0),
     "burst headroom": ("burst_quantile", 0.9, 0.999),
     "backlog fill": ("backlog_fill", False, True),
+    "keep planned deferral": ("keep_planned_deferral", False, True),   # acts on forecasts without spread only
 }
 
 
