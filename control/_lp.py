@@ -248,7 +248,7 @@ class LinearProgram:
     def _objective_rows(self) -> Any:
         """Each objective's stage expression, the requests left unserved and the headroom risk in
         request equivalents (its EUR ÷ the drop price), in ``KEPT_ROWS`` order."""
-        risk_req = self.terms["risk_eur"] / (self.plant.penalties.drop_eur_per_request or 1.0)
+        risk_req = self.terms["risk_eur"] / self.risk_eur_per_req
         return ca.vertcat(*[self.stage_expr(o) for o in OBJECTIVES], self.unserved_req(), risk_req)
 
     def _step_rows(self) -> defaultdict[str, list[Any]]:
@@ -328,6 +328,11 @@ class LinearProgram:
         block = (np.cumsum(self.block_start) - 1).tolist()
         shares = [x("x", t) - self.p("pair_load", t) * x("sh", block[t]) for t in range(self.d.H)]
         return [("hold", rows), ("continue", [x("n", 0)] if first_partial else []), ("block_shares", shares)]
+
+    @property
+    def risk_eur_per_req(self) -> float:
+        """EUR per request equivalent of the kept ``headroom`` row (the drop price; 1 without one)."""
+        return self.plant.penalties.drop_eur_per_request or 1.0
 
     def unserved_req(self) -> Any:
         """Requests left unserved over the horizon (exact and pooled steps), and the backlog left

@@ -278,14 +278,15 @@ class MPCController:
     def _fill(self, forecast: ControlForecast) -> bool:
         """Whether the dispatcher may fill free room with the backlog this hour: not when
         ``keep_planned_deferral`` holds, the hour's forecast has no spread (the plan's deferral is
-        deliberate) and the episode's end is further away than the longest deferrable deadline."""
+        deliberate) and the episode's end is further away than the longest deferrable deadline. Called
+        after a solve, which validated ``forecast`` (``certain_groups`` reads its burst level)."""
         plant = self.mpc.plant
         if not self.mpc.policy.keep_planned_deferral or not plant.deferrable.any():
             return True
         left = None if self.episode_steps is None else self.episode_steps - self._t
         if left is not None and left <= int(np.max(plant.deadline_steps[plant.deferrable])):
             return True
-        return not bool(certain_groups(plant, forecast.validate(plant, 1)).all())
+        return not bool(certain_groups(plant, forecast).all())   # ``forecast`` as the solve validated it
 
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
         self._t = t

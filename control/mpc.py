@@ -390,7 +390,7 @@ class AllocationMPC:
         """The headroom risk inside a kept cost optimum, EUR (0 for the other stages)."""
         if stage != "cost":
             return 0.0
-        return float(kept[KEPT_ROWS.index("headroom")]) * (self.plant.penalties.drop_eur_per_request or 1.0)
+        return float(kept[KEPT_ROWS.index("headroom")]) * self.lp.risk_eur_per_req
 
     @staticmethod
     def _kept(value: float, epsilon: float, risk_eur: float = 0.0) -> float:
