@@ -136,10 +136,17 @@ class LinearProgram:
             shares route it. They bind only when their row bounds say so (``AllocationMPC``),
             else they are free rows. 1: every step free (the hourly LP). Only with every step
             exact.
+        sub_steps: M > 1 adds the applied step's ``sub_capacity`` rows: each pool's work in each
+            of the hour's M sub-steps within its GPUs (the MPC binds them when the forecast knows
+            the sub-steps: perfect foresight), so that the hour's shares and GPUs are chosen for
+            the busiest sub-step of each pool instead of one fleet peak factor for every pool.
     """
 
     def __init__(self, plant: PlantParams, horizon: int, exact_steps: int | None = None,
-                 group_shares: bool = False, tail_block_steps: int = 1, hold_steps: int = 1) -> None:
+                 group_shares: bool = False, tail_block_steps: int = 1, hold_steps: int = 1,
+                 sub_steps: int = 1) -> None:
+        if sub_steps < 1:
+            raise ValueError(f"sub_steps: {sub_steps}, at least 1")
         if exact_steps is not None and exact_steps < 1:
             raise ValueError(f"exact_steps: {exact_steps}, at least 1 (the applied step is always exact)")
         if tail_block_steps < 1:
@@ -147,7 +154,7 @@ class LinearProgram:
         if hold_steps < 1 or (hold_steps > 1 and exact_steps is not None and exact_steps < horizon):
             raise ValueError(f"hold_steps: {hold_steps}; valid: ≥ 1, and 1 unless every step is exact "
                              f"(exact_steps {exact_steps} < horizon {horizon})")
-        self.plant = plant
+        self.plant, self.sub_steps = plant, int(sub_steps)
         self.pooled = plant.regions_pooled() if exact_steps is not None and exact_steps < horizon else None
         self.step_hours = step_hours(horizon, exact_steps, tail_block_steps if self.pooled is not None else 1)
         # the plant of each LP step: exact, or pooled with the block's length as its step
@@ -193,7 +200,8 @@ class LinearProgram:
                          "burst_eur": (1, d.m), "unserved_risk_eur": (d.E, d.RK),
                          "pair_load0": (1, d.m if group_shares else 0),
                          "unserved_risk_a": (d.T, d.RKa), "weights": (1, len(KEPT_ROWS)),
-                         "pair_load": (d.H if hold_steps > 1 else 0, d.m)})
+                         "pair_load": (d.H if hold_steps > 1 else 0, d.m),
+                         "sub_ratio": (self.sub_steps if self.sub_steps > 1 else 0, d.RK)})
         return x, p
 
     def _group_map(self, group_shares: bool) -> None:
@@ -234,7 +242,8 @@ class LinearProgram:
     def _rows(self) -> list[Any]:
         """Every constraint row, block by block, the objective rows last (``_add`` records where)."""
         plant, rows = self.plant, self._step_rows()
-        keys = ("demand", "backlog", "demand_a", "backlog_a", "capacity", "reserve", "burst", "group_shares")
+        keys = ("demand", "backlog", "demand_a", "backlog_a", "capacity", "reserve", "burst", "sub_capacity",
+                "group_shares")
         blocks = [(key, rows[key]) for key in keys]
         blocks += [(f.name, f.rows(self)) for f in FAMILIES if f.applies(plant)]   # control.constraints
         blocks += self._hold_rows()
@@ -263,6 +272,7 @@ class LinearProgram:
             ratio, short_gpu_s = self._capacity_rows(rows, t, sp, xt)
             if t == 0:
                 self._step0_rows(rows, xt, ratio, short_gpu_s)
+                self._sub_step_rows(rows, sp, xt)
         return rows
 
     def _stream_rows(self, rows: defaultdict[str, list[Any]], t: int, sp: PlantParams, xt: Any,
@@ -308,6 +318,17 @@ class LinearProgram:
         work = ca.DM(plant.pool_work_matrix.sum(axis=0))        # GPU-s per request per pair
         pool_of_pair = plant.pairs[:, 1].tolist()
         rows["burst"].append(short_gpu_s[pool_of_pair, 0] + burst * work * xt - x("zb"))
+
+    def _sub_step_rows(self, rows: defaultdict[str, list[Any]], sp: PlantParams, xt: Any) -> None:
+        """The applied step's ``sub_capacity`` rows (``sub_steps`` > 1): each pool's work in each
+        sub-step of the hour, the hour's served load × the sub-step's load over the hour's mean per
+        stream (parameter ``sub_ratio``; the dispatcher routes every sub-step by the hour's shares),
+        minus its usable capacity (≤ 0 when the sub-steps are known, free rows otherwise)."""
+        x, p, rho_max = self.x, self.p, self.plant.rho_max
+        to_pairs = sp.casadi_matrices["stream_matrix"].T
+        for m in range(self.sub_steps if self.sub_steps > 1 else 0):
+            ratio = ca.mtimes(to_pairs, p("sub_ratio", m))
+            rows["sub_capacity"].append(pl.pool_work_gpu(sp, ratio * xt) - rho_max * x("n", 0))
 
     def per_block(self, per_step: list[Any]) -> list[Any]:
         """Rows per step summed over each hold block (unchanged without holds)."""

@@ -84,6 +84,10 @@ def row_bounds(plant: PlantParams, lp: LinearProgram, horizon_map: HorizonMap, s
     _load_rows(rows, plant, lp, horizon_map, state, fc)
     for key in ("capacity", "reserve", "burst"):
         rows.put(key, -np.inf, 0.0)
+    if "sub_capacity" in lp.rows:   # binding when the forecast knows the applied hour's sub-steps
+        if fc.load_sub_req_per_s is not None and fc.sub_steps != lp.sub_steps:
+            raise ValueError(f"forecast: {fc.sub_steps} sub-steps per step; the MPC was built for {lp.sub_steps}")
+        rows.put("sub_capacity", -np.inf, 0.0 if fc.load_sub_req_per_s is not None else np.inf)
     if "hold" in lp.rows:
         rows.put("hold", 0.0, 0.0)
     if "block_shares" in lp.rows:   # routing by one share per block, or free rows

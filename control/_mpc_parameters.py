@@ -59,13 +59,15 @@ class LoadLevels:
     ratio: np.ndarray    # (H, R·K) provisioning level ÷ median
     ratio_a: np.ndarray  # (T, pooled streams) the same in the pooled tail
     burst: np.ndarray    # (R·K,) the applied step's burst level ÷ median (deferrable: ``ratio``)
+    sub: np.ndarray | None = None  # (M, R·K) the applied step's sub-step loads ÷ its mean (known sub-steps only)
 
 
 def load_levels(plant: PlantParams, lp: LinearProgram, horizon_map: HorizonMap, fc: ControlForecast,
-                correlation: float, group_bursts: bool) -> LoadLevels:
+                correlation: float, group_bursts: bool, backlog_req: np.ndarray | None = None) -> LoadLevels:
     """The provisioning and burst levels of ``fc`` (per LP step). With group shares, a region
     group's streams' excesses combine at ``correlation`` and, with ``group_bursts``, the burst
-    level is the group total's (``control._headroom``)."""
+    level is the group total's (``control._headroom``). ``backlog_req``: the deferrable backlog
+    now per stream ``(R, K)`` (the sub-step rows offer it in every sub-step, as the plant does)."""
     d = lp.d
     med = fc.load_req_per_s.reshape(d.H, -1)
     # the 10-min peak factor is common to the fleet (fully correlated): it is divided out of the
@@ -89,7 +91,23 @@ def load_levels(plant: PlantParams, lp: LinearProgram, horizon_map: HorizonMap, 
     burst_ratio = burst_ratio * peak[0]
     # deferrable overflow returns to the backlog (never dropped): no burst row for batch work
     burst_ratio[d.deferred] = ratio[0, d.deferred]
-    return LoadLevels(med, ratio, ratio_a, burst_ratio)
+    sub = _sub_step_ratio(plant, fc, med[0], backlog_req) if lp.sub_steps > 1 else None
+    return LoadLevels(med, ratio, ratio_a, burst_ratio, sub)
+
+
+def _sub_step_ratio(plant: PlantParams, fc: ControlForecast, med0: np.ndarray,
+                    backlog_req: np.ndarray | None) -> np.ndarray | None:
+    """``(M, R·K)``: each stream's work in each sub-step of the applied hour over the hour's mean
+    (arrivals, plus the backlog offered in every sub-step for deferrable streams, as
+    ``control.controllers.provisioned_gpus`` sizes it; 1 for streams without work); None when the
+    forecast does not know the sub-steps."""
+    if fc.load_sub_req_per_s is None:
+        return None
+    offered = np.zeros_like(med0) if backlog_req is None else \
+        (np.where(plant.deferrable[None, :], np.asarray(backlog_req, dtype=float), 0.0) / plant.step_s).ravel()
+    sub = np.asarray(fc.load_sub_req_per_s)[0].reshape(fc.sub_steps, -1) + offered
+    mean = med0 + offered
+    return np.where(mean > 1e-12, sub / np.where(mean > 1e-12, mean, 1.0), 1.0)
 
 
 def pack_risk_prices(p: np.ndarray, lp: LinearProgram, plant: PlantParams, hours: np.ndarray,

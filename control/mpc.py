@@ -155,12 +155,19 @@ class AllocationMPC:
     exceeds a level-τ quantile with probability 1 − τ), so that GPUs are always bought while the
     pools have them. A request left unserved is charged the same exposure (its share of a high
     load is dropped too), so real load is never dropped to keep headroom.
+
+    With ``sub_steps`` M > 1 (the plant's sub-steps per hour) and a forecast that knows the applied
+    hour's sub-steps (perfect foresight), the applied step is also planned on them: each pool's
+    work in each sub-step, routed by the hour's shares, within its GPUs (hard rows
+    ``sub_capacity``), so that shares keep each pool's own busiest sub-step within what it runs
+    (the fleet's peak factor alone cannot see which pools peak together). Other forecasts leave
+    those rows free.
     """
 
 
     def __init__(self, plant: PlantParams, policy: ControlSettings, *, solver: str | None = None,
                  horizon_steps: int | None = None, fixed_pue: np.ndarray | None = None,
-                 backlog_value_eur_per_req: float | None = None, hold_steps: int = 1) -> None:
+                 backlog_value_eur_per_req: float | None = None, hold_steps: int = 1, sub_steps: int = 1) -> None:
         H = policy.horizon_steps if horizon_steps is None else horizon_steps
         _check_policy(policy, H, hold_steps)
         self.plant, self.policy, self.horizon, self.objective = plant, policy, H, policy.objective
@@ -169,7 +176,7 @@ class AllocationMPC:
         self.backlog_value = backlog_value_eur_per_req
         self.fixed_pue = None if fixed_pue is None else np.broadcast_to(fixed_pue, (plant.n_sites,))
         self.lp = lp = LinearProgram(plant, H, policy.exact_routing_steps or None, policy.group_interactive_shares,
-                                     policy.tail_block_steps, hold_steps)
+                                     policy.tail_block_steps, hold_steps, sub_steps)
         self.horizon_map = HorizonMap(lp, plant)
         self.expiry_guard = bool(policy.expiry_guard)
         self.max_share_vs_capacity = float(policy.max_share_vs_capacity)
@@ -204,15 +211,19 @@ class AllocationMPC:
         of serving it later: ``control._mpc_parameters.terminal_value_eur``)."""
         return terminal_value_eur(self.plant, self.lp, fc, pue_value)
 
-    def _parameters(self, fc: ControlForecast, end_step: int | None, daymask: np.ndarray) -> np.ndarray:
+    def _parameters(self, fc: ControlForecast, end_step: int | None, daymask: np.ndarray,
+                    backlog_req: np.ndarray | None = None) -> np.ndarray:
         """The LP's parameter vector for the forecast per LP step (``control._mpc_parameters``)."""
         lp, plant, d = self.lp, self.plant, self.lp.d
         p = np.zeros(lp.p.size)
         pue_value = pack_signals(p, lp, plant, fc, self.fixed_pue)
-        levels = load_levels(plant, lp, self.horizon_map, fc, self.group_provision_correlation, self.group_bursts)
+        levels = load_levels(plant, lp, self.horizon_map, fc, self.group_provision_correlation, self.group_bursts,
+                             backlog_req)
         lp.p.pack(p, "ratio", levels.ratio[:d.E])
         lp.p.pack(p, "ratio_a", levels.ratio_a)
         lp.p.pack(p, "burst", levels.burst)
+        if lp.sub_steps > 1:   # the rows are free unless the sub-steps are known (control._mpc_bounds)
+            lp.p.pack(p, "sub_ratio", levels.sub if levels.sub is not None else np.ones((lp.sub_steps, d.RK)))
         if lp.group_shares:
             lp.p.pack(p, "pair_load0", levels.median[0][plant.pair_stream])
         pack_risk_prices(p, lp, plant, self.horizon_map.hours[:, None], levels, self._shortfall_eur,
@@ -232,7 +243,7 @@ class AllocationMPC:
     def _step_data(self, state: PlantState, fc: ControlForecast, steps: ControlForecast, end_step: int | None,
                    block_shares: np.ndarray | None = None) -> StepData:
         end = None if end_step is None else int(self.horizon_map.step_of_hour[end_step])
-        p = self._parameters(steps, end, self.horizon_map.daymask(fc))
+        p = self._parameters(steps, end, self.horizon_map.daymask(fc), state.backlog_req)
         lbg, ubg = row_bounds(self.plant, self.lp, self.horizon_map, state, steps, block_shares is not None)
         ubx = self._ubx.copy()
         if len(self.lp.d.deferred):

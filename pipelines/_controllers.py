@@ -71,7 +71,7 @@ def _mpc(s: Setup) -> Controller:
     from control.mpc import AllocationMPC
 
     c, fb = s.cfg.control, _capacity_proportional(s)
-    return MPCController(AllocationMPC(s.plant, c), fb, episode_steps=s.steps,
+    return MPCController(AllocationMPC(s.plant, c, sub_steps=s.realised.sub_steps), fb, episode_steps=s.steps,
                          max_plan_reuse_steps=c.max_plan_reuse_steps, provision_headroom=c.provision_headroom)
 
 
