@@ -13,11 +13,13 @@
 4. Carbon: cost-first vs carbon-first, and the weighted mode over carbon prices (Pareto plot).
 5. Refresh in the loop: per tier, the MPC with the learned forecaster without and with
    ``--refresh-every N`` on the primary window (``bench/closed_loop_refresh.py``).
+6. What an hourly forecast could reach: per tier, the MPC given the realised hourly means, the
+   10-min shape unknown (``bench/closed_loop_oracle.py``).
 
 Run: ``.venv/bin/python bench/closed_loop.py [--quick] [--ray [--workers N]] [--model m-mid=FOLDER ...]`` →
 bench/results/closed_loop.md, .json and closed_loop_pareto.png. ``--quick``: 12-h windows (a smoke
-run, not a result). ``--sections refresh``: section 5 alone, merged into the existing JSON and
-Markdown (the other sections are not rerun). The rules of the MPC's applied step are chosen by
+run, not a result). ``--sections refresh`` / ``oracle``: section 5 / 6 alone, merged into the
+existing JSON and Markdown (the other sections are not rerun). The rules of the MPC's applied step are chosen by
 ``bench/rules.py``.
 """
 
@@ -38,6 +40,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend
 import numpy as np
 
+from bench.closed_loop_oracle import oracle_markdown, oracle_study
 from bench.closed_loop_refresh import refresh_markdown, refresh_study
 from control.from_data import fleet_dataset
 from pipelines.closed_loop import (
@@ -208,8 +211,15 @@ def write_markdown(result: dict) -> None:
                      f"{p['co2_kg']:.1f} | {p['co2_cut_pct']:.1f} | {p['cost_increase_pct']:.1f} |")
     if "refresh" in result:
         lines += refresh_markdown(result["refresh"])
+    if "oracle" in result:
+        lines += oracle_markdown(result["oracle"], {tier: t["controllers"][t["main"]]["gap_to_hindsight"]
+                                                    for tier, t in result["tiers"].items()})
     (RESULTS / "closed_loop.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def _cost_refs(tiers: dict) -> dict[str, float]:
+    return {tier: float(t["cost_ref"]) for tier, t in tiers.items()}
 
 
 def main() -> None:
@@ -222,23 +232,27 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], metavar="TIER=URI",
                     help="a tier's learned forecaster (default m-large: the registered one); a tier without "
                          "one runs the MPC on seasonal-naive forecasts and says so")
-    ap.add_argument("--sections", choices=("all", "refresh"), default="all",
-                    help="refresh: only section 5, merged into the existing closed_loop.json/.md (default: all)")
+    ap.add_argument("--sections", choices=("all", "refresh", "oracle"), default="all",
+                    help="refresh / oracle: only section 5 / 6, merged into the existing closed_loop.json/.md "
+                         "(default: all)")
     args = ap.parse_args()
     if args.render:
         write_markdown(json.loads((RESULTS / "closed_loop.json").read_text(encoding="utf-8")))
         return
     steps = 12 if args.quick else None
     models = {"m-large": MODEL_URI, **dict(m.split("=", 1) for m in args.model)}
-    if args.sections == "refresh":
+    if args.sections != "all":
         result = json.loads((RESULTS / "closed_loop.json").read_text(encoding="utf-8"))
 
-        def save(study: dict) -> None:   # after each tier: merged into the existing results
-            result["refresh"] = study
+        def save(key: str, study: dict) -> None:   # merged into the existing results (refresh: after each tier)
+            result[key] = study
             (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n",
                                                       encoding="utf-8")
 
-        save(refresh_study(TIERS, models, steps, ROOT, save))
+        if args.sections == "refresh":
+            save("refresh", refresh_study(TIERS, models, steps, ROOT, lambda study: save("refresh", study)))
+        else:
+            save("oracle", oracle_study(TIERS, steps, ROOT, _cost_refs(result["tiers"])))
         write_markdown(result)
         return
     started = time.perf_counter()
@@ -311,6 +325,7 @@ def main() -> None:
               "value_of_forecasts": default["value_of_forecasts"], "tiers": tiers,
               "temperature_july": temp, "carbon_order": carbon, "carbon_pareto": pareto,
               "july": f"{sj.t0:%Y-%m-%d}, {sj.steps} h", "refresh": refresh_study(TIERS, models, steps, ROOT),
+              "oracle": oracle_study(TIERS, steps, ROOT, _cost_refs(tiers)),
               "machine": machine, "wall_seconds": wall, "quick": args.quick}
     (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     write_markdown(result)
