@@ -238,3 +238,20 @@ def test_the_sub_step_rows_are_free_for_a_forecast_without_sub_steps():
     plans = [AllocationMPC(plant, policy(horizon_steps=4, order=("cost",)), sub_steps=m).solve(state, fc)
              for m in (1, 6)]
     assert plans[1].stage_values[0] == pytest.approx(plans[0].stage_values[0], rel=1e-7)
+
+
+def test_the_sub_step_ratio_offers_the_backlog_in_every_sub_step():
+    """The sub-step rows' work per stream over its hour's mean: chat 2 and 6 req/s (mean 4) → 0.5
+    and 1.5; batch 0 and 2 req/s (mean 1) with 3,600 requests waiting (1 req/s over the hour,
+    offered in every sub-step as the plant does) → (0 + 1) / 2 and (2 + 1) / 2, not 0 and 2."""
+    from control._mpc_parameters import load_levels
+
+    plant = tiny_plant(classes=("chat", "batch"), gpus=20.0)
+    sub = np.zeros((1, 2, 1, 2))
+    sub[0, :, 0, 0], sub[0, :, 0, 1] = [2.0, 6.0], [0.0, 2.0]
+    fc = replace(flat_forecast(plant, 1, load=sub.mean(axis=1)), load_sub_req_per_s=sub).validate(plant)
+    mpc = AllocationMPC(plant, policy(horizon_steps=1), sub_steps=2)
+    levels = load_levels(plant, mpc.lp, mpc.horizon_map, fc, 1.0, False, np.array([[0.0, 3600.0]]))
+    assert levels.sub is not None
+    np.testing.assert_allclose(levels.sub, [[0.5, 0.5], [1.5, 1.5]], rtol=EXACT)
+    assert load_levels(plant, mpc.lp, mpc.horizon_map, flat_forecast(plant, 1), 1.0, False).sub is None
