@@ -20,6 +20,7 @@ from control._horizon import HorizonMap
 from control._lp import LinearProgram
 from control.inputs import ControlForecast
 from control.plant import PlantParams
+from control.sizing import stream_work_req_per_s
 
 __all__ = ["TERMINAL_TIE_BREAK", "LoadLevels", "load_levels", "pack_risk_prices", "pack_signals",
            "pack_terminal", "shortfall_eur", "terminal_value_eur"]
@@ -99,14 +100,12 @@ def _sub_step_ratio(plant: PlantParams, fc: ControlForecast, med0: np.ndarray,
                     backlog_req: np.ndarray | None) -> np.ndarray | None:
     """``(M, R·K)``: each stream's work in each sub-step of the applied hour over the hour's mean
     (arrivals, plus the backlog offered in every sub-step for deferrable streams, as
-    ``control.controllers.provisioned_gpus`` sizes it; 1 for streams without work); None when the
+    ``control.sizing.provision_gpus`` sizes it; 1 for streams without work); None when the
     forecast does not know the sub-steps."""
     if fc.load_sub_req_per_s is None:
         return None
-    offered = np.zeros_like(med0) if backlog_req is None else \
-        (np.where(plant.deferrable[None, :], np.asarray(backlog_req, dtype=float), 0.0) / plant.step_s).ravel()
-    sub = np.asarray(fc.load_sub_req_per_s)[0].reshape(fc.sub_steps, -1) + offered
-    mean = med0 + offered
+    sub = stream_work_req_per_s(plant, fc.load_sub_req_per_s[0], backlog_req).reshape(fc.sub_steps, -1)
+    mean = stream_work_req_per_s(plant, med0.reshape(fc.load_req_per_s.shape[1:]), backlog_req).ravel()
     return np.where(mean > 1e-12, sub / np.where(mean > 1e-12, mean, 1.0), 1.0)
 
 

@@ -62,12 +62,6 @@ def _idle_battery(plant: PlantParams) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(plant.n_sites), np.zeros(plant.n_sites)
 
 
-def _stream_work(plant: PlantParams, state: PlantState, load_req_per_s: np.ndarray) -> np.ndarray:
-    """Work of each stream this step, req/s ``(R, K)``: arrivals (+ backlog for deferrable)."""
-    backlog = np.where(plant.deferrable[None, :], state.backlog_req, 0.0) / plant.step_s
-    return load_req_per_s + backlog
-
-
 def _check_headroom(headroom: float) -> float:
     if not (np.isfinite(headroom) and 0.0 <= headroom):
         raise ValueError(f"provision_headroom: {headroom}; valid: a finite fraction ≥ 0 (control.provision_headroom)")
@@ -169,7 +163,7 @@ class GreedyController:
     def act(self, t: int, state: PlantState, forecast: ControlForecast) -> Allocation:
         plant = self.plant
         R, K = len(plant.region_names), len(plant.class_names)
-        work = _stream_work(plant, state, forecast.load_provision_req_per_s[0])   # req/s
+        work = sizing.stream_work_req_per_s(plant, forecast.load_provision_req_per_s[0], state.backlog_req)
         share = np.zeros((R, plant.n_pools, K))
         rank = self._pool_rank(forecast)
         installed = plant.rho_max * fixed_mode_gpus(plant)                        # GPU-s per s

@@ -24,7 +24,8 @@ from control.site_policy import check_every_stream_has_a_pool, policy_masks
 from forecast.scenario import Scenario
 from forecast.schema import ConfigError
 
-__all__ = ["TokenStats", "fleet_load_factor", "great_circle_km", "provision_gpus", "rtt_s", "size_plant"]
+__all__ = ["TokenStats", "fleet_load_factor", "great_circle_km", "provision_gpus", "rtt_s", "size_plant",
+           "stream_work_req_per_s"]
 
 EARTH_RADIUS_KM = 6371.0
 ROUTE_FACTOR = 1.5
@@ -186,10 +187,19 @@ def provision_gpus(plant: PlantParams, share: np.ndarray, load_req_per_s: np.nda
     if load.shape != (R, K) or share.shape != (R, plant.n_pools, K):
         raise ValueError(f"provision_gpus: load {load.shape} / share {share.shape}; "
                          f"expected ({R}, {K}) / ({R}, {plant.n_pools}, {K})")
-    work = load if backlog_req is None else \
-        load + np.where(plant.deferrable[None, :], np.asarray(backlog_req, dtype=float), 0.0) / plant.step_s
+    work = stream_work_req_per_s(plant, load, backlog_req)
     need = np.einsum("rpk,rk,pk->p", share, work, plant.gpu_s_per_req) / plant.rho_max   # GPUs at rho_max
     return np.minimum(need * (1.0 + headroom), plant.gpus_max)
+
+
+def stream_work_req_per_s(plant: PlantParams, load_req_per_s: np.ndarray,
+                          backlog_req: np.ndarray | None) -> np.ndarray:
+    """Work of each stream in a step, req/s ``(…, R, K)``: ``load_req_per_s`` plus, for deferrable
+    classes, the backlog ``(R, K)`` spread over the step (as the plant offers it; None: none)."""
+    load = np.asarray(load_req_per_s, dtype=float)
+    if backlog_req is None:
+        return load
+    return load + np.where(plant.deferrable[None, :], np.asarray(backlog_req, dtype=float), 0.0) / plant.step_s
 
 
 def fleet_load_factor(scenario: Scenario, hardware: HardwareCatalogue, control: ControlSettings,
