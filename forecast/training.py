@@ -13,6 +13,7 @@ strategy every process trains on its share of each global batch (``forecast.dist
 
 from __future__ import annotations
 
+import atexit
 import copy
 import math
 import tempfile
@@ -22,7 +23,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from forecast.distributed import BatchShare
@@ -167,6 +168,25 @@ def lightning_strategy(strategy: str, processes: int) -> str:
     return f"{strategy}_find_unused_parameters_true"
 
 
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+class _ProcessGroupExit(Callback):
+    """Destroys the process group when a DDP process exits. Lightning registers that only for
+    NCCL; a gloo group left to the interpreter's exit can abort a spawned process ("terminate
+    called without an active exception", seen once in CI)."""
+
+    registered = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if (not _ProcessGroupExit.registered and torch.distributed.is_available()
+                and torch.distributed.is_initialized()):
+            atexit.register(_destroy_process_group)
+            _ProcessGroupExit.registered = True
+
+
 def _restore_best(trainer: L.Trainer, module: QuantileModule, ckpt: ModelCheckpoint) -> float:
     """Load the best checkpoint into ``module``; its validation loss (NaN without one).
 
@@ -209,7 +229,7 @@ def train_net(net: ForecastNet, train: WindowBatches, valid: WindowBatches, *,
             accelerator="cpu", strategy=lightning_strategy(strategy, devices * num_nodes),
             devices=devices, num_nodes=num_nodes,
             use_distributed_sampler=False, logger=logger if logger is not None else False,
-            callbacks=[EarlyStopping(monitor=monitor, patience=patience, mode="min"), ckpt],
+            callbacks=[EarlyStopping(monitor=monitor, patience=patience, mode="min"), ckpt, _ProcessGroupExit()],
             enable_progress_bar=progress, enable_model_summary=False, deterministic=True,
             num_sanity_val_steps=0, default_root_dir=ckpt_dir, log_every_n_steps=1)
         trainer.fit(module, datamodule=WindowData(train, valid, seed, num_threads))
