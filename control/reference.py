@@ -80,6 +80,10 @@ class Reference:
             of fill on and off when the plant fills).
         shares_lp_replay_eur: the plan of the same LP with routing by hourly shares (rows
             ``block_shares``; continuous GPUs) replayed (NaN when it found none).
+        shares_lp_eur: that LP's own optimum (continuous GPUs, no queueing; NaN when it found
+            none): ``cost_bound`` with the routing held for the hour, which a plant applying hourly
+            shares cannot beat except through its dispatcher's spill; ``bound_spread`` splits at it
+            into routing per hour (``shares_spread``) and whole GPUs with queueing.
         milp_replay_eur: the whole-GPU MILP's plan replayed (NaN when it found none).
         milp_status: HiGHS's status (``Optimal``: within ``mip_rel_gap``; ``Time limit reached``).
         milp_gap: the MILP's relative gap when it stopped (inf without a solution).
@@ -94,6 +98,7 @@ class Reference:
     ref_source: str
     lp_replay_eur: float
     shares_lp_replay_eur: float
+    shares_lp_eur: float
     milp_replay_eur: float
     milp_status: str
     milp_gap: float
@@ -115,6 +120,13 @@ class Reference:
         """(cost_ref − cost_bound) ÷ cost_bound (NaN when the bound is 0)."""
         b = self.cost_bound_eur
         return (self.cost_ref_eur - b) / b if b else float("nan")
+
+    @property
+    def shares_spread(self) -> float:
+        """(shares LP − cost_bound) ÷ cost_bound: the part of ``bound_spread`` that routing by
+        hourly shares costs with continuous GPUs and no queueing (NaN without that LP or bound)."""
+        b = self.cost_bound_eur
+        return (self.shares_lp_eur - b) / b if b else float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,5 +291,7 @@ def hindsight_reference(plant: PlantParams, realised: ControlForecast, steps: in
     best = min(replays, key=lambda name: replays[name][0].cost_eur)
     status = milp.stage_status[0] if milp.stage_status else milp.status
     episode, fill = replays[best]
+    shares_eur = float(shares.stage_values[0]) if shares.success and shares.stage_values else math.nan
     return Reference(float(lp.stage_values[0]), eur[best], f"{best}-replay{fill}", eur["lp"], eur["lp-shares"],
-                     eur["milp"], status, gap, status != "Optimal", M, time.perf_counter() - began, episode)
+                     shares_eur, eur["milp"], status, gap, status != "Optimal", M, time.perf_counter() - began,
+                     episode)

@@ -48,10 +48,12 @@ def comparison_table(runs: dict[str, Any], ref: Reference, main: str,
 
 
 def reference_metrics(ref: Reference, runs: dict[str, Any], s: Any, main: str) -> dict[str, float]:
-    """The parent run's metrics of a window: ``cost_ref``, ``cost_bound``, ``bound_spread``, the
-    MILP's gap and ``value_of_forecasts_*`` (the main forecaster's MPC − the perfect one's)."""
+    """The parent run's metrics of a window: ``cost_ref``, ``cost_bound``, ``bound_spread`` and its
+    ``shares_spread`` part, the MILP's gap and ``value_of_forecasts_*`` (the main forecaster's MPC −
+    the perfect one's)."""
     out = {"cost_ref": ref.cost_ref_eur, "cost_bound": ref.cost_bound_eur, "bound_spread": ref.bound_spread,
-           "milp_gap": ref.milp_gap, "milp_stopped_early": float(ref.milp_stopped_early)}
+           "shares_spread": ref.shares_spread, "milp_gap": ref.milp_gap,
+           "milp_stopped_early": float(ref.milp_stopped_early)}
     learned, perfect = runs.get(f"mpc [{main}]"), runs.get("mpc [perfect]")
     if learned is not None and perfect is not None:
         out |= value_of_forecasts(s.plant, s.realised, learned.episode, perfect.episode)
@@ -85,7 +87,8 @@ def print_table(full: pd.DataFrame, windows: bool) -> None:
 def print_references(values: dict[str, dict[str, float]], main: str) -> None:
     for w, v in values.items():
         line = (f"\n{w}: cost_bound {v['cost_bound']:.2f} EUR, cost_ref {v['cost_ref']:.2f} EUR, "
-                f"bound_spread {100 * v['bound_spread']:.2f} %")
+                f"bound_spread {100 * v['bound_spread']:.2f} % (routing by hourly shares "
+                f"{100 * v['shares_spread']:.2f} %, whole GPUs and queueing the rest)")
         if "value_of_forecasts_eur" in v:
             line += (f"; value_of_forecasts (mpc [{main}] − mpc [perfect]) {v['value_of_forecasts_eur']:.2f} EUR = "
                      f"idle energy {v['value_of_forecasts_idle_energy_eur']:.2f} + drops "

@@ -77,6 +77,7 @@ def test_without_sub_step_load_the_references_are_hourly():
     assert ref.cost_bound_eur == pytest.approx(hourly.stage_values[0], rel=SOLVER)
     assert ref.cost_ref_eur >= ref.cost_bound_eur * (1 - SOLVER)
     assert ref.shares_lp_replay_eur == ref.lp_replay_eur   # hourly routing is share routing already
+    assert ref.shares_lp_eur == ref.cost_bound_eur and ref.shares_spread == 0.0
 
 
 def test_known_optimum_gpus_cover_the_sub_step_peak_and_the_milp_rounds_them_up():
@@ -112,6 +113,8 @@ def test_on_smoke_data_cost_ref_is_at_least_cost_bound_and_the_milp_has_whole_gp
     assert ref.cost_ref_eur == np.nanmin([ref.lp_replay_eur, ref.shares_lp_replay_eur, ref.milp_replay_eur])
     assert ref.episode.cost_eur == ref.cost_ref_eur and len(ref.episode.records) == steps
     assert ref.bound_spread == pytest.approx((ref.cost_ref_eur - ref.cost_bound_eur) / ref.cost_bound_eur)
+    # the shares LP is the bound's LP with the routing held for the hour: never below it
+    assert ref.shares_lp_eur >= ref.cost_bound_eur * (1 - SOLVER) and ref.shares_spread >= -SOLVER
     problem, mpc, bound = hindsight_bound(s.plant, s.realised, steps, state)
     milp, gap = mpc.solve_whole_gpus(problem.state, problem.forecast, end_step=steps * 6 - 1,
                                      block_shares=block_backlog_req(s.plant, bound.plan, state, 6))
