@@ -5,7 +5,7 @@ What any forecaster of *hourly* load could reach: per tier, primary window, the 
 signal's realised hourly values exactly (no spread: median = provisioning level), while the hour's
 10-min shape stays unknown — interactive streams are provisioned at the mean × the fleet's peak
 factor of the load's training days at each quantile of ``PEAK_QUANTILES`` (how learned forecasts
-are scaled: ``pipelines._loop_forecasts._dataset_peak_factor``), and the plant still dispatches
+are scaled: ``pipelines._loop_forecasts.dataset_peak_factor``), and the plant still dispatches
 the realised 10-min arrivals. The cheapest run without drops, against the tier's ``cost_ref``, is
 the part of the learned MPC's gap (DESIGN §5) that no hourly forecast can close; the rest is the
 hourly forecast's error.
@@ -22,7 +22,7 @@ from control.inputs import ControlForecast
 from control.simulate import run_episode
 from control.state import PlantState
 from pipelines._controllers import make_controller
-from pipelines._loop_forecasts import _dataset_peak_factor
+from pipelines._loop_forecasts import dataset_peak_factor
 from pipelines._loop_report import kpis
 from pipelines.closed_loop import Setup, prepare
 from pipelines.config import load_config
@@ -36,7 +36,7 @@ KPIS = ("cost_eur", "energy_cost_eur", "drop_penalty_eur", "slo_penalty_eur", "d
 def hourly_oracle(s: Setup, quantile: float) -> tuple[ControlForecast, float]:
     """The realised inputs without their sub-steps, interactive streams provisioned (and burst) at
     the hourly mean × the fleet's training-day peak factor at ``quantile``; and that factor."""
-    peak = _dataset_peak_factor(s.data, s.plant, quantile)
+    peak = dataset_peak_factor(s.data, s.plant, quantile)
     if peak is None:
         raise ValueError("hourly oracle: the dataset has no 10-min load")
     real = s.realised

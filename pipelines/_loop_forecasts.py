@@ -27,7 +27,7 @@ for the hour's 10-min *peak*, not its mean: the fleet's peak factor (10-min max 
 the interactive streams' summed load), at the provisioning quantile (``control.load_quantile``)
 over the hours of the load's training days (recorded days 0 … ``PEAK_TRAIN_DAYS`` − 1,
 ``Dataset.load_10min``), multiplies the provisioning and burst levels of the interactive streams
-of learned and seasonal-naive forecasts (``fit_peak_factor``, ``_dataset_peak_factor``) and travels
+of learned and seasonal-naive forecasts (``fit_peak_factor``, ``dataset_peak_factor``) and travels
 along as ``ControlForecast.load_peak_factor`` (the MPC combines the forecast spread without it); the
 median stays the hourly mean. The perfect forecaster uses each hour's realised fleet peak factor instead and hands
 the controllers the realised sub-steps (``ControlForecast.load_sub_req_per_s``), so that the
@@ -67,8 +67,8 @@ from forecast.features import LOAD_10MIN
 from forecast.models import ForecasterSuite
 from forecast.output import Forecast
 
-__all__ = ["LOAD", "PEAK_TRAIN_DAYS", "ForecastParts", "LoopForecaster", "control_forecast", "fit_peak_factor",
-           "forecast_parts", "forecaster_for", "history_of", "peak_provisioned"]
+__all__ = ["LOAD", "PEAK_TRAIN_DAYS", "ForecastParts", "LoopForecaster", "control_forecast", "dataset_peak_factor",
+           "fit_peak_factor", "forecast_parts", "forecaster_for", "history_of", "peak_provisioned"]
 
 SIGNALS = (*SITE_SIGNALS, LOAD)
 LoopForecaster = Callable[[int], ControlForecast]
@@ -91,7 +91,7 @@ def _recorded_start(dataset: Dataset) -> dict[str, pd.Timestamp]:
     return {str(k): pd.Timestamp(v) for k, v in sel.groupby("site")["ts"].min().items()}
 
 
-def _dataset_peak_factor(dataset: Dataset, plant: PlantParams, quantile: float,
+def dataset_peak_factor(dataset: Dataset, plant: PlantParams, quantile: float,
                         before: pd.Timestamp | None = None) -> np.ndarray | None:
     """Per stream ``(R·K,)``: the fleet's peak factor (``fit_peak_factor`` of the summed load of
     the interactive streams, at ``quantile``) for interactive streams, 1 for deferrable ones; None
@@ -223,7 +223,7 @@ def forecast_parts(kind: str, dataset: Dataset, plant: PlantParams, t0: pd.Times
     predict, note = _signal_predictor(kind, history, t0, horizon, suite)
     factor, burst_note = _burst_factor(_load_predictor(kind, history, t0, horizon, suite), history, plant, t0,
                                        load_quantile, burst_quantile, group_correlation)
-    peak = _dataset_peak_factor(dataset, plant, load_quantile, peak_before)
+    peak = dataset_peak_factor(dataset, plant, load_quantile, peak_before)
     return ForecastParts(predict, factor, peak, note + burst_note + _peak_note(peak, load_quantile))
 
 
