@@ -109,7 +109,7 @@ class ControlSettings:
     step_h: float = field(default=1.0, metadata=rng(1.0, 1.0))
     rho_max: float = field(default=0.8, metadata=rng(0.05, 1.0))
     load_quantile: float = field(default=0.9, metadata=rng(0.1, 0.9))
-    burst_quantile: float = field(default=0.995, metadata=rng(0.5, 0.9999))
+    burst_quantile: float = field(default=0.9, metadata=rng(0.5, 0.9999))
     objective: Literal["lexicographic", "weighted"] = "lexicographic"
     order: tuple[Literal["cost", "carbon", "delay", "water"], ...] = ("cost", "carbon", "delay")
     epsilon: float = field(default=0.001, metadata=rng(0.0, 1.0))
@@ -126,8 +126,8 @@ class ControlSettings:
     exact_routing_steps: int = field(default=6, metadata=rng(0, 24 * 14))
     group_interactive_shares: bool = True
     tail_block_steps: int = field(default=4, metadata=rng(1, 24))
-    expiry_guard: bool = True
-    max_share_vs_capacity: float = field(default=0.0, metadata=rng(0.0, 100.0))
+    expiry_guard: bool = False
+    max_share_vs_capacity: float = field(default=1.5, metadata=rng(0.0, 100.0))
     slo_aware_gpus: bool = False
     group_provision_correlation: float = field(default=0.0, metadata=rng(0.0, 1.0))
     group_bursts: bool = True
