@@ -19,12 +19,8 @@ from dataclasses import replace
 import numpy as np
 
 from control.inputs import ControlForecast
-from control.simulate import run_episode
-from control.state import PlantState
-from pipelines._controllers import make_controller
-from pipelines._loop_forecasts import dataset_peak_factor
-from pipelines._loop_report import kpis
-from pipelines.closed_loop import Setup, prepare
+from pipelines._loop_forecasts import dataset_peak_factor, window_forecaster
+from pipelines.closed_loop import Setup, prepare, run_loop
 from pipelines.config import load_config
 
 __all__ = ["PEAK_QUANTILES", "hourly_oracle", "oracle_markdown", "oracle_study"]
@@ -49,13 +45,9 @@ def hourly_oracle(s: Setup, quantile: float) -> tuple[ControlForecast, float]:
 
 def _run(s: Setup, quantile: float) -> dict[str, float]:
     oracle, factor = hourly_oracle(s, quantile)
-    ctrl = make_controller("mpc", s)
-    state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
-    ep = run_episode(s.plant, ctrl, s.realised, s.steps, state,
-                     lambda t: oracle.window(t, min(s.horizon, oracle.horizon - t)))
-    k = kpis(s.plant, ep, ctrl)
-    gpus = float(np.mean([r.gpus_applied.sum() for r in ep.records]))
-    return {**{name: float(k[name]) for name in KPIS}, "peak_factor": factor, "gpus_per_h": gpus}
+    out = run_loop(s, "mpc", "hourly-oracle", show_progress=False, forecast=window_forecaster(oracle, s.horizon))
+    gpus = float(np.mean([r.gpus_applied.sum() for r in out.episode.records]))
+    return {**{name: float(out.kpis[name]) for name in KPIS}, "peak_factor": factor, "gpus_per_h": gpus}
 
 
 def oracle_study(tiers: dict[str, tuple[str, list[str]]], steps: int | None, root: object,

@@ -68,7 +68,8 @@ from forecast.models import ForecasterSuite
 from forecast.output import Forecast
 
 __all__ = ["LOAD", "PEAK_TRAIN_DAYS", "ForecastParts", "LoopForecaster", "control_forecast", "dataset_peak_factor",
-           "fit_peak_factor", "forecast_parts", "forecaster_for", "history_of", "peak_provisioned"]
+           "fit_peak_factor", "forecast_parts", "forecaster_for", "history_of", "peak_provisioned",
+           "window_forecaster"]
 
 SIGNALS = (*SITE_SIGNALS, LOAD)
 LoopForecaster = Callable[[int], ControlForecast]
@@ -133,7 +134,12 @@ def _perfect_forecaster(realised: ControlForecast, plant: PlantParams, horizon: 
     seen = peak_provisioned(realised, plant)
     note = "perfect foresight (realised data" + (", GPUs for each hour's 10-min peak)" if seen is not realised
                                                  else ")")
-    return (lambda t: seen.window(t, min(horizon, seen.horizon - t))), note
+    return window_forecaster(seen, horizon), note
+
+
+def window_forecaster(known: ControlForecast, horizon: int) -> LoopForecaster:
+    """``t -> ControlForecast``: ``known``'s next ``horizon`` steps from step t (fewer at its end)."""
+    return lambda t: known.window(t, min(horizon, known.horizon - t))
 
 
 def _signal_predictor(kind: str, history: dict[str, pd.DataFrame], t0: pd.Timestamp, horizon: int,

@@ -34,7 +34,7 @@ from pipelines import _tracking as tracking
 from pipelines import _tracking_registry as registry
 from pipelines._args import WINDOWS
 from pipelines._controllers import controller_state, make_controller, restore_state
-from pipelines._loop_forecasts import forecaster_for
+from pipelines._loop_forecasts import LoopForecaster, forecaster_for
 from pipelines._loop_report import dispatch_columns, fallback_columns, flow_frame, kpis, site_frame
 from pipelines.config import Config
 
@@ -209,7 +209,8 @@ def _loop_forecaster(s: Setup, forecaster: str, suite: Any, refresher: Refresher
 def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
              show_progress: bool = True, checkpoint: Path | None = None, checkpoint_every: int = 0,
              resume: bool = False, observers: tuple[Any, ...] = (), lineage: dict[str, str] | None = None,
-             force: bool = False, refresher: Refresher | None = None) -> RunOutput:
+             force: bool = False, refresher: Refresher | None = None,
+             forecast: LoopForecaster | None = None) -> RunOutput:
     """One closed-loop episode of a controller with a forecaster (``perfect``, ``seasonal-naive``, ``learned``).
 
     With ``checkpoint`` and ``checkpoint_every = N``, the state, the steps so far and the
@@ -220,10 +221,13 @@ def run_loop(s: Setup, controller_name: str, forecaster: str, suite: Any = None,
     without ``force``). ``lineage``: the learned forecaster's ``forecaster_model_*`` entries
     (``pipelines._tracking_registry.model_lineage``). ``refresher``: a learned forecaster re-fitted
     every N hours (``pipelines.refresh``); the output then names the version of each step.
+    ``forecast``: a ``t -> ControlForecast`` of the caller's instead of ``forecaster``'s (which then
+    only names it), e.g. a bench's oracle.
     """
     ctrl = make_controller(controller_name, s)
     refresher = refresher if forecaster == "learned" else None
-    fc_fn, note = _loop_forecaster(s, forecaster, suite, refresher)
+    fc_fn, note = (forecast, forecaster) if forecast is not None else _loop_forecaster(s, forecaster, suite,
+                                                                                        refresher)
     state = PlantState.initial(s.plant, water_day=int(s.realised.day_index[0]))
     wanted = checkpoint is not None and (resume or checkpoint_every > 0)
     depends = _depends(s, controller_name, forecaster, lineage) if wanted else {}
