@@ -128,9 +128,10 @@ class Scaling:
 
 
 def lookback_frame(history: History, signal: str, t0: pd.Timestamp, steps: int,
-                   series: tuple[str, ...], step: pd.Timedelta) -> pd.DataFrame:
+                   series: tuple[str, ...], step: pd.Timedelta, min_steps: int | None = None) -> pd.DataFrame:
     """The last ``steps`` rows before ``t0`` of one signal, columns ``series``; rows at or after t0
-    are never read.
+    are never read. With ``min_steps``, fewer rows do when the history holds fewer regular, complete
+    ones (at least ``min_steps``): the longest such run that ends just before ``t0``.
 
     Raises:
         KeyError: the signal or a series is missing from the history.
@@ -152,6 +153,12 @@ def lookback_frame(history: History, signal: str, t0: pd.Timestamp, steps: int,
     end = int(idx.searchsorted(t0, side="left"))  # rows before t0 only
     cols = [frame.columns.get_loc(s) for s in series]
     past = frame.iloc[max(0, end - steps):end, cols]
+    if min_steps is not None and min_steps < steps:
+        past = _complete_tail(past, t0, step)
+        if len(past) >= min_steps:
+            return past
+        steps = min_steps
+        past = frame.iloc[max(0, end - steps):end, cols]
     want = pd.date_range(t0 - steps * step, periods=steps, freq=step)
     if len(past) < steps or not past.index.equals(want):
         have = f"{past.index[0]} … {past.index[-1]}" if len(past) else "nothing"
@@ -162,6 +169,16 @@ def lookback_frame(history: History, signal: str, t0: pd.Timestamp, steps: int,
         raise ValueError(f"history[{signal!r}]: NaN in the look-back {want[0]} … {want[-1]} "
                          f"for series {bad}")
     return past
+
+
+def _complete_tail(past: pd.DataFrame, t0: pd.Timestamp, step: pd.Timedelta) -> pd.DataFrame:
+    """The longest run of ``past``'s last rows that sit on the regular grid ending one ``step``
+    before ``t0`` and hold no NaN."""
+    n = len(past)
+    on_grid = (t0 - past.index) / step == np.arange(n, 0, -1)
+    good = on_grid & ~past.isna().to_numpy().any(axis=1)
+    bad_from_end = np.flatnonzero(~good[::-1])
+    return past.iloc[n - bad_from_end[0]:] if len(bad_from_end) else past
 
 
 def gather_windows(values: np.ndarray, series_idx: np.ndarray, origin: np.ndarray,

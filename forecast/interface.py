@@ -48,6 +48,12 @@ class Forecaster:
         self.input_key = signal
         self.input_step = step
 
+    @property
+    def history_steps(self) -> int:
+        """Rows before the issue time that ``predict`` reads when the history has them (at least
+        ``lookback_steps``)."""
+        return self.lookback_steps
+
     def fit(self, history: pd.DataFrame, validation: pd.DataFrame | None = None) -> Forecaster:
         """Learn from the training period (series are the history's columns)."""
         self.series = tuple(str(c) for c in history.columns)
@@ -83,8 +89,8 @@ class Forecaster:
         t0 = t0.tz_convert("UTC")
         if isinstance(history, pd.DataFrame) and "signal" not in history.columns:
             history = {self.signal: history}
-        frame = lookback_frame(as_history(history), self.input_key, t0, self.lookback_steps,
-                               self.series, self.input_step)
+        frame = lookback_frame(as_history(history), self.input_key, t0, self.history_steps,
+                               self.series, self.input_step, min_steps=self.lookback_steps)
         values = frame.to_numpy(dtype=np.float64)
         arr = self._predict_last(values, frame.index, t0, horizon)
         return Forecast(t0, self.step, self.quantiles, {self.signal: self.series}, {self.signal: arr})

@@ -229,11 +229,22 @@ class LearnedForecaster(Forecaster):
     # --- prediction -----------------------------------------------------------------------
     def _windows(self, values: np.ndarray, times: pd.DatetimeIndex, origins: np.ndarray,
                  horizon: int) -> np.ndarray:
-        assert self.net is not None and self.scaling is not None
+        assert self.scaling is not None
         if horizon > self.horizon_steps:
             raise ValueError(f"{self.signal}: horizon {horizon} exceeds the trained {self.horizon_steps} steps")
         cols = np.array([self.all_series.index(s) for s in self.series])
         z = self.scaling.forward(values, cols).T.astype(np.float32)  # (n, T)
+        pred = self._scaled(z, times, origins)[:, :horizon]  # (N, H, n, Q), scaled
+        if self.calibration is not None:   # fitted on scaled forecasts: applied before unscaling
+            factors = self._rolling_factors(z, times, origins)
+            for i, f in enumerate(factors):
+                pred[i] = apply_spread_factors(pred[i], self.calibration if f is None else f, self.quantiles)
+        return self.scaling.inverse(pred.transpose(0, 1, 3, 2), cols).transpose(0, 1, 3, 2)
+
+    def _scaled(self, z: np.ndarray, times: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray:
+        """The net's raw quantiles ``(N, horizon_steps, n, Q)`` in scaled units from scaled inputs ``z (n, T)``."""
+        assert self.net is not None
+        cols = np.array([self.all_series.index(s) for s in self.series])
         n, n_o = len(cols), len(origins)
         t0 = times[0] + pd.to_timedelta(origins * self.input_step.total_seconds(), unit="s")
         zones, tz_idx = self._tz_index(self.series)
@@ -250,11 +261,54 @@ class LearnedForecaster(Forecaster):
                 b = slice(a, a + 8192)
                 out.append(self.net(torch.from_numpy(x[b]), torch.from_numpy(cols[sid[b]]),
                                     torch.from_numpy(c[b])).numpy())
-        pred = np.concatenate(out).reshape(n_o, n, self.horizon_steps, -1)[:, :, :horizon]
-        pred = pred.transpose(0, 2, 1, 3)  # (N, H, n, Q), scaled
-        if self.calibration is not None:   # fitted on scaled forecasts: applied before unscaling
-            pred = apply_spread_factors(pred, self.calibration, self.quantiles)
-        return self.scaling.inverse(pred.transpose(0, 1, 3, 2), cols).transpose(0, 1, 3, 2)
+        pred = np.concatenate(out).reshape(n_o, n, self.horizon_steps, -1)
+        return pred.transpose(0, 2, 1, 3)
+
+    @property
+    def calibration_window(self) -> int:
+        """Past origins (forecast steps) the rolling calibration reads; 0 when it is off (only the
+        load model with ``forecast.load_calibration_window_h`` > 0 and calibrated intervals)."""
+        s = self.settings
+        if self.signal != "load_req_per_s" or not s.calibrate_intervals:
+            return 0
+        return int(pd.Timedelta(hours=s.load_calibration_window_h) / self.step)
+
+    @property
+    def history_steps(self) -> int:
+        """Input rows ``predict`` reads: the look-back, plus the rolling calibration's past origins."""
+        return self.lookback_steps + self.ratio * self.calibration_window
+
+    def _rolling_factors(self, z: np.ndarray, times: pd.DatetimeIndex,
+                         origins: np.ndarray) -> list[np.ndarray | None]:
+        """Per origin, spread factors ``(H, Q)`` whose quantiles below the median are refitted on the
+        forecasts issued at the last ``calibration_window`` origins before it, scored on their
+        targets that end before it (``forecast.calibration``); the median and the quantiles above it
+        keep the validation factors. None (the validation factors) where the history is shorter.
+        Reads ``z`` strictly before each origin."""
+        k_max, r = self.calibration_window, self.ratio
+        out: list[np.ndarray | None] = [None] * len(origins)
+        if k_max == 0 or self.calibration is None:
+            return out
+        past = origins[:, None] - r * np.arange(k_max, 0, -1)[None, :]  # (N, K), oldest first
+        ok = (past >= self.lookback_steps).all(axis=1)
+        if not ok.any():
+            return out
+        uniq = np.unique(past[ok])
+        raw = self._scaled(z, times, uniq)  # (M, H, n, Q)
+        targets = rolling_mean(z.astype(np.float64), r)  # target of (o, h): targets[:, o + r·h]
+        h = np.arange(self.horizon_steps)
+        below = len(self.quantiles) // 2   # quantile columns below the median
+        for i in np.flatnonzero(ok):
+            at = np.searchsorted(uniq, past[i])
+            ends = past[i][:, None] + r * h[None, :] + r  # (K, H): first input step after each target
+            pos = np.minimum(past[i][:, None] + r * h[None, :], z.shape[1] - 1)
+            y = np.where((ends <= origins[i])[:, :, None], targets[:, pos].transpose(1, 2, 0), np.nan)  # (K, H, n)
+            pred = raw[at].transpose(0, 2, 1, 3).reshape(-1, self.horizon_steps, raw.shape[-1])
+            fitted = fit_spread_factors(pred, y.transpose(0, 2, 1).reshape(-1, self.horizon_steps), self.quantiles)
+            f = self.calibration[np.minimum(h, len(self.calibration) - 1)].copy()
+            f[:, :below] = fitted[:, :below]
+            out[i] = f
+        return out
 
     # --- persistence ----------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -271,7 +325,11 @@ class LearnedForecaster(Forecaster):
                 "fit_report": self.fit_report,
                 "calibration": None if self.calibration is None else {
                     "method": "split-conformal scaling of each quantile's distance from the median, "
-                              "per horizon step (±2 steps pooled), fitted on the validation period",
+                              "per horizon step (±2 steps pooled), fitted on the validation period"
+                              + (f"; the quantiles below the median refitted at every forecast on the last "
+                                 f"{self.calibration_window} origins whose targets are known (these factors while "
+                                 "the history is shorter)"
+                                 if self.calibration_window else ""),
                     "factors": self.calibration.tolist()}}
 
     @classmethod
@@ -281,6 +339,7 @@ class LearnedForecaster(Forecaster):
         settings["tcn_signals"] = tuple(settings.get("tcn_signals", ()))
         settings.setdefault("load_input_step_min", 60)   # bundles from before the 10-min inputs
         settings.setdefault("load_log_scale", False)
+        settings.setdefault("load_calibration_window_h", 0)   # bundles from before the rolling calibration
         net = NetSpec(**spec["net"])
         self = cls(spec["signal"], ForecastSettings(**settings), spec["tz"],
                    pd.Timedelta(seconds=spec["step_s"]), net.lookback, net.horizon, net.level_steps)

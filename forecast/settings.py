@@ -65,6 +65,11 @@ class ForecastSettings:
         calibrate_intervals: rescale each quantile's distance from the median per horizon step
             so that validation forecasts reach their nominal levels (split-conformal,
             ``forecast.calibration``); the median is unchanged.
+        load_calibration_window_h: > 0: the load model refits the factors of its quantiles below
+            the median at every forecast, on its own forecasts of the last this many origins whose
+            targets are known before the issue time (rolling split-conformal; the validation
+            factors while the history is shorter). The median and the quantiles above it (the
+            controller's provisioning quantile) keep the validation factors. 0: off.
         seed: seed of weights, batch order and dropout (same seed, same model).
         num_threads: torch CPU threads (per training process).
         strategy: Lightning's training strategy: ``auto`` (one process when ``devices`` and
@@ -107,6 +112,7 @@ class ForecastSettings:
     window_stride_h: int = field(default=1, metadata=rng(1, 168))
     ensemble_size: int = field(default=1, metadata=rng(1, 16))
     calibrate_intervals: bool = True
+    load_calibration_window_h: int = field(default=48, metadata=rng(0, 720))
     seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
     num_threads: int = field(default=2, metadata=rng(1, 256))
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
