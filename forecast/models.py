@@ -41,6 +41,7 @@ from forecast.calibration import apply_spread_factors, fit_spread_factors
 from forecast.features import CALENDAR_FEATURES, LOAD_10MIN, Scaling, as_history, calendar_features
 from forecast.interface import STEP, Forecaster
 from forecast.nets import ForecastNet, MemberMean, NetSpec
+from forecast.outages import clock_groups, fill_outages, outage_mask
 from forecast.output import DEFAULT_QUANTILES, Forecast
 from forecast.settings import PROCESS_KEYS, ForecastSettings
 from forecast.sources.humidity import saturation_vp_hpa, wetbulb_c
@@ -233,6 +234,8 @@ class LearnedForecaster(Forecaster):
         if horizon > self.horizon_steps:
             raise ValueError(f"{self.signal}: horizon {horizon} exceeds the trained {self.horizon_steps} steps")
         cols = np.array([self.all_series.index(s) for s in self.series])
+        if self.signal == "load_req_per_s" and self.settings.load_outage_fill:
+            values = fill_outages(values, outage_mask(values, clock_groups(self.series, self.tz)))
         z = self.scaling.forward(values, cols).T.astype(np.float32)  # (n, T)
         pred = self._scaled(z, times, origins)[:, :horizon]  # (N, H, n, Q), scaled
         if self.calibration is not None:   # fitted on scaled forecasts: applied before unscaling
@@ -340,6 +343,7 @@ class LearnedForecaster(Forecaster):
         settings.setdefault("load_input_step_min", 60)   # bundles from before the 10-min inputs
         settings.setdefault("load_log_scale", False)
         settings.setdefault("load_calibration_window_h", 0)   # bundles from before the rolling calibration
+        settings.setdefault("load_outage_fill", False)        # bundles from before the outage fill
         net = NetSpec(**spec["net"])
         self = cls(spec["signal"], ForecastSettings(**settings), spec["tz"],
                    pd.Timedelta(seconds=spec["step_s"]), net.lookback, net.horizon, net.level_steps)

@@ -70,6 +70,9 @@ class ForecastSettings:
             targets are known before the issue time (rolling split-conformal; the validation
             factors while the history is shorter). The median and the quantiles above it (the
             controller's provisioning quantile) keep the validation factors. 0: off.
+        load_outage_fill: when it forecasts, the load model reads a service outage in its inputs
+            (every stream on one clock at exactly 0, ``forecast.outages``) as the last value before
+            it; training reads the history as recorded.
         seed: seed of weights, batch order and dropout (same seed, same model).
         num_threads: torch CPU threads (per training process).
         strategy: Lightning's training strategy: ``auto`` (one process when ``devices`` and
@@ -113,6 +116,7 @@ class ForecastSettings:
     ensemble_size: int = field(default=1, metadata=rng(1, 16))
     calibrate_intervals: bool = True
     load_calibration_window_h: int = field(default=48, metadata=rng(0, 720))
+    load_outage_fill: bool = True
     seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
     num_threads: int = field(default=2, metadata=rng(1, 256))
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
