@@ -201,8 +201,8 @@ def write_report(res: dict, path_md: Path, cfg_path: str) -> None:
              "Data: grid and weather signals 2018 (2019 weather on the 2018 calendar), train Jan–Sep, "
              "validate Oct, test Nov–Dec, every hour an origin, 24-h horizon; load: the 14 recorded "
              "ServeGen days placed at 3–16 Dec 2018 (Monday assumed), train days 0–8, validate 9–10, "
-             f"test 11–13 (14–16 Dec), recorded values only. {_load_inputs(res)}{_outage_note(res)} Load targets (issue 17): skill "
-             "≤ 0.8 on m-large, ≤ 0.85 on m-mid, 80 % coverage in 75–85 %.", "",
+             f"test 11–13 (14–16 Dec), recorded values only. {_load_inputs(res)}{_outage_note(res)} "
+             "Load targets (issue 17): skill ≤ 0.8 on m-large, ≤ 0.85 on m-mid, 80 % coverage in 75–85 %.", "",
              f"**Training (all signals, end to end of the fits): {res['train_seconds']:.0f} s "
              f"(target ≤ 300 s); one forecast of every series: {res['predict_ms']:.1f} ms (target ≤ 50 ms).**"
              + (f" Process CPU time of the fits: {res['train_cpu_seconds']:.0f} s (a CPU-bound run on dedicated "
