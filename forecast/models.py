@@ -301,13 +301,15 @@ class LearnedForecaster(Forecaster):
         targets = rolling_mean(z.astype(np.float64), r)  # target of (o, h): targets[:, o + r·h]
         h = np.arange(self.horizon_steps)
         below = len(self.quantiles) // 2   # quantile columns below the median
+        lower = slice(0, below + 1)         # those and the median: the only ones refitted
         for i in np.flatnonzero(ok):
             at = np.searchsorted(uniq, past[i])
             ends = past[i][:, None] + r * h[None, :] + r  # (K, H): first input step after each target
             pos = np.minimum(past[i][:, None] + r * h[None, :], z.shape[1] - 1)
             y = np.where((ends <= origins[i])[:, :, None], targets[:, pos].transpose(1, 2, 0), np.nan)  # (K, H, n)
-            pred = raw[at].transpose(0, 2, 1, 3).reshape(-1, self.horizon_steps, raw.shape[-1])
-            fitted = fit_spread_factors(pred, y.transpose(0, 2, 1).reshape(-1, self.horizon_steps), self.quantiles)
+            pred = raw[at][..., lower].transpose(0, 2, 1, 3).reshape(-1, self.horizon_steps, below + 1)
+            fitted = fit_spread_factors(pred, y.transpose(0, 2, 1).reshape(-1, self.horizon_steps),
+                                        self.quantiles[lower])
             f = self.calibration[np.minimum(h, len(self.calibration) - 1)].copy()
             f[:, :below] = fitted[:, :below]
             out[i] = f
